@@ -1,0 +1,282 @@
+"""Golden tables: typed, validated, documented. Bad rows go to ``golden.quarantine``.
+
+Each asset reads its raw table(s) from DuckDB, calls the pure rules in :mod:`quality.rules`,
+replaces its golden table and its slice of the quarantine in one transaction (so re-running is
+idempotent), and proves with an inline check that raw rows = golden rows + quarantined rows.
+The Great Expectations suites run as blocking checks (:mod:`assets.checks`).
+"""
+
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from assets.metadata import frame_metadata
+from orchestration.resources import Warehouse
+from quality import rules
+
+RECONCILES_CHECK = "reconciles"
+OWNER = "team:data-platform"
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS golden.quarantine (
+    table_name VARCHAR, record_key VARCHAR, reason VARCHAR, raw_row VARCHAR,
+    source_file VARCHAR, source_line BIGINT, run_id VARCHAR, quarantined_at TIMESTAMPTZ
+)"""
+
+CONTRACTS = {
+    "users": "One row per user. user_id (PK).",
+    "artists": "One row per artist. artist_id (PK), name, genre, url.",
+    "tags": "The tag vocabulary. tag_id (PK), tag.",
+    "tracks": "One row per track. track_id (PK), artist_id (FK artists), title, duration_s, genre.",
+    "items": "What listens refer to: artists (artist-level sources) or tracks. item_id (PK), "
+    "artist_id, name, genre, level.",
+    "listen_events": "One row per play (event sources only). user_id, item_id, plays >= 1, ts.",
+    "listens": "Plays per user and item. user_id, item_id (FK items), plays > 0, first_ts, last_ts.",
+    "tag_assignments": "Who described which artist with which tag. user_id, artist_id, tag, ts.",
+    "artist_text": "Free text about an artist. artist_id, text.",
+    "friends": "Directed friendship edges. user_id, friend_id.",
+}
+
+
+def read_raw(warehouse: Warehouse, name: str) -> pd.DataFrame:
+    """A raw table as text, without the load-time column (lineage stays)."""
+    return warehouse.table("raw", name).drop(columns=["_loaded_at"], errors="ignore")
+
+
+def source_info(warehouse: Warehouse) -> dict[str, str]:
+    row = warehouse.read("SELECT * FROM meta.source").iloc[0]
+    return {"item_level": str(row["item_level"]), "listens_kind": str(row["listens_kind"])}
+
+
+def publish(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    table: str,
+    golden: pd.DataFrame,
+    quarantine: pd.DataFrame | None,
+    asset_key: dg.AssetKey | None = None,
+    raw_rows: int | None = None,
+    extra: dict | None = None,
+) -> dg.MaterializeResult:
+    """Replace ``golden.<table>`` and its quarantine slice atomically; build the metadata."""
+    quarantine = quarantine if quarantine is not None else rules.empty_quarantine()
+    quarantine = quarantine.assign(
+        table_name=table,
+        run_id=context.run_id,
+        quarantined_at=pd.Timestamp.now(tz="UTC"),
+    )
+    with warehouse.connect() as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS golden")
+        con.execute(QUARANTINE_DDL)
+        con.register("_golden", golden)
+        con.register("_quarantine", quarantine)
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE golden.{table} AS SELECT * FROM _golden")
+        con.execute("DELETE FROM golden.quarantine WHERE table_name = ?", [table])
+        con.execute(
+            "INSERT INTO golden.quarantine SELECT table_name, record_key, reason, raw_row, "
+            "source_file, CAST(source_line AS BIGINT), run_id, quarantined_at FROM _quarantine"
+        )
+        con.execute("COMMIT")
+    reasons = (
+        quarantine["reason"].str.split(":", n=1).str[0].value_counts().to_dict()
+        if len(quarantine)
+        else {}
+    )
+    metadata = {
+        **frame_metadata(golden),
+        "quarantined_rows": len(quarantine),
+        "quarantine_reasons": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+        "contract": CONTRACTS.get(table, ""),
+        **(extra or {}),
+    }
+    check_results = []
+    if raw_rows is not None:
+        ok = rules.reconcile(raw_rows, len(golden), len(quarantine))
+        check_results.append(
+            dg.AssetCheckResult(
+                check_name=RECONCILES_CHECK,
+                passed=ok,
+                asset_key=asset_key,
+                metadata={
+                    "raw_rows": raw_rows,
+                    "golden_rows": len(golden),
+                    "quarantined_rows": len(quarantine),
+                },
+            )
+        )
+    if len(quarantine):
+        context.log.warning(f"golden.{table}: {len(quarantine)} rows quarantined: {reasons}")
+    return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, check_results=check_results)
+
+
+def _golden_asset(
+    table: str,
+    raw: str | None,
+    deps: list[str],
+    build: Callable[[pd.DataFrame, dict[str, pd.DataFrame], dict[str, str]], rules.TableResult],
+) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["golden", table])
+    upstream = ([dg.AssetKey(["raw", raw])] if raw else []) + [
+        dg.AssetKey(["golden", d]) for d in deps
+    ]
+    checks = (
+        [
+            dg.AssetCheckSpec(
+                RECONCILES_CHECK,
+                asset=key,
+                description="raw rows = golden rows + quarantined rows",
+            )
+        ]
+        if raw
+        else []
+    )
+
+    @dg.asset(
+        key=key,
+        deps=upstream,
+        group_name="golden",
+        kinds={"duckdb"},
+        owners=[OWNER],
+        description=f"Golden {table}. {CONTRACTS[table]}",
+        freshness_policy=FRESHNESS,
+        check_specs=checks,
+        pool="duckdb",
+        tags={"layer": "golden"},
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        raw_frame = read_raw(warehouse, raw) if raw else pd.DataFrame()
+        parents = {d: warehouse.table("golden", d) for d in deps}
+        result = build(raw_frame, parents, source_info(warehouse))
+        notes = {f"note/{k}": int(v) for k, v in result.notes.items()}
+        return publish(
+            context,
+            warehouse,
+            table,
+            result.golden,
+            result.quarantine,
+            asset_key=key,
+            raw_rows=result.raw_rows if raw else None,
+            extra=notes,
+        )
+
+    _asset.__name__ = f"golden_{table}"
+    return _asset
+
+
+def _items(raw: pd.DataFrame, p: dict[str, pd.DataFrame], info: dict[str, str]) -> rules.TableResult:
+    level = info["item_level"]
+    items = rules.build_items(p["artists"], p["tracks"] if len(p["tracks"]) else None, level)
+    return rules.TableResult("items", items, rules.empty_quarantine(), len(items))
+
+
+golden_users = _golden_asset("users", "users", [], lambda r, p, i: rules.validate_users(r))
+golden_artists = _golden_asset("artists", "artists", [], lambda r, p, i: rules.validate_artists(r))
+golden_tags = _golden_asset("tags", "tags", [], lambda r, p, i: rules.validate_tags(r))
+golden_tracks = _golden_asset(
+    "tracks", "tracks", ["artists"], lambda r, p, i: rules.validate_tracks(r, p["artists"])
+)
+golden_items = _golden_asset("items", None, ["artists", "tracks"], _items)
+golden_tag_assignments = _golden_asset(
+    "tag_assignments",
+    "tag_assignments",
+    ["users", "artists", "tags"],
+    lambda r, p, i: rules.validate_tag_assignments(r, p["users"], p["artists"], p["tags"]),
+)
+golden_artist_text = _golden_asset(
+    "artist_text",
+    "artist_text",
+    ["artists"],
+    lambda r, p, i: rules.validate_artist_text(r, p["artists"]),
+)
+golden_friends = _golden_asset(
+    "friends", "friends", ["users"], lambda r, p, i: rules.validate_friends(r, p["users"])
+)
+
+LISTEN_EVENTS = dg.AssetKey(["golden", "listen_events"])
+LISTENS = dg.AssetKey(["golden", "listens"])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            LISTEN_EVENTS,
+            deps=[["raw", "listens"], ["golden", "users"], ["golden", "items"]],
+            description=f"Golden listen_events. {CONTRACTS['listen_events']} Empty for sources "
+            "that only have aggregated play counts (HetRec).",
+            group_name="golden",
+            kinds={"duckdb"},
+            owners=[OWNER],
+            freshness_policy=FRESHNESS,
+            skippable=False,
+        ),
+        dg.AssetSpec(
+            LISTENS,
+            deps=[["raw", "listens"], ["golden", "users"], ["golden", "items"]],
+            description=f"Golden listens. {CONTRACTS['listens']} Aggregated from listen_events "
+            "for event sources.",
+            group_name="golden",
+            kinds={"duckdb"},
+            owners=[OWNER],
+            freshness_policy=FRESHNESS,
+            skippable=False,
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            RECONCILES_CHECK,
+            asset=LISTENS,
+            description="raw listen rows = golden rows (events or aggregated) + quarantined rows",
+        ),
+        dg.AssetCheckSpec(
+            RECONCILES_CHECK,
+            asset=LISTEN_EVENTS,
+            description="raw listen rows = golden events + quarantined rows (event sources)",
+        ),
+    ],
+    pool="duckdb",
+)
+def golden_listens(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Validate raw listens once; publish events (if any) and the aggregated listens."""
+    info = source_info(warehouse)
+    raw = read_raw(warehouse, "listens")
+    users, items = warehouse.table("golden", "users"), warehouse.table("golden", "items")
+    kind = info["listens_kind"]
+    result = rules.validate_listens(raw, users, items, kind)  # type: ignore[arg-type]
+    if kind == "events":
+        yield publish(
+            context, warehouse, "listen_events", result.golden, result.quarantine,
+            asset_key=LISTEN_EVENTS, raw_rows=result.raw_rows,
+        )
+        listens = rules.aggregate_listen_events(result.golden)
+        yield publish(
+            context, warehouse, "listens", listens, None, asset_key=LISTENS,
+            extra={"aggregated_from_events": len(result.golden)},
+        )
+        yield dg.AssetCheckResult(
+            check_name=RECONCILES_CHECK,
+            asset_key=LISTENS,
+            passed=int(listens["plays"].sum()) == int(result.golden["plays"].sum()),
+            metadata={"note": "plays of golden listens = plays of golden listen_events"},
+        )
+    else:
+        events = pd.DataFrame(
+            {
+                "user_id": pd.Series(dtype=object),
+                "item_id": pd.Series(dtype=object),
+                "plays": pd.Series(dtype="int64"),
+                "ts": pd.Series(dtype=rules.TS_DTYPE),
+            }
+        )
+        yield publish(context, warehouse, "listen_events", events, None, asset_key=LISTEN_EVENTS)
+        yield dg.AssetCheckResult(
+            check_name=RECONCILES_CHECK, asset_key=LISTEN_EVENTS, passed=True,
+            metadata={"note": "aggregated source: no events"},
+        )
+        yield publish(
+            context, warehouse, "listens", result.golden, result.quarantine,
+            asset_key=LISTENS, raw_rows=result.raw_rows,
+        )

@@ -1,0 +1,171 @@
+"""Dagster resources: the only code that turns settings into connections.
+
+Every resource is a small interface with an embedded and a production flavour chosen by
+:func:`build_resources` from :mod:`orchestration.settings`; assets take them as typed parameters
+and never look at the environment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from orchestration.settings import Settings, load_settings
+
+LOCK_WAIT_SECONDS = 120.0
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the DuckDB file for writing."""
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file (schemas ``raw`` and ``golden`` plus downstream tables).
+
+    DuckDB allows one writing process per file. Assets that write run in the ``duckdb``
+    concurrency pool; as a second line of defence :meth:`connect` waits (bounded) for a lock held
+    by another process and then fails with a message that says who to stop.
+    """
+
+    path: str
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                con = duckdb.connect(self.path, read_only=read_only and Path(self.path).exists())
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise WarehouseLockedError(
+                        f"DuckDB file {self.path} is locked by another process ({error}). "
+                        "Stop the other writer (a running Dagster step, a notebook or a `duckdb` "
+                        "shell holding the file), or run with the `duckdb` pool limit at 1."
+                    ) from error
+                time.sleep(0.5)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def write_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        """Replace ``schema.table`` with ``frame`` atomically; return the row count."""
+        with self.connect() as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.register("_frame", frame)
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"CREATE OR REPLACE TABLE {schema}.{table} AS SELECT * FROM _frame")
+            con.execute("COMMIT")
+            con.unregister("_frame")
+        return len(frame)
+
+    def read(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).df()
+
+    def table(self, schema: str, table: str) -> pd.DataFrame:
+        return self.read(f"SELECT * FROM {schema}.{table}")
+
+    def has_table(self, schema: str, table: str) -> bool:
+        if not Path(self.path).exists():
+            return False
+        found = self.read(
+            "SELECT count(*) AS n FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        )
+        return bool(found["n"].iloc[0])
+
+
+class Paths(dg.ConfigurableResource):
+    """Where files go: models, reports, Feast exports, GX project, sample data."""
+
+    data_dir: str
+    feature_repo: str
+    audio_dir: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    def sub(self, *parts: str) -> Path:
+        path = Path(self.data_dir, *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def gx_root(self) -> Path:
+        return self.sub("gx")
+
+
+class VectorStoreResource(dg.ConfigurableResource):
+    """Milvus: a Milvus Lite ``.db`` file (embedded) or a server URI (production).
+
+    Milvus Lite allows one process per file, so every asset using it runs in the ``milvus`` pool.
+    """
+
+    uri: str
+
+    @contextmanager
+    def open(self) -> Iterator[Any]:
+        from embeddings.vector_store import VectorStore
+
+        if not self.uri.startswith("http"):
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        store = VectorStore(self.uri)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+class FeatureStoreResource(dg.ConfigurableResource):
+    """Feast: file registry + DuckDB offline + SQLite online (embedded), or SQL registry on
+    Postgres + Redis online (production)."""
+
+    repo_path: str
+    data_dir: str
+    profile: str
+    postgres_url: str
+    redis_url: str
+
+    def client(self) -> Any:
+        from recommend.feature_store import FeatureStoreClient
+
+        return FeatureStoreClient(
+            repo_path=self.repo_path,
+            data_dir=self.data_dir,
+            profile=self.profile,
+            postgres_url=self.postgres_url,
+            redis_url=self.redis_url,
+        )
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, Any]:
+    """Resources for the profile in ``settings`` (read from the environment by default)."""
+    settings = settings or load_settings()
+    return {
+        "warehouse": Warehouse(path=str(settings.warehouse_path)),
+        "paths": Paths(
+            data_dir=str(settings.data_dir),
+            feature_repo=str(settings.feature_repo),
+            audio_dir=str(settings.audio_dir),
+        ),
+        "vector_store": VectorStoreResource(uri=settings.milvus_uri),
+        "feature_store": FeatureStoreResource(
+            repo_path=str(settings.feature_repo),
+            data_dir=str(settings.data_dir),
+            profile=settings.profile,
+            postgres_url=settings.postgres_url,
+            redis_url=settings.redis_url,
+        ),
+    }

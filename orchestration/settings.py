@@ -1,0 +1,141 @@
+"""The one place that knows which profile runs. Everything else receives plain values.
+
+Environment variables (all optional; defaults give the embedded profile on the built-in sample):
+
+==========================  ===================================================================
+``CRATEDIGGER_PROFILE``     ``embedded`` (default: DuckDB file, Milvus Lite, Feast on SQLite) or
+                            ``production`` (Feast SQL registry on Postgres + Redis online store,
+                            Dagster storage on Postgres, Milvus server through ``MILVUS_URI``)
+``CRATEDIGGER_DATA_DIR``    where every artefact goes (default ``./data`` of the checkout)
+``CRATEDIGGER_SOURCE``      ``sample`` (default), ``hetrec`` or ``generic``
+``CRATEDIGGER_SOURCE_PATH`` directory of the HetRec or generic files (required for those two)
+``CRATEDIGGER_SAMPLE_SCALE`` multiplies the sample generator's size (default 1.0)
+``MILVUS_URI``              Milvus server URI; default ``<data dir>/milvus.db`` (Milvus Lite)
+``CRATEDIGGER_POSTGRES_URL`` production: SQLAlchemy URL of Postgres
+                            (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
+``CRATEDIGGER_REDIS_URL``   production: Redis ``host:port`` (default ``127.0.0.1:6379``)
+``CRATEDIGGER_AUDIO_BACKEND`` ``musicnn`` (default), ``openl3`` or ``dsp``
+==========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("embedded", "production")
+SOURCES = ("sample", "hetrec", "generic")
+AUDIO_BACKENDS = ("musicnn", "openl3", "dsp")
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong. The message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration for one process."""
+
+    profile: str
+    data_dir: Path
+    source: str
+    source_path: str | None
+    sample_scale: float
+    milvus_uri: str
+    postgres_url: str
+    redis_url: str
+    audio_backend: str
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def gx_root(self) -> Path:
+        return self.data_dir / "gx"
+
+    @property
+    def data_docs_index(self) -> Path:
+        return self.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    @property
+    def sample_dir(self) -> Path:
+        return self.data_dir / "sample"
+
+    @property
+    def feature_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def feature_repo(self) -> Path:
+        return PROJECT_ROOT / "feature_repo"
+
+    @property
+    def audio_dir(self) -> Path:
+        """The folder the audio sensor watches: the sample's synthesised clips by default."""
+        return self.sample_dir / "audio" if self.source == "sample" else self.data_dir / "audio"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _choice(env: dict[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(key, default).strip().lower() or default
+    if value not in allowed:
+        raise SettingsError(
+            f"{key}={value!r} is not valid; use one of {', '.join(allowed)} "
+            f"(or unset it for the default {default!r})."
+        )
+    return value
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read the profile from environment variables (or ``env``) and check every value."""
+    env = dict(os.environ if env is None else env)
+    profile = _choice(env, "CRATEDIGGER_PROFILE", "embedded", PROFILES)
+    source = _choice(env, "CRATEDIGGER_SOURCE", "sample", SOURCES)
+    audio_backend = _choice(env, "CRATEDIGGER_AUDIO_BACKEND", "musicnn", AUDIO_BACKENDS)
+    data_dir = Path(env.get("CRATEDIGGER_DATA_DIR") or PROJECT_ROOT / "data").expanduser()
+    source_path = env.get("CRATEDIGGER_SOURCE_PATH") or None
+    if source != "sample" and not source_path:
+        raise SettingsError(
+            f"CRATEDIGGER_SOURCE={source} needs CRATEDIGGER_SOURCE_PATH, the directory holding "
+            "its files (e.g. CRATEDIGGER_SOURCE_PATH=../shared/data/hetrec2011-lastfm-2k)."
+        )
+    raw_scale = env.get("CRATEDIGGER_SAMPLE_SCALE", "1.0")
+    try:
+        sample_scale = float(raw_scale)
+    except ValueError:
+        sample_scale = -1.0
+    if not sample_scale > 0:
+        raise SettingsError(
+            f"CRATEDIGGER_SAMPLE_SCALE={raw_scale!r} must be a positive number such as 1 or 10."
+        )
+    milvus_uri = env.get("MILVUS_URI") or str(data_dir.resolve() / "milvus.db")
+    return Settings(
+        profile=profile,
+        data_dir=data_dir.resolve(),
+        source=source,
+        source_path=source_path,
+        sample_scale=sample_scale,
+        milvus_uri=milvus_uri,
+        postgres_url=env.get(
+            "CRATEDIGGER_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+        redis_url=env.get("CRATEDIGGER_REDIS_URL", "127.0.0.1:6379"),
+        audio_backend=audio_backend,
+    )

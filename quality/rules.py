@@ -1,0 +1,761 @@
+"""Row-level rules: raw text tables in, typed golden tables and a quarantine of rejected rows out.
+
+Pure pandas, vectorised, no dagster. Every raw row of a row table ends in exactly one of the
+golden frame or the quarantine, so ``raw rows = golden rows + quarantined rows``
+(``TableResult.reconciles``). Each function takes its dependencies explicitly, e.g. listens need
+the golden users and items: validate parents first (``validate_bundle`` does it in order).
+
+A quarantined row carries one reason, the first rule it breaks, as ``"<code>: <detail>"``. Codes:
+
+=======================  ==============================================================
+code                     meaning
+=======================  ==============================================================
+``id_missing``           an id column is null or empty
+``id_undecodable``       an id holds U+FFFD (bytes that were not valid text)
+``plays_not_numeric``    plays is not a number
+``plays_not_integer``    plays is a number with a fraction
+``plays_not_positive``   plays <= 0
+``duration_invalid``     duration_s is not a number, <= 0 or longer than the maximum
+``ts_unparseable``       ts is neither ISO-8601 nor epoch milliseconds, or out of range
+``text_missing``         a required text (tag, artist text) is empty
+``friend_is_self``       a user listed as their own friend
+``unknown_user``         user_id (or friend_id) not among the golden users
+``unknown_item``         item_id not among the golden items (artists or tracks)
+``unknown_artist``       artist_id not among the golden artists
+``unknown_tag``          tag_id not among the golden tags
+``duplicate_key``        the key repeats an earlier row (the first is kept)
+``duplicate_event``      a play event identical to an earlier one (the first is kept)
+=======================  ==============================================================
+
+Cleaning that is not rejection: text values are stripped of surrounding white space; empty
+optional values become null; names holding U+FFFD are kept and counted in ``TableResult.notes``.
+Timestamps without a zone are taken as UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from sources.base import RawBundle
+
+logger = logging.getLogger(__name__)
+
+QUARANTINE_COLUMNS = [
+    "table_name",
+    "record_key",
+    "reason",
+    "raw_row",
+    "source_file",
+    "source_line",
+]
+REPLACEMENT_CHAR = "\ufffd"
+MAX_DURATION_S = 6 * 3600.0
+TS_MIN = pd.Timestamp("1900-01-01", tz="UTC")
+TS_MAX = pd.Timestamp("2100-01-01", tz="UTC")
+TS_DTYPE = "datetime64[us, UTC]"
+
+GOLDEN_COLUMNS: dict[str, list[str]] = {
+    "users": ["user_id"],
+    "artists": ["artist_id", "name", "genre", "url"],
+    "tracks": ["track_id", "artist_id", "title", "duration_s", "genre"],
+    "items": ["item_id", "artist_id", "name", "genre", "level"],
+    "tags": ["tag_id", "tag"],
+    "listen_events": ["user_id", "item_id", "plays", "ts"],
+    "listens": ["user_id", "item_id", "plays", "first_ts", "last_ts"],
+    "tag_assignments": ["user_id", "artist_id", "tag", "ts"],
+    "artist_text": ["artist_id", "text"],
+    "friends": ["user_id", "friend_id"],
+}
+
+
+def reconcile(raw_count: int, golden_count: int, quarantined_count: int) -> bool:
+    """True when every raw row is either golden or quarantined, exactly once."""
+    return int(raw_count) == int(golden_count) + int(quarantined_count)
+
+
+def empty_quarantine() -> pd.DataFrame:
+    """A quarantine frame with no rows and the standard columns."""
+    frame = pd.DataFrame({name: pd.Series(dtype=object) for name in QUARANTINE_COLUMNS})
+    frame["source_line"] = frame["source_line"].astype("Int64")
+    return frame
+
+
+@dataclass
+class TableResult:
+    """The outcome of validating one raw table.
+
+    Attributes
+    ----------
+    table_name
+        The golden table name (``listens`` or ``listen_events`` for listens).
+    golden
+        Typed rows that passed every rule (columns as in ``GOLDEN_COLUMNS``).
+    quarantine
+        Rejected rows (columns ``QUARANTINE_COLUMNS``), one reason each.
+    raw_rows
+        Number of raw rows read.
+    notes
+        Counts of kept-but-notable values, e.g. ``names_with_replacement_char``.
+    """
+
+    table_name: str
+    golden: pd.DataFrame
+    quarantine: pd.DataFrame
+    raw_rows: int
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reconciles(self) -> bool:
+        """raw rows == golden rows + quarantined rows."""
+        return reconcile(self.raw_rows, len(self.golden), len(self.quarantine))
+
+    def reason_counts(self) -> dict[str, int]:
+        """Quarantined rows per reason code (the text before the colon)."""
+        if self.quarantine.empty:
+            return {}
+        codes = self.quarantine["reason"].str.split(":", n=1).str[0]
+        return {str(k): int(v) for k, v in codes.value_counts().items()}
+
+
+@dataclass
+class BundleValidation:
+    """All validated tables of one raw bundle.
+
+    Attributes
+    ----------
+    tables
+        One ``TableResult`` per row table present (each reconciles).
+    derived
+        Golden tables built from validated ones, without rows of their own: ``items`` always,
+        ``listens`` for event sources (aggregated from ``listen_events``).
+    item_level
+        ``"artist"`` or ``"track"``, from the bundle.
+    """
+
+    tables: dict[str, TableResult]
+    derived: dict[str, pd.DataFrame]
+    item_level: str
+
+    def golden(self, name: str) -> pd.DataFrame:
+        """The golden frame ``name`` (a row table or a derived one)."""
+        if name in self.derived:
+            return self.derived[name]
+        return self.tables[name].golden
+
+    def quarantine(self) -> pd.DataFrame:
+        """Every quarantined row of every table, in one frame."""
+        frames = [r.quarantine for r in self.tables.values() if not r.quarantine.empty]
+        if not frames:
+            return empty_quarantine()
+        return pd.concat(frames, ignore_index=True)
+
+    def reconciliation(self) -> pd.DataFrame:
+        """Per table: raw, golden and quarantined row counts and whether they reconcile."""
+        rows = [
+            {
+                "table_name": name,
+                "raw_rows": r.raw_rows,
+                "golden_rows": len(r.golden),
+                "quarantined_rows": len(r.quarantine),
+                "reconciles": r.reconciles,
+            }
+            for name, r in self.tables.items()
+        ]
+        return pd.DataFrame(rows)
+
+    @property
+    def reconciles(self) -> bool:
+        """True when every table reconciles."""
+        return all(r.reconciles for r in self.tables.values())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def clean_text(values: pd.Series) -> pd.Series:
+    """Strip surrounding white space; null and empty values become ``None`` (object dtype)."""
+    text = values.astype(object)
+    text = text.where(text.notna(), None)
+    stripped = text.str.strip()
+    stripped = stripped.where(stripped.notna() & (stripped != ""), None)
+    return stripped.astype(object)
+
+
+def parse_timestamps(
+    text: pd.Series, ts_min: pd.Timestamp = TS_MIN, ts_max: pd.Timestamp = TS_MAX
+) -> tuple[pd.Series, pd.Series]:
+    """Parse ISO-8601 or epoch-millisecond text into UTC timestamps.
+
+    Parameters
+    ----------
+    text
+        Cleaned text (``None`` for empty).
+    ts_min, ts_max
+        Timestamps outside ``[ts_min, ts_max)`` count as unparseable.
+
+    Returns
+    -------
+    parsed, bad
+        ``datetime64[us, UTC]`` values (NaT where empty or bad) and a mask of the values that
+        were given but could not be parsed.
+    """
+    present = text.notna()
+    parsed = pd.Series(pd.NaT, index=text.index, dtype=TS_DTYPE)
+    if present.any():
+        given = text[present].astype(str)
+        is_epoch = given.str.fullmatch(r"-?\d{1,16}")
+        if is_epoch.any():
+            millis = pd.to_numeric(given[is_epoch], errors="coerce")
+            epoch = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
+            parsed.loc[epoch.index] = epoch.astype(TS_DTYPE)
+        if (~is_epoch).any():
+            iso = pd.to_datetime(given[~is_epoch], format="ISO8601", utc=True, errors="coerce")
+            parsed.loc[iso.index] = iso.astype(TS_DTYPE)
+    out_of_range = parsed.notna() & ((parsed < ts_min) | (parsed >= ts_max))
+    parsed = parsed.where(~out_of_range, pd.NaT).astype(TS_DTYPE)
+    bad = present & parsed.isna()
+    return parsed, bad
+
+
+def _combined_codes(columns: list[pd.Series]) -> np.ndarray:
+    """One int64 code per row that is equal exactly when all ``columns`` are equal."""
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        column_codes, uniques = pd.factorize(column, use_na_sentinel=False)
+        codes = codes * (len(uniques) + 1) + column_codes
+        if len(columns) > 1 and codes.max(initial=0) > 2**40:
+            codes, _ = pd.factorize(codes)
+            codes = codes.astype(np.int64)
+    return codes
+
+
+class _RowChecker:
+    """Assigns each raw row at most one reason: the first failing rule, in call order."""
+
+    def __init__(self, raw: pd.DataFrame, table_name: str, key_columns: list[str]) -> None:
+        self.raw = raw.reset_index(drop=True)
+        self.table_name = table_name
+        self.key_columns = key_columns
+        self.reasons = np.full(len(self.raw), None, dtype=object)
+
+    @property
+    def pending(self) -> np.ndarray:
+        """Rows with no reason yet."""
+        return pd.isna(self.reasons)
+
+    def flag(
+        self, mask: pd.Series | np.ndarray, code: str, detail: Callable[[np.ndarray], pd.Series]
+    ) -> None:
+        """Set ``code: detail`` on rows in ``mask`` that have no reason yet.
+
+        ``detail`` receives the positions of the newly flagged rows and returns their detail
+        texts (only computed for those rows).
+        """
+        hit = np.asarray(mask, dtype=bool) & self.pending
+        if not hit.any():
+            return
+        positions = np.flatnonzero(hit)
+        texts = np.asarray(detail(positions), dtype=object)
+        self.reasons[positions] = [f"{code}: {text}" for text in texts]
+
+    def missing_ids(self, ids: dict[str, pd.Series], nullable: tuple[str, ...] = ()) -> None:
+        """Flag null/empty ids (except ``nullable`` columns) and ids holding U+FFFD."""
+        for name, values in ids.items():
+            if name in nullable:
+                continue
+            self.flag(values.isna().to_numpy(), "id_missing", lambda p, n=name: _const(p, n))
+        for name, values in ids.items():
+            bad = values.str.contains(REPLACEMENT_CHAR, regex=False).fillna(False)
+            self.flag(
+                bad.to_numpy(dtype=bool),
+                "id_undecodable",
+                lambda p, n=name, v=values: [
+                    f"{n}={v.iloc[i]!r} holds undecodable bytes" for i in p
+                ],
+            )
+
+    def unknown(self, values: pd.Series, known: pd.Series, code: str, what: str) -> None:
+        """Flag non-null ``values`` not in ``known``."""
+        missing = values.notna() & ~values.isin(pd.Index(known.dropna().unique()))
+        self.flag(
+            missing.to_numpy(),
+            code,
+            lambda p: [f"{values.name}={values.iloc[i]!r} is not in {what}" for i in p],
+        )
+
+    def duplicates(
+        self,
+        columns: list[pd.Series],
+        code: str = "duplicate_key",
+        among: np.ndarray | None = None,
+    ) -> None:
+        """Among rows still pending (and in ``among``), flag those whose key repeats an earlier one."""
+        pending = self.pending if among is None else self.pending & among
+        if not pending.any():
+            return
+        codes = _combined_codes([c[pending] for c in columns])
+        keys = pd.Series(codes, index=np.flatnonzero(pending))
+        repeated = keys.duplicated(keep="first")
+        if not repeated.any():
+            return
+        lines = self.raw["_source_line"]
+        first_line = pd.Series(
+            lines.to_numpy()[keys.index[~repeated]], index=keys[~repeated].to_numpy()
+        )
+        mask = np.zeros(len(self.raw), dtype=bool)
+        mask[keys.index[repeated]] = True
+        names = [c.name for c in columns]
+
+        def detail(positions: np.ndarray) -> list[str]:
+            firsts = first_line.reindex(keys.loc[positions].to_numpy()).to_numpy()
+            return [
+                ", ".join(f"{n}={c.iloc[i]!r}" for n, c in zip(names, columns, strict=True))
+                + f" repeats line {first}"
+                for i, first in zip(positions, firsts, strict=True)
+            ]
+
+        self.flag(mask, code, detail)
+
+    def quarantine(self) -> pd.DataFrame:
+        """The quarantine frame of the flagged rows."""
+        flagged = ~self.pending
+        if not flagged.any():
+            return empty_quarantine()
+        rows = self.raw[flagged]
+        rows = rows.astype(object).where(rows.notna(), None)
+        key = rows[self.key_columns[0]].fillna("").astype(str)
+        for name in self.key_columns[1:]:
+            key = key + "|" + rows[name].fillna("").astype(str)
+        raw_rows = [
+            json.dumps(record, ensure_ascii=False, default=str)
+            for record in rows.to_dict("records")
+        ]
+        frame = pd.DataFrame(
+            {
+                "table_name": self.table_name,
+                "record_key": key.to_numpy(),
+                "reason": self.reasons[flagged],
+                "raw_row": raw_rows,
+                "source_file": rows["_source_file"].to_numpy() if "_source_file" in rows else None,
+                "source_line": rows["_source_line"].to_numpy() if "_source_line" in rows else None,
+            }
+        )
+        frame["source_line"] = pd.array(frame["source_line"], dtype="Int64")
+        return frame
+
+    def result(self, golden: pd.DataFrame, notes: dict[str, int] | None = None) -> TableResult:
+        """Package ``golden`` (already restricted to pending rows) with the quarantine."""
+        quarantine = self.quarantine()
+        result = TableResult(
+            table_name=self.table_name,
+            golden=golden.reset_index(drop=True),
+            quarantine=quarantine,
+            raw_rows=len(self.raw),
+            notes=notes or {},
+        )
+        if not result.reconciles:  # a bug here must never lose rows silently
+            raise AssertionError(f"{self.table_name}: rows do not reconcile")
+        if len(quarantine):
+            logger.info(
+                "%s: %d quarantined %s", self.table_name, len(quarantine), result.reason_counts()
+            )
+        return result
+
+
+def _const(positions: np.ndarray, name: str) -> list[str]:
+    return [f"{name} is empty"] * len(positions)
+
+
+def _column(raw: pd.DataFrame, name: str) -> pd.Series:
+    """Cleaned text of column ``name`` (all None when the raw table lacks it)."""
+    if name in raw.columns:
+        values = clean_text(raw[name].reset_index(drop=True))
+    else:
+        values = pd.Series([None] * len(raw), dtype=object)
+    values.name = name
+    return values
+
+
+def _require_columns(raw: pd.DataFrame, table: str, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise ValueError(
+            f"raw {table} lacks column(s) {missing}; pass the frame from a sources reader "
+            f"(RawBundle.table({table!r})), which always has the contract columns"
+        )
+
+
+def _ids_of(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        raise ValueError(f"golden frame lacks {column!r}; pass the golden table, not the raw one")
+    return frame[column]
+
+
+def _parse_plays(checker: _RowChecker, plays_text: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(plays_text, errors="coerce")
+    checker.flag(
+        numbers.isna().to_numpy(),
+        "plays_not_numeric",
+        lambda p: [f"plays={plays_text.iloc[i]!r}" for i in p],
+    )
+    finite = numbers.notna()
+    fraction = finite & ((numbers % 1) != 0)
+    checker.flag(
+        fraction.to_numpy(),
+        "plays_not_integer",
+        lambda p: [f"plays={plays_text.iloc[i]!r}" for i in p],
+    )
+    checker.flag(
+        (finite & (numbers <= 0)).to_numpy(),
+        "plays_not_positive",
+        lambda p: [f"plays={plays_text.iloc[i]}" for i in p],
+    )
+    too_big = finite & (numbers.abs() >= 2**62)
+    checker.flag(too_big.to_numpy(), "plays_not_integer", lambda p: ["plays too large"] * len(p))
+    return numbers
+
+
+def _check_ts(checker: _RowChecker, ts_text: pd.Series) -> pd.Series:
+    parsed, bad = parse_timestamps(ts_text)
+    checker.flag(bad.to_numpy(), "ts_unparseable", lambda p: [f"ts={ts_text.iloc[i]!r}" for i in p])
+    return parsed
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def validate_users(raw: pd.DataFrame) -> TableResult:
+    """Users: id present and decodable, unique. Golden columns: ``user_id``."""
+    _require_columns(raw, "users", ["user_id"])
+    checker = _RowChecker(raw, "users", ["user_id"])
+    user_id = _column(raw, "user_id")
+    checker.missing_ids({"user_id": user_id})
+    checker.duplicates([user_id])
+    keep = checker.pending
+    return checker.result(pd.DataFrame({"user_id": user_id[keep]}))
+
+
+def validate_artists(raw: pd.DataFrame) -> TableResult:
+    """Artists: id present, decodable, unique. Golden: artist_id, name, genre, url.
+
+    Names with U+FFFD or empty names are kept and counted in ``notes``.
+    """
+    _require_columns(raw, "artists", ["artist_id", "name"])
+    checker = _RowChecker(raw, "artists", ["artist_id"])
+    artist_id = _column(raw, "artist_id")
+    checker.missing_ids({"artist_id": artist_id})
+    checker.duplicates([artist_id])
+    keep = checker.pending
+    name = _column(raw, "name")
+    golden = pd.DataFrame(
+        {
+            "artist_id": artist_id[keep],
+            "name": name[keep],
+            "genre": _column(raw, "genre")[keep],
+            "url": _column(raw, "url")[keep],
+        }
+    )
+    notes = {
+        "names_with_replacement_char": int(
+            golden["name"].str.contains(REPLACEMENT_CHAR, regex=False).fillna(False).sum()
+        ),
+        "names_missing": int(golden["name"].isna().sum()),
+    }
+    return checker.result(golden, notes)
+
+
+def validate_tracks(
+    raw: pd.DataFrame, artists: pd.DataFrame, max_duration_s: float = MAX_DURATION_S
+) -> TableResult:
+    """Tracks: ids present, unique, artist known, duration in (0, max]. Empty duration is null.
+
+    Golden: track_id, artist_id, title, duration_s (float64), genre.
+    """
+    _require_columns(raw, "tracks", ["track_id", "artist_id"])
+    checker = _RowChecker(raw, "tracks", ["track_id"])
+    track_id, artist_id = _column(raw, "track_id"), _column(raw, "artist_id")
+    checker.missing_ids({"track_id": track_id, "artist_id": artist_id})
+    duration_text = _column(raw, "duration_s")
+    duration = pd.to_numeric(duration_text, errors="coerce").astype("float64")
+    bad_duration = duration_text.notna() & (
+        duration.isna() | (duration <= 0) | (duration > max_duration_s)
+    )
+    checker.flag(
+        bad_duration.to_numpy(),
+        "duration_invalid",
+        lambda p: [
+            f"duration_s={duration_text.iloc[i]!r} (must be a number in (0, {max_duration_s:g}])"
+            for i in p
+        ],
+    )
+    checker.unknown(artist_id, _ids_of(artists, "artist_id"), "unknown_artist", "artists")
+    checker.duplicates([track_id])
+    keep = checker.pending
+    title = _column(raw, "title")
+    golden = pd.DataFrame(
+        {
+            "track_id": track_id[keep],
+            "artist_id": artist_id[keep],
+            "title": title[keep],
+            "duration_s": duration[keep].astype("float64"),
+            "genre": _column(raw, "genre")[keep],
+        }
+    )
+    return checker.result(golden, {"titles_missing": int(golden["title"].isna().sum())})
+
+
+def build_items(
+    artists: pd.DataFrame,
+    tracks: pd.DataFrame | None,
+    level: Literal["artist", "track"],
+) -> pd.DataFrame:
+    """The catalogue items that listens refer to (no quarantine of its own).
+
+    At artist level items are the artists; at track level they are the tracks, with the artist's
+    genre where the track has none. Columns: item_id, artist_id, name, genre, level.
+    """
+    if level == "artist":
+        items = pd.DataFrame(
+            {
+                "item_id": artists["artist_id"],
+                "artist_id": artists["artist_id"],
+                "name": artists["name"],
+                "genre": artists["genre"],
+            }
+        )
+    elif level == "track":
+        if tracks is None:
+            raise ValueError("item level 'track' needs the golden tracks table; pass tracks")
+        artist_genre = tracks["artist_id"].map(artists.set_index("artist_id")["genre"])
+        items = pd.DataFrame(
+            {
+                "item_id": tracks["track_id"],
+                "artist_id": tracks["artist_id"],
+                "name": tracks["title"],
+                "genre": tracks["genre"].where(tracks["genre"].notna(), artist_genre),
+            }
+        )
+    else:
+        raise ValueError(f"level must be 'artist' or 'track', got {level!r}")
+    items["level"] = level
+    return items.reset_index(drop=True).astype(object)
+
+
+def validate_tags(raw: pd.DataFrame) -> TableResult:
+    """Tags: tag_id present and unique, tag text present. Golden: tag_id, tag."""
+    _require_columns(raw, "tags", ["tag_id", "tag"])
+    checker = _RowChecker(raw, "tags", ["tag_id"])
+    tag_id, tag = _column(raw, "tag_id"), _column(raw, "tag")
+    checker.missing_ids({"tag_id": tag_id})
+    checker.flag(tag.isna().to_numpy(), "text_missing", lambda p: ["tag is empty"] * len(p))
+    checker.duplicates([tag_id])
+    keep = checker.pending
+    golden = pd.DataFrame({"tag_id": tag_id[keep], "tag": tag[keep]})
+    notes = {
+        "tags_with_replacement_char": int(
+            golden["tag"].str.contains(REPLACEMENT_CHAR, regex=False).sum()
+        )
+    }
+    return checker.result(golden, notes)
+
+
+def validate_listens(
+    raw: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    kind: Literal["aggregated", "events"] = "aggregated",
+) -> TableResult:
+    """Listens: ids present and known, plays a positive integer, ts parseable, no duplicates.
+
+    Parameters
+    ----------
+    raw
+        The raw listens table (user_id, item_id, plays, ts, lineage).
+    users, items
+        Golden users (``user_id``) and items (``item_id``, see ``build_items``).
+    kind
+        ``"aggregated"``: one row per user and item; a repeated (user_id, item_id) is a
+        ``duplicate_key``; golden table ``listens`` with ``first_ts = last_ts = ts`` (NaT when
+        absent). ``"events"``: one row per play; an exact repeat is a ``duplicate_event``;
+        golden table ``listen_events`` (aggregate it with ``aggregate_listen_events``).
+
+    Returns
+    -------
+    TableResult
+        Named ``listens`` or ``listen_events``.
+    """
+    if kind not in ("aggregated", "events"):
+        raise ValueError(f"kind must be 'aggregated' or 'events', got {kind!r}")
+    _require_columns(raw, "listens", ["user_id", "item_id", "plays"])
+    table_name = "listens" if kind == "aggregated" else "listen_events"
+    checker = _RowChecker(raw, table_name, ["user_id", "item_id"])
+    user_id, item_id = _column(raw, "user_id"), _column(raw, "item_id")
+    plays_text, ts_text = _column(raw, "plays"), _column(raw, "ts")
+    checker.missing_ids({"user_id": user_id, "item_id": item_id})
+    plays = _parse_plays(checker, plays_text)
+    ts = _check_ts(checker, ts_text)
+    if kind == "events":
+        checker.flag(ts.isna().to_numpy(), "ts_unparseable", lambda p: ["ts is empty"] * len(p))
+    level = str(items["level"].iloc[0]) if "level" in items.columns and len(items) else "item"
+    checker.unknown(user_id, _ids_of(users, "user_id"), "unknown_user", "users")
+    checker.unknown(item_id, _ids_of(items, "item_id"), "unknown_item", f"{level} items")
+    if kind == "aggregated":
+        checker.duplicates([user_id, item_id], "duplicate_key")
+    else:
+        checker.duplicates([user_id, item_id, plays_text, ts_text], "duplicate_event")
+    keep = checker.pending
+    plays_int = plays[keep].astype("int64")
+    if kind == "aggregated":
+        golden = pd.DataFrame(
+            {
+                "user_id": user_id[keep],
+                "item_id": item_id[keep],
+                "plays": plays_int,
+                "first_ts": ts[keep],
+                "last_ts": ts[keep],
+            }
+        )
+    else:
+        golden = pd.DataFrame(
+            {"user_id": user_id[keep], "item_id": item_id[keep], "plays": plays_int, "ts": ts[keep]}
+        )
+    return checker.result(golden)
+
+
+def aggregate_listen_events(events: pd.DataFrame) -> pd.DataFrame:
+    """Golden ``listens`` from golden ``listen_events``: plays summed, first and last ts."""
+    if events.empty:
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series(dtype=object),
+                "item_id": pd.Series(dtype=object),
+                "plays": pd.Series(dtype="int64"),
+                "first_ts": pd.Series(dtype=TS_DTYPE),
+                "last_ts": pd.Series(dtype=TS_DTYPE),
+            }
+        )
+    grouped = events.groupby(["user_id", "item_id"], sort=False, observed=True)
+    listens = grouped.agg(
+        plays=("plays", "sum"), first_ts=("ts", "min"), last_ts=("ts", "max")
+    ).reset_index()
+    listens["plays"] = listens["plays"].astype("int64")
+    listens["first_ts"] = listens["first_ts"].astype(TS_DTYPE)
+    listens["last_ts"] = listens["last_ts"].astype(TS_DTYPE)
+    return listens[GOLDEN_COLUMNS["listens"]]
+
+
+def validate_tag_assignments(
+    raw: pd.DataFrame, users: pd.DataFrame, artists: pd.DataFrame, tags: pd.DataFrame
+) -> TableResult:
+    """Tag assignments: artist and tag known, user known when given, ts parseable.
+
+    A row whose (user_id, artist_id, tag_id) repeats an earlier one is a ``duplicate_key``
+    when user_id is given; rows without a user each count as one anonymous tagging.
+    Golden: user_id (nullable), artist_id, tag (text from ``tags``), ts (nullable).
+    """
+    _require_columns(raw, "tag_assignments", ["artist_id", "tag_id"])
+    checker = _RowChecker(raw, "tag_assignments", ["user_id", "artist_id", "tag_id"])
+    user_id, artist_id = _column(raw, "user_id"), _column(raw, "artist_id")
+    tag_id, ts_text = _column(raw, "tag_id"), _column(raw, "ts")
+    checker.missing_ids(
+        {"user_id": user_id, "artist_id": artist_id, "tag_id": tag_id}, nullable=("user_id",)
+    )
+    ts = _check_ts(checker, ts_text)
+    checker.unknown(artist_id, _ids_of(artists, "artist_id"), "unknown_artist", "artists")
+    checker.unknown(tag_id, _ids_of(tags, "tag_id"), "unknown_tag", "tags")
+    checker.unknown(user_id, _ids_of(users, "user_id"), "unknown_user", "users")
+    checker.duplicates([user_id, artist_id, tag_id], among=user_id.notna().to_numpy())
+    keep = checker.pending
+    tag_text = tag_id[keep].map(tags.set_index("tag_id")["tag"])
+    golden = pd.DataFrame(
+        {"user_id": user_id[keep], "artist_id": artist_id[keep], "tag": tag_text, "ts": ts[keep]}
+    )
+    return checker.result(golden)
+
+
+def validate_artist_text(raw: pd.DataFrame, artists: pd.DataFrame) -> TableResult:
+    """Artist text: artist known, text present, one text per artist. Golden: artist_id, text."""
+    _require_columns(raw, "artist_text", ["artist_id", "text"])
+    checker = _RowChecker(raw, "artist_text", ["artist_id"])
+    artist_id, text = _column(raw, "artist_id"), _column(raw, "text")
+    checker.missing_ids({"artist_id": artist_id})
+    checker.flag(text.isna().to_numpy(), "text_missing", lambda p: ["text is empty"] * len(p))
+    checker.unknown(artist_id, _ids_of(artists, "artist_id"), "unknown_artist", "artists")
+    checker.duplicates([artist_id])
+    keep = checker.pending
+    return checker.result(pd.DataFrame({"artist_id": artist_id[keep], "text": text[keep]}))
+
+
+def validate_friends(raw: pd.DataFrame, users: pd.DataFrame) -> TableResult:
+    """Friends: both users known, not oneself, each directed pair once."""
+    _require_columns(raw, "friends", ["user_id", "friend_id"])
+    checker = _RowChecker(raw, "friends", ["user_id", "friend_id"])
+    user_id, friend_id = _column(raw, "user_id"), _column(raw, "friend_id")
+    checker.missing_ids({"user_id": user_id, "friend_id": friend_id})
+    checker.flag(
+        (user_id == friend_id).to_numpy(),
+        "friend_is_self",
+        lambda p: [f"user_id={user_id.iloc[i]!r} lists themself" for i in p],
+    )
+    known = _ids_of(users, "user_id")
+    checker.unknown(user_id, known, "unknown_user", "users")
+    checker.unknown(friend_id, known, "unknown_user", "users")
+    checker.duplicates([user_id, friend_id])
+    keep = checker.pending
+    return checker.result(pd.DataFrame({"user_id": user_id[keep], "friend_id": friend_id[keep]}))
+
+
+def validate_bundle(bundle: RawBundle, max_duration_s: float = MAX_DURATION_S) -> BundleValidation:
+    """Validate every table of a ``sources.base.RawBundle`` in dependency order.
+
+    Parameters
+    ----------
+    bundle
+        A ``RawBundle`` (has ``table(name)``, ``tables``, ``item_level``, ``listens_kind``).
+    max_duration_s
+        Longest plausible track, in seconds.
+
+    Returns
+    -------
+    BundleValidation
+        Row tables (users, artists, tracks, tags, listens or listen_events, tag_assignments,
+        artist_text, friends; absent optional tables are skipped) and derived ``items`` and
+        ``listens``.
+    """
+    present = set(bundle.tables)
+    level = bundle.item_level
+    kind = bundle.listens_kind
+    results: dict[str, TableResult] = {}
+    results["users"] = validate_users(bundle.table("users"))
+    results["artists"] = validate_artists(bundle.table("artists"))
+    artists = results["artists"].golden
+    tracks = None
+    if "tracks" in present:
+        results["tracks"] = validate_tracks(bundle.table("tracks"), artists, max_duration_s)
+        tracks = results["tracks"].golden
+    items = build_items(artists, tracks, level)
+    users = results["users"].golden
+    listens = validate_listens(bundle.table("listens"), users, items, kind)
+    results[listens.table_name] = listens
+    derived = {"items": items}
+    if kind == "events":
+        derived["listens"] = aggregate_listen_events(listens.golden)
+    tags = validate_tags(bundle.table("tags"))
+    if "tags" in present:
+        results["tags"] = tags
+    if "tag_assignments" in present:
+        results["tag_assignments"] = validate_tag_assignments(
+            bundle.table("tag_assignments"), users, artists, tags.golden
+        )
+    if "artist_text" in present:
+        results["artist_text"] = validate_artist_text(bundle.table("artist_text"), artists)
+    if "friends" in present:
+        results["friends"] = validate_friends(bundle.table("friends"), users)
+    return BundleValidation(tables=results, derived=derived, item_level=level)

@@ -1,0 +1,234 @@
+"""Great Expectations 1.x suites, one per golden table, and a runner for pandas frames.
+
+``dagster-ge`` only supports GX < 1.0, so the Dagster asset checks call :func:`validate_table`
+directly: a file-backed GX context under the data directory, a pandas data source with one
+dataframe asset per table, one suite and one validation definition per table. Results are kept
+in the context's stores, so :func:`build_data_docs` renders every table's latest run as HTML.
+
+Example usage::
+
+    result = validate_table(gx_root, "listens", listens_df, references={"users": user_ids})
+    result.success, result.failed_expectations
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+# Golden tables that may legitimately be empty for some sources (HetRec has no tracks or audio).
+OPTIONAL_TABLES = {"tracks", "listen_events", "audio_clips", "artist_text", "friends",
+                   "tag_assignments", "artist_terms", "artist_docs", "audio_attributes"}
+MAX_ROWS = 500_000_000
+
+
+@dataclass
+class ExpectationOutcome:
+    """One expectation's verdict, with a few offending values when it failed."""
+
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected_count: int | None = None
+    examples: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class SuiteResult:
+    """The verdict of one table's suite."""
+
+    table: str
+    success: bool
+    outcomes: list[ExpectationOutcome]
+
+    @property
+    def passed(self) -> int:
+        return sum(o.success for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return sum(not o.success for o in self.outcomes)
+
+    @property
+    def failed_expectations(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def as_markdown(self) -> str:
+        rows = ["| expectation | column | ok | unexpected | examples |", "|---|---|---|---|---|"]
+        for o in self.outcomes:
+            examples = ", ".join(map(str, o.examples[:5]))
+            rows.append(
+                f"| {o.expectation} | {o.column or ''} | {'yes' if o.success else 'NO'} "
+                f"| {o.unexpected_count if o.unexpected_count is not None else ''} | {examples} |"
+            )
+        return "\n".join(rows)
+
+
+def _expectations(
+    table: str, references: Mapping[str, Iterable[str]], min_rows: int
+) -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    def key(*columns: str) -> list[Any]:
+        found = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
+        if len(columns) == 1:
+            found.append(gxe.ExpectColumnValuesToBeUnique(column=columns[0]))
+        else:
+            found.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(columns)))
+        return found
+
+    def foreign(column: str, ref: str) -> list[Any]:
+        if ref not in references:
+            return []
+        values = sorted(set(references[ref]))
+        return [gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values)]
+
+    rows = [gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=MAX_ROWS)]
+    suites: dict[str, list[Any]] = {
+        "users": key("user_id"),
+        "artists": key("artist_id") + [gxe.ExpectColumnValuesToNotBeNull(column="name")],
+        "tags": key("tag_id") + [gxe.ExpectColumnValuesToNotBeNull(column="tag")],
+        "tracks": key("track_id")
+        + foreign("artist_id", "artists")
+        + [gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=1, max_value=7200)],
+        "items": key("item_id")
+        + [gxe.ExpectColumnValuesToBeInSet(column="level", value_set=["artist", "track"])],
+        "listens": key("user_id", "item_id")
+        + foreign("user_id", "users")
+        + foreign("item_id", "items")
+        + [gxe.ExpectColumnValuesToBeBetween(column="plays", min_value=1)],
+        "listen_events": foreign("user_id", "users")
+        + foreign("item_id", "items")
+        + [
+            gxe.ExpectColumnValuesToBeBetween(column="plays", min_value=1),
+            gxe.ExpectColumnValuesToNotBeNull(column="ts"),
+        ],
+        "tag_assignments": foreign("artist_id", "artists")
+        + [gxe.ExpectColumnValuesToNotBeNull(column="tag")],
+        "artist_terms": key("artist_id", "term")
+        + foreign("artist_id", "artists")
+        + [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="weight", min_value=0, max_value=1, strict_min=True
+            )
+        ],
+        "artist_docs": key("artist_id")
+        + foreign("artist_id", "artists")
+        + [gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1, max_value=20_000)],
+        "artist_text": foreign("artist_id", "artists"),
+        "friends": key("user_id", "friend_id") + foreign("user_id", "users"),
+        "audio_clips": key("track_id")
+        + [
+            gxe.ExpectColumnValuesToMatchRegex(column="sha256", regex=r"^[0-9a-f]{64}$"),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="sample_rate", min_value=4_000, max_value=192_000
+            ),
+            gxe.ExpectColumnValuesToBeBetween(column="channels", min_value=1, max_value=32),
+            gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0.1, max_value=7_200),
+        ],
+    }
+    if table not in suites:
+        raise KeyError(f"no expectation suite for golden table {table!r}; known: {sorted(suites)}")
+    return rows + suites[table]
+
+
+def _context(gx_root: Path) -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    gx_root.mkdir(parents=True, exist_ok=True)
+    return gx.get_context(mode="file", project_root_dir=str(gx_root))
+
+
+def validate_table(
+    gx_root: Path,
+    table: str,
+    frame: pd.DataFrame,
+    references: Mapping[str, Iterable[str]] | None = None,
+    min_rows: int | None = None,
+) -> SuiteResult:
+    """Run the golden ``table``'s suite on ``frame`` and store the result for Data Docs.
+
+    Parameters
+    ----------
+    gx_root
+        Directory of the file-backed GX project (created when missing).
+    table
+        Golden table name, e.g. ``"listens"``.
+    frame
+        The table's rows.
+    references
+        Key sets of referenced tables for foreign-key expectations, e.g. ``{"users": ids}``.
+    min_rows
+        Lower row-count bound; default 1, or 0 for tables a source may not have.
+
+    Returns
+    -------
+    SuiteResult
+        Per-expectation outcomes with up to 20 offending values each.
+    """
+    import great_expectations as gx
+
+    references = references or {}
+    if min_rows is None:
+        min_rows = 0 if table in OPTIONAL_TABLES else 1
+    context = _context(Path(gx_root))
+    source = context.data_sources.add_or_update_pandas("warehouse")
+    try:
+        asset = source.get_asset(table)
+    except LookupError:
+        asset = source.add_dataframe_asset(table)
+    try:
+        batch = asset.get_batch_definition("whole_table")
+    except (LookupError, KeyError):
+        batch = asset.add_batch_definition_whole_dataframe("whole_table")
+    suite = gx.ExpectationSuite(name=f"golden_{table}")
+    for expectation in _expectations(table, references, min_rows):
+        suite.add_expectation(expectation)
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(data=batch, suite=suite, name=f"golden_{table}_validation")
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"golden_{table}_checkpoint",
+            validation_definitions=[definition],
+            actions=[],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": frame})
+    outcomes: list[ExpectationOutcome] = []
+    for validation in run.run_results.values():
+        for r in validation.results:
+            config = r.expectation_config
+            result = r.result or {}
+            outcomes.append(
+                ExpectationOutcome(
+                    expectation=config.type,
+                    column=config.kwargs.get("column")
+                    or ",".join(config.kwargs.get("column_list", []) or []) or None,
+                    success=bool(r.success),
+                    unexpected_count=result.get("unexpected_count"),
+                    examples=list(result.get("partial_unexpected_list") or [])[:20],
+                )
+            )
+    return SuiteResult(table=table, success=bool(run.success), outcomes=outcomes)
+
+
+def build_data_docs(gx_root: Path) -> Path:
+    """Render Data Docs HTML for every stored validation; return the index page's path."""
+    context = _context(Path(gx_root))
+    context.build_data_docs()
+    index = Path(gx_root) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    if not index.exists():
+        raise FileNotFoundError(f"GX did not write Data Docs at {index}")
+    return index

@@ -1,0 +1,570 @@
+"""Feature tables for Feast, computed from the golden DuckDB tables.
+
+Pure code: a DuckDB connection (or frames) in, pandas DataFrames out. Nothing here imports
+dagster or reads the environment. Every feature table carries two timestamps that Feast needs:
+
+``event_timestamp``  when the feature value became true (``datetime64[us, UTC]``),
+``created``          when this pipeline computed the row (``datetime64[us, UTC]``).
+
+Microsecond precision matters: Parquet written with pandas' default nanosecond timestamps makes
+``feast materialize`` fail on DuckDB 2.0 ("Unimplemented type for cast (TIMESTAMPTZ_NS ->
+TIMESTAMP)"). :func:`export_parquet` always writes microseconds.
+
+Feature tables
+--------------
+=============================  =================================================================
+table (Feast feature view)     columns besides ``event_timestamp`` and ``created``
+=============================  =================================================================
+``user_listening_stats``       user_id, total_plays, distinct_items, distinct_artists,
+                               top_artist_share, artist_entropy, last_listen_ts,
+                               plays_last_4_weeks
+``artist_stats``               artist_id, listeners, plays, popularity_rank, top_terms
+``user_cf_vector``             user_id, cf_vector (list of float32), model_version
+``discover_weekly_playlist``   user_id, playlist_items (list of str), playlist_reasons
+                               (list of str), week (ISO week, e.g. ``2026-W47``)
+=============================  =================================================================
+
+Example usage::
+
+    import duckdb
+    from recommend import features
+
+    con = duckdb.connect("data/warehouse.duckdb", read_only=True)
+    stats = features.user_listening_stats(con, as_of=datetime(2011, 5, 1, tzinfo=UTC))
+    features.export_parquet(stats, data_dir / features.PARQUET_FILES["user_listening_stats"])
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+"""The one timestamp dtype of every feature table (microseconds, UTC)."""
+
+PARQUET_FILES: dict[str, str] = {
+    "user_listening_stats": "user_listening_stats.parquet",
+    "artist_stats": "artist_stats.parquet",
+    "user_cf_vector": "user_cf_vector.parquet",
+    "discover_weekly_playlist": "discover_weekly_playlist.parquet",
+}
+"""File name, inside the Feast data directory, of each feature view's Parquet source.
+
+``feature_repo/feature_views.py`` uses the same names (a test keeps the two in step).
+"""
+
+USER_LISTENING_STATS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("total_plays", pa.int64()),
+        ("distinct_items", pa.int64()),
+        ("distinct_artists", pa.int64()),
+        ("top_artist_share", pa.float64()),
+        ("artist_entropy", pa.float64()),
+        ("last_listen_ts", pa.timestamp("us", tz="UTC")),
+        ("plays_last_4_weeks", pa.int64()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("created", pa.timestamp("us", tz="UTC")),
+    ]
+)
+ARTIST_STATS_SCHEMA = pa.schema(
+    [
+        ("artist_id", pa.string()),
+        ("listeners", pa.int64()),
+        ("plays", pa.int64()),
+        ("popularity_rank", pa.int64()),
+        ("top_terms", pa.string()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("created", pa.timestamp("us", tz="UTC")),
+    ]
+)
+USER_CF_VECTOR_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("cf_vector", pa.list_(pa.float32())),
+        ("model_version", pa.string()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("created", pa.timestamp("us", tz="UTC")),
+    ]
+)
+DISCOVER_WEEKLY_PLAYLIST_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("playlist_items", pa.list_(pa.string())),
+        ("playlist_reasons", pa.list_(pa.string())),
+        ("week", pa.string()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("created", pa.timestamp("us", tz="UTC")),
+    ]
+)
+"""Contract of the Parquet the recommendations stage writes for ``discover_weekly_playlist``.
+
+One row per user and week: ``playlist_items[i]`` is the i-th recommended item id (rank order)
+and ``playlist_reasons[i]`` its explanation; ``week`` is the ISO week (``2026-W47``) and
+``event_timestamp`` the start of the week the playlist is valid for. Build it with
+:func:`discover_weekly_playlist`.
+"""
+
+ARROW_SCHEMAS: dict[str, pa.Schema] = {
+    "user_listening_stats": USER_LISTENING_STATS_SCHEMA,
+    "artist_stats": ARTIST_STATS_SCHEMA,
+    "user_cf_vector": USER_CF_VECTOR_SCHEMA,
+    "discover_weekly_playlist": DISCOVER_WEEKLY_PLAYLIST_SCHEMA,
+}
+
+TOP_TERMS_PER_ARTIST = 5
+RECENT_WINDOW_DAYS = 28
+
+
+class FeatureInputError(ValueError):
+    """Input to a feature computation is missing or malformed; the message names the fix."""
+
+
+def _utc(moment: datetime | pd.Timestamp | str, name: str) -> pd.Timestamp:
+    """``moment`` as a tz-aware UTC timestamp at microsecond precision."""
+    stamp = pd.Timestamp(moment)
+    if stamp.tzinfo is None:
+        raise FeatureInputError(
+            f"{name}={moment!r} has no time zone; pass a UTC-aware datetime, "
+            f"e.g. datetime(2011, 5, 1, tzinfo=datetime.UTC)"
+        )
+    return stamp.tz_convert("UTC").as_unit("us")
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp(datetime.now(UTC)).as_unit("us")
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _require_tables(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    missing = [t for t in tables if not _table_exists(con, "golden", t)]
+    if missing:
+        raise FeatureInputError(
+            f"golden table(s) {', '.join('golden.' + t for t in missing)} not found in the DuckDB "
+            f"file; materialise the golden assets first (e.g. `dagster asset materialize "
+            f"--select 'group:golden'`)"
+        )
+
+
+def has_listen_events(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``golden.listen_events`` exists and holds at least one timestamped event.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        Connection to the warehouse holding schema ``golden``.
+
+    Returns
+    -------
+    bool
+        True for event sources (weekly snapshots are possible), False for aggregated ones.
+    """
+    if not _table_exists(con, "golden", "listen_events"):
+        return False
+    found = con.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM golden.listen_events WHERE ts IS NOT NULL LIMIT 1)"
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _finish(frame: pd.DataFrame, schema: pa.Schema, created: pd.Timestamp) -> pd.DataFrame:
+    """Add ``created``, order columns as in ``schema`` and fix dtypes (us UTC timestamps)."""
+    frame = frame.copy()
+    frame["created"] = created
+    for column in schema.names:
+        if column not in frame.columns:
+            raise FeatureInputError(f"internal: feature column {column!r} was not computed")
+    frame = frame[schema.names]
+    for field in schema:
+        if pa.types.is_timestamp(field.type):
+            frame[field.name] = pd.to_datetime(frame[field.name], utc=True).astype(TIMESTAMP_DTYPE)
+        elif pa.types.is_integer(field.type):
+            frame[field.name] = frame[field.name].astype("Int64")
+        elif pa.types.is_floating(field.type):
+            frame[field.name] = frame[field.name].astype("float64")
+        elif pa.types.is_string(field.type):
+            frame[field.name] = frame[field.name].astype("object")
+    return frame.reset_index(drop=True)
+
+
+_EVENT_ROWS_SQL = """
+    ev AS (
+        SELECT e.user_id, e.item_id, coalesce(i.artist_id, e.item_id) AS artist_id,
+               e.plays, e.ts,
+               date_trunc('week', e.ts AT TIME ZONE 'UTC') + INTERVAL 7 DAY AS week_end_utc
+        FROM golden.listen_events e LEFT JOIN golden.items i ON i.item_id = e.item_id
+        WHERE e.ts IS NOT NULL AND e.plays > 0
+    ),
+    buckets AS (
+        SELECT user_id, item_id, artist_id, (week_end_utc AT TIME ZONE 'UTC') AS week_end,
+               sum(plays) AS plays, max(ts) AS last_ts
+        FROM ev GROUP BY ALL
+    ),
+    week_ends AS (
+        SELECT unnest(generate_series(min(week_end), max(week_end), INTERVAL 7 DAY))
+               AS snapshot_ts
+        FROM buckets
+    ),
+    user_weeks AS (
+        SELECT f.user_id, w.snapshot_ts
+        FROM (SELECT user_id, min(week_end) AS first_week_end FROM buckets GROUP BY 1) f
+        JOIN week_ends w ON w.snapshot_ts >= f.first_week_end
+        WHERE $cut::TIMESTAMPTZ IS NULL OR w.snapshot_ts <= $cut::TIMESTAMPTZ
+    ),
+    joined AS (
+        -- every weekly bucket of a user joined to each of the user's week ends after it
+        SELECT b.user_id, b.item_id, b.artist_id, b.plays, b.last_ts, b.week_end, uw.snapshot_ts
+        FROM user_weeks uw JOIN buckets b
+          ON b.user_id = uw.user_id AND b.week_end <= uw.snapshot_ts
+    )"""
+
+_AGGREGATED_ROWS_SQL = """
+    joined AS (
+        SELECT l.user_id, l.item_id, coalesce(i.artist_id, l.item_id) AS artist_id,
+               l.plays, l.last_ts, $cut::TIMESTAMPTZ AS snapshot_ts
+        FROM golden.listens l LEFT JOIN golden.items i ON i.item_id = l.item_id
+        WHERE l.plays > 0
+    )"""
+
+_USER_STATS_SQL = """
+WITH {rows_sql},
+per_artist AS (
+    SELECT user_id, snapshot_ts, artist_id, sum(plays) AS plays
+    FROM joined GROUP BY ALL
+),
+artist_shape AS (
+    SELECT user_id, snapshot_ts,
+           count(*) AS distinct_artists,
+           max(plays) AS top_artist_plays,
+           sum(plays) AS artist_plays,
+           -- Shannon entropy (bits) of the user's play distribution over artists
+           -sum((plays / total) * log2(plays / total)) AS artist_entropy
+    FROM (
+        SELECT *, sum(plays) OVER (PARTITION BY user_id, snapshot_ts) AS total
+        FROM per_artist
+    )
+    GROUP BY ALL
+),
+per_user AS (
+    SELECT user_id, snapshot_ts,
+           sum(plays) AS total_plays,
+           count(DISTINCT item_id) AS distinct_items,
+           max(last_ts) AS last_listen_ts,
+           {recent_sql} AS plays_last_4_weeks
+    FROM joined GROUP BY ALL
+)
+SELECT u.user_id,
+       u.total_plays::BIGINT AS total_plays,
+       u.distinct_items::BIGINT AS distinct_items,
+       a.distinct_artists::BIGINT AS distinct_artists,
+       (a.top_artist_plays / a.artist_plays)::DOUBLE AS top_artist_share,
+       greatest(a.artist_entropy, 0.0)::DOUBLE AS artist_entropy,
+       u.last_listen_ts,
+       u.plays_last_4_weeks::BIGINT AS plays_last_4_weeks,
+       u.snapshot_ts AS event_timestamp
+FROM per_user u JOIN artist_shape a USING (user_id, snapshot_ts)
+ORDER BY u.user_id, u.snapshot_ts
+"""
+
+
+def user_listening_stats(
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime | None = None,
+    created: datetime | None = None,
+) -> pd.DataFrame:
+    """Listening statistics per user, as Feast rows with ``event_timestamp``.
+
+    For event sources (``golden.listen_events`` has timestamps) there is one row per user and
+    week: a snapshot as of each week end (Monday 00:00 UTC), computed from the events strictly
+    before it, from the user's first week up to the week end after the last event. That makes
+    point-in-time retrieval meaningful. For aggregated sources (``golden.listens`` only, e.g.
+    HetRec) there is one row per user stamped ``as_of``.
+
+    Items are mapped to artists through ``golden.items``; an item missing there counts as its
+    own artist (so shares stay defined).
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        Connection to the warehouse holding schema ``golden`` (read-only is enough).
+    as_of : datetime, optional
+        UTC-aware stamp for the rows of an aggregated source (required there). For event
+        sources it cuts the snapshots: only week ends at or before ``as_of`` are kept.
+    created : datetime, optional
+        UTC-aware computation time written to ``created``; defaults to now.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`USER_LISTENING_STATS_SCHEMA`. ``top_artist_share`` is the share of
+        the user's plays that went to their most played artist; ``artist_entropy`` the Shannon
+        entropy in bits of plays over artists (0 = one artist). ``plays_last_4_weeks`` (plays
+        in the 28 days before the snapshot) is null for aggregated sources; ``last_listen_ts``
+        is null where the source has no timestamps.
+
+    Raises
+    ------
+    FeatureInputError
+        If golden tables are missing, or ``as_of`` is missing for an aggregated source.
+    """
+    created_ts = _utc(created, "created") if created is not None else _now()
+    _require_tables(con, "listens", "items")
+    cut = _utc(as_of, "as_of").to_pydatetime() if as_of is not None else None
+    if has_listen_events(con):
+        sql = _USER_STATS_SQL.format(
+            rows_sql=_EVENT_ROWS_SQL,
+            recent_sql="sum(plays) FILTER (WHERE week_end > snapshot_ts - INTERVAL 28 DAY)",
+        )
+        kind = "weekly snapshots from events"
+    else:
+        if cut is None:
+            raise FeatureInputError(
+                "golden.listens has no timestamped events (golden.listen_events is absent or "
+                "empty): pass as_of=<UTC datetime> to stamp the one row per user"
+            )
+        sql = _USER_STATS_SQL.format(rows_sql=_AGGREGATED_ROWS_SQL, recent_sql="NULL::BIGINT")
+        kind = f"one row per user stamped {cut} (aggregated source)"
+    frame = con.execute(sql, {"cut": cut}).df()
+    logger.info("user_listening_stats: %d rows, %s", len(frame), kind)
+    if frame.empty:
+        frame = pd.DataFrame(columns=USER_LISTENING_STATS_SCHEMA.names)
+    return _finish(frame, USER_LISTENING_STATS_SCHEMA, created_ts)
+
+
+def artist_stats(
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime,
+    created: datetime | None = None,
+    top_terms: int = TOP_TERMS_PER_ARTIST,
+) -> pd.DataFrame:
+    """Listeners, plays, popularity rank and top terms per artist, stamped ``as_of``.
+
+    Every artist in ``golden.artists`` gets a row (artists nobody played have 0 listeners and
+    rank after all played ones). Plays of track-level items count for the track's artist.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        Connection to the warehouse holding schema ``golden``.
+    as_of : datetime
+        UTC-aware ``event_timestamp`` of every row.
+    created : datetime, optional
+        UTC-aware computation time; defaults to now.
+    top_terms : int, default 5
+        How many terms (highest weight first, then most taggers, then name) go into
+        ``top_terms``, joined by ``", "``; empty string when the artist has no terms.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`ARTIST_STATS_SCHEMA`. ``popularity_rank`` is 1 for the artist with
+        the most listeners (ties broken by plays, then artist_id).
+    """
+    stamp = _utc(as_of, "as_of")
+    created_ts = _utc(created, "created") if created is not None else _now()
+    if top_terms < 1:
+        raise FeatureInputError(f"top_terms={top_terms} must be at least 1")
+    _require_tables(con, "artists", "listens", "items")
+    terms_sql = (
+        """
+        SELECT artist_id,
+               string_agg(term, ', ' ORDER BY weight DESC, taggers DESC NULLS LAST, term)
+                   AS top_terms
+        FROM (
+            SELECT artist_id, term, weight, taggers,
+                   row_number() OVER (PARTITION BY artist_id
+                                      ORDER BY weight DESC, taggers DESC NULLS LAST, term) AS n
+            FROM golden.artist_terms
+        ) WHERE n <= $top GROUP BY artist_id
+        """
+        if _table_exists(con, "golden", "artist_terms")
+        else "SELECT NULL::VARCHAR AS artist_id, NULL::VARCHAR AS top_terms WHERE FALSE"
+    )
+    params = {"stamp": stamp.to_pydatetime()}
+    if "$top" in terms_sql:
+        params["top"] = top_terms
+    frame = con.execute(
+        f"""
+        WITH played AS (
+            SELECT coalesce(i.artist_id, l.item_id) AS artist_id,
+                   count(DISTINCT l.user_id) AS listeners, sum(l.plays) AS plays
+            FROM golden.listens l LEFT JOIN golden.items i ON i.item_id = l.item_id
+            WHERE l.plays > 0
+            GROUP BY 1
+        ),
+        terms AS ({terms_sql})
+        SELECT a.artist_id,
+               coalesce(p.listeners, 0)::BIGINT AS listeners,
+               coalesce(p.plays, 0)::BIGINT AS plays,
+               row_number() OVER (ORDER BY coalesce(p.listeners, 0) DESC,
+                                  coalesce(p.plays, 0) DESC, a.artist_id)::BIGINT
+                   AS popularity_rank,
+               coalesce(t.top_terms, '') AS top_terms,
+               $stamp::TIMESTAMPTZ AS event_timestamp
+        FROM golden.artists a
+        LEFT JOIN played p USING (artist_id)
+        LEFT JOIN terms t USING (artist_id)
+        ORDER BY popularity_rank
+        """,
+        params,
+    ).df()
+    logger.info("artist_stats: %d artists stamped %s", len(frame), stamp)
+    return _finish(frame, ARTIST_STATS_SCHEMA, created_ts)
+
+
+def user_cf_vectors(
+    vectors: pd.DataFrame,
+    as_of: datetime,
+    created: datetime | None = None,
+) -> pd.DataFrame:
+    """CF user vectors as a Feast feature table.
+
+    Parameters
+    ----------
+    vectors : pandas.DataFrame
+        Columns ``user_id``, ``vector`` (sequence of floats, one length for all rows) and
+        ``version`` (model version string), as produced by the CF model code.
+    as_of : datetime
+        UTC-aware ``event_timestamp`` (when the model was trained).
+    created : datetime, optional
+        UTC-aware computation time; defaults to now.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`USER_CF_VECTOR_SCHEMA`; ``cf_vector`` holds float32 numpy arrays.
+    """
+    missing = {"user_id", "vector", "version"} - set(vectors.columns)
+    if missing:
+        raise FeatureInputError(
+            f"CF vector frame lacks column(s) {sorted(missing)}; expected user_id, vector, "
+            f"version (got {list(vectors.columns)})"
+        )
+    stamp = _utc(as_of, "as_of")
+    created_ts = _utc(created, "created") if created is not None else _now()
+    cf = [np.asarray(v, dtype=np.float32) for v in vectors["vector"]]
+    lengths = {len(v) for v in cf}
+    if len(lengths) > 1:
+        raise FeatureInputError(f"CF vectors have mixed lengths {sorted(lengths)}; expected one")
+    frame = pd.DataFrame(
+        {
+            "user_id": vectors["user_id"].astype(str).to_numpy(),
+            "cf_vector": cf,
+            "model_version": vectors["version"].astype(str).to_numpy(),
+            "event_timestamp": stamp,
+        }
+    )
+    return _finish(frame, USER_CF_VECTOR_SCHEMA, created_ts)
+
+
+def discover_weekly_playlist(
+    recommendations: pd.DataFrame,
+    week_start: datetime,
+    created: datetime | None = None,
+) -> pd.DataFrame:
+    """Fold ranked recommendations into the ``discover_weekly_playlist`` feature table.
+
+    Parameters
+    ----------
+    recommendations : pandas.DataFrame
+        One row per recommended item: ``user_id``, ``item_id``, ``rank`` (1 = first) and
+        ``reason`` (a short explanation).
+    week_start : datetime
+        UTC-aware start of the week the playlist is valid for; becomes ``event_timestamp``.
+    created : datetime, optional
+        UTC-aware computation time; defaults to now.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`DISCOVER_WEEKLY_PLAYLIST_SCHEMA`, one row per user.
+    """
+    missing = {"user_id", "item_id", "rank", "reason"} - set(recommendations.columns)
+    if missing:
+        raise FeatureInputError(
+            f"recommendation frame lacks column(s) {sorted(missing)}; expected user_id, "
+            f"item_id, rank, reason"
+        )
+    stamp = _utc(week_start, "week_start")
+    created_ts = _utc(created, "created") if created is not None else _now()
+    iso = stamp.isocalendar()
+    ordered = recommendations.sort_values(["user_id", "rank"], kind="stable")
+    grouped = ordered.groupby("user_id", sort=True)
+    frame = pd.DataFrame(
+        {
+            "playlist_items": grouped["item_id"].agg(lambda s: [str(x) for x in s]),
+            "playlist_reasons": grouped["reason"].agg(lambda s: [str(x) for x in s]),
+        }
+    ).reset_index()
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["week"] = f"{iso.year}-W{iso.week:02d}"
+    frame["event_timestamp"] = stamp
+    return _finish(frame, DISCOVER_WEEKLY_PLAYLIST_SCHEMA, created_ts)
+
+
+def export_parquet(
+    frame: pd.DataFrame, path: str | Path, schema: pa.Schema | None = None
+) -> Path:
+    """Write a feature table to Parquet with microsecond UTC timestamps.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A feature table; must have an ``event_timestamp`` column.
+    path : str or Path
+        Target file; parent directories are created. Written atomically (temp file + rename)
+        so a reader never sees half a file.
+    schema : pyarrow.Schema, optional
+        Arrow schema to cast to. Defaults to the matching schema of :data:`ARROW_SCHEMAS` when
+        the frame's columns equal one of them, else the inferred schema with every timestamp
+        column cast to ``timestamp[us, UTC]``.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    if "event_timestamp" not in frame.columns:
+        raise FeatureInputError(
+            f"feature table for {path} has no event_timestamp column (got {list(frame.columns)})"
+        )
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if schema is None:
+        schema = next(
+            (s for s in ARROW_SCHEMAS.values() if s.names == list(frame.columns)), None
+        )
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = pd.to_datetime(out[column], utc=True).astype(TIMESTAMP_DTYPE)
+    if schema is not None:
+        table = pa.Table.from_pandas(out, schema=schema, preserve_index=False)
+    else:
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        fields = [
+            pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) else f
+            for f in table.schema
+        ]
+        table = table.cast(pa.schema(fields))
+    temporary = target.with_name(target.name + ".tmp")
+    pq.write_table(table, temporary)
+    temporary.replace(target)
+    logger.info("wrote %d rows to %s", table.num_rows, target)
+    return target

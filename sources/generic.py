@@ -1,0 +1,423 @@
+"""Read a directory of CSV or Parquet files that a user brings (the "generic" format).
+
+Format
+------
+One file per table, named ``<table>.csv`` or ``<table>.parquet`` (not both), in one directory.
+CSV files are comma-separated, UTF-8, with a header row; column names are matched after trimming
+spaces and lower-casing. Every value is read as text; typing and checks happen in
+``quality.rules``. Extra columns are ignored and listed in ``RawBundle.notes``.
+
+==================  ===========================  ====================  =========================
+file                required columns             optional columns      notes
+==================  ===========================  ====================  =========================
+``listens``         user_id, item_id, plays      ts                    required
+``artists``         artist_id, name              genre, url            required
+``tracks``          track_id, artist_id, title   duration_s, genre     if present, items = tracks
+``users``           user_id                                            else derived from listens
+``tag_assignments`` artist_id, tag               user_id, ts           tags table is derived
+``artist_text``     artist_id, text                                    free text per artist
+``friends``         user_id, friend_id
+``audio_files``     track_id, path                                     path relative to the dir
+==================  ===========================  ====================  =========================
+
+- ``item_id`` in ``listens`` refers to ``tracks.track_id`` when ``tracks`` is present and to
+  ``artists.artist_id`` otherwise.
+- ``ts`` is ISO-8601 text (``2026-11-16T08:00:00Z``) or epoch milliseconds. When ``ts`` is filled
+  in every row of ``listens`` the rows are play events (one row per play, ``plays`` usually 1);
+  otherwise they are aggregated play counts per user and item.
+- ``plays`` is a positive integer. Rows that break a rule are quarantined with a reason, never
+  dropped silently; see ``quality.rules``.
+- Bytes that are not UTF-8 become U+FFFD (the replacement character); ids holding it are
+  quarantined, names holding it are kept and counted.
+
+This module also holds the delimited-text reader that the HetRec and sample readers share.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from sources.base import LINEAGE_COLUMNS, RAW_COLUMNS, RawBundle, Source, SourceError
+
+logger = logging.getLogger(__name__)
+
+DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Columns a generic file must and may have."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    is_required: bool = False
+
+
+GENERIC_TABLES: dict[str, TableSpec] = {
+    "listens": TableSpec(("user_id", "item_id", "plays"), ("ts",), is_required=True),
+    "artists": TableSpec(("artist_id", "name"), ("genre", "url"), is_required=True),
+    "tracks": TableSpec(("track_id", "artist_id", "title"), ("duration_s", "genre")),
+    "users": TableSpec(("user_id",)),
+    "tag_assignments": TableSpec(("artist_id", "tag"), ("user_id", "ts")),
+    "artist_text": TableSpec(("artist_id", "text")),
+    "friends": TableSpec(("user_id", "friend_id")),
+    "audio_files": TableSpec(("track_id", "path")),
+}
+
+
+def decode_lines(
+    data: bytes, fallback: Literal["latin-1", "replace"] = "replace"
+) -> tuple[str, list[int]]:
+    """Decode bytes as UTF-8, line by line falling back where a line is not UTF-8.
+
+    Parameters
+    ----------
+    data
+        The raw file content.
+    fallback
+        ``"latin-1"`` decodes a non-UTF-8 line as ISO-8859-1 (old Last.fm dumps);
+        ``"replace"`` keeps UTF-8 and puts U+FFFD for each undecodable byte.
+
+    Returns
+    -------
+    text, fallback_lines
+        The text with ``\\r\\n`` turned into ``\\n``, and the 1-based numbers of the lines that
+        needed the fallback.
+    """
+    try:
+        text = data.decode("utf-8")
+        fallback_lines: list[int] = []
+    except UnicodeDecodeError:
+        lines = data.split(b"\n")
+        decoded = []
+        fallback_lines = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                decoded.append(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                fallback_lines.append(number)
+                if fallback == "latin-1":
+                    decoded.append(line.decode("latin-1"))
+                else:
+                    decoded.append(line.decode("utf-8", errors="replace"))
+        text = "\n".join(decoded)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text, fallback_lines
+
+
+def _describe_lines(lines: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(n) for n in lines[:limit])
+    more = f" and {len(lines) - limit} more" if len(lines) > limit else ""
+    return f"{shown}{more}"
+
+
+def read_delimited(
+    path: Path,
+    required: list[str],
+    delimiter: str,
+    *,
+    optional: list[str] | None = None,
+    normalise_header: bool = False,
+    quoting: int = csv.QUOTE_MINIMAL,
+    fallback: Literal["latin-1", "replace"] = "replace",
+    fix_hint: str = "",
+) -> tuple[pd.DataFrame, list[int], list[str]]:
+    """Read a delimited text file with a header into a frame of text plus lineage columns.
+
+    Parameters
+    ----------
+    path
+        The file. Must exist and hold a header.
+    required
+        Column names that must be in the header (after normalisation when asked).
+    delimiter
+        The delimiter the format expects.
+    optional
+        Column names read when present; absent ones are not added here.
+    normalise_header
+        Trim and lower-case header names before matching.
+    quoting
+        ``csv.QUOTE_MINIMAL`` for CSV, ``csv.QUOTE_NONE`` for formats without quoting (.dat).
+    fallback
+        How to decode lines that are not UTF-8, see ``decode_lines``.
+    fix_hint
+        Appended to error messages, e.g. where the format is documented.
+
+    Returns
+    -------
+    frame, fallback_lines, extra_columns
+        Columns ``required`` + present ``optional`` as text (empty fields are ``""``), plus
+        ``_source_file`` and ``_source_line`` (1-based physical line, header = line 1); the
+        lines decoded by the fallback; and header names that were not asked for.
+
+    Raises
+    ------
+    SourceError
+        Missing file, empty file, no header, wrong delimiter, missing required column, or a row
+        with more fields than the header.
+    """
+    optional = optional or []
+    expected_name = DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    if not path.is_file():
+        raise SourceError(
+            f"{path}: required file not found. Put the file there or point the source at the "
+            f"directory that holds it.{fix_hint}"
+        )
+    data = path.read_bytes()
+    if not data.strip():
+        raise SourceError(
+            f"{path}: file is empty (no header row); expected a {expected_name}-separated header "
+            f"with columns {', '.join(required)}. Re-export the file with its header and rows."
+            f"{fix_hint}"
+        )
+    text, fallback_lines = decode_lines(data, fallback)
+    header_line = text.split("\n", 1)[0]
+    header = _split_header(header_line, delimiter, normalise_header)
+    missing = [name for name in required if name not in header]
+    if missing:
+        _raise_header_error(path, header_line, header, missing, required, delimiter, fix_hint)
+    wanted = list(required) + [name for name in optional if name in header]
+    extra = [name for name in header if name not in wanted]
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=0,
+            names=header,
+            dtype=str,
+            na_filter=False,
+            quoting=quoting,
+            skip_blank_lines=False,
+            engine="c",
+            usecols=wanted,
+        )
+    except pd.errors.ParserError as error:
+        raise SourceError(
+            f"{path}: a row has more fields than the header ({error}). Check that values holding "
+            f"the delimiter {expected_name!s} are quoted, or remove the stray delimiter.{fix_hint}"
+        ) from error
+    frame = frame[wanted]
+    frame["_source_file"] = str(path)
+    frame["_source_line"] = np.arange(2, len(frame) + 2, dtype=np.int64)
+    return frame, fallback_lines, extra
+
+
+def _split_header(header_line: str, delimiter: str, normalise: bool) -> list[str]:
+    names = next(csv.reader([header_line], delimiter=delimiter))
+    if normalise:
+        return [name.strip().lower() for name in names]
+    return [name.strip() for name in names]
+
+
+def _raise_header_error(
+    path: Path,
+    header_line: str,
+    header: list[str],
+    missing: list[str],
+    required: list[str],
+    delimiter: str,
+    fix_hint: str,
+) -> None:
+    expected_name = DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    if len(header) == 1:
+        for other, other_name in DELIMITER_NAMES.items():
+            if other == delimiter or other not in header_line:
+                continue
+            names = [name.strip().lower() for name in header_line.split(other)]
+            if all(name.lower() in names for name in required):
+                raise SourceError(
+                    f"{path}: wrong delimiter: the header {header_line!r} is one column that "
+                    f"holds the expected columns joined by {other_name} ({other!r}); this format "
+                    f"expects {expected_name}-separated values ({delimiter!r}). Re-save the file "
+                    f"{expected_name}-separated.{fix_hint}"
+                )
+    raise SourceError(
+        f"{path}: missing required column(s) {', '.join(repr(m) for m in missing)}; the header "
+        f"has {header!r}. Add or rename the column(s) so the header contains "
+        f"{', '.join(required)} ({expected_name}-separated).{fix_hint}"
+    )
+
+
+def read_parquet_as_text(path: Path, required: list[str], optional: list[str]) -> pd.DataFrame:
+    """Read a Parquet file, keep the wanted columns as text (nulls as ``None``) plus lineage.
+
+    Raises
+    ------
+    SourceError
+        When the file cannot be read or lacks a required column.
+    """
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for a bad file
+        raise SourceError(
+            f"{path}: cannot read as Parquet ({error}). Re-export it as Parquet or as CSV."
+        ) from error
+    frame.columns = [str(name).strip().lower() for name in frame.columns]
+    missing = [name for name in required if name not in frame.columns]
+    if missing:
+        raise SourceError(
+            f"{path}: missing required column(s) {', '.join(repr(m) for m in missing)}; the file "
+            f"has {list(frame.columns)!r}. Add or rename the column(s) so it contains "
+            f"{', '.join(required)}."
+        )
+    wanted = list(required) + [name for name in optional if name in frame.columns]
+    out = pd.DataFrame(index=range(len(frame)))
+    for name in wanted:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            text = column.map(lambda v: v.isoformat() if pd.notna(v) else None)
+        else:
+            text = column.astype(str).astype(object)
+        out[name] = text.where(column.notna().to_numpy(), None).astype(object)
+    out["_source_file"] = str(path)
+    out["_source_line"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    return out
+
+
+def with_contract_columns(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Give ``frame`` exactly the raw contract's columns for ``table`` (missing ones as None)."""
+    out = pd.DataFrame(index=frame.index)
+    for name in RAW_COLUMNS[table] + LINEAGE_COLUMNS:
+        out[name] = frame[name] if name in frame.columns else None
+    return out.reset_index(drop=True)
+
+
+def derive_users(sources: list[tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """Distinct non-empty user ids, in order of first appearance, with that row's lineage.
+
+    Parameters
+    ----------
+    sources
+        Pairs of (raw frame, column holding user ids).
+    """
+    parts = []
+    for frame, column in sources:
+        part = frame[[column, "_source_file", "_source_line"]].rename(columns={column: "user_id"})
+        parts.append(part)
+    users = pd.concat(parts, ignore_index=True)
+    ids = users["user_id"]
+    present = ids.notna() & (ids.astype(str).str.strip() != "")
+    users = users[present].drop_duplicates("user_id", keep="first")
+    return with_contract_columns(users, "users")
+
+
+class GenericSource(Source):
+    """Read ``<table>.csv`` / ``<table>.parquet`` files from a directory (format above).
+
+    Parameters
+    ----------
+    path
+        The directory holding the files.
+
+    Example usage::
+
+        bundle = GenericSource("my_data/").read()
+        bundle.table("listens").head()
+    """
+
+    name = "generic"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> RawBundle:
+        """Read every present table; see the module docstring for the format."""
+        if not self.path.is_dir():
+            raise SourceError(
+                f"{self.path}: directory not found. Pass the directory that holds listens.csv "
+                f"and artists.csv (or .parquet); see sources/generic.py for the format."
+            )
+        tables: dict[str, pd.DataFrame] = {}
+        notes: dict[str, str] = {}
+        for table, spec in GENERIC_TABLES.items():
+            frame = self._read_table(table, spec, notes)
+            if frame is not None:
+                tables[table] = frame
+        listens = tables["listens"]
+        if "users" not in tables:
+            tables["users"] = derive_users([(listens, "user_id")])
+            notes["users"] = "derived from the distinct user ids of listens (no users file)"
+        if "tag_assignments" in tables:
+            assignments = tables["tag_assignments"]
+            tags = assignments[["tag", "_source_file", "_source_line"]].copy()
+            tags = tags[tags["tag"].notna() & (tags["tag"].astype(str) != "")]
+            tags = tags.drop_duplicates("tag", keep="first")
+            tags["tag_id"] = tags["tag"]
+            tables["tags"] = with_contract_columns(tags, "tags")
+            assignments = assignments.copy()
+            assignments["tag_id"] = assignments["tag"]
+            tables["tag_assignments"] = with_contract_columns(assignments, "tag_assignments")
+            notes["tags"] = "derived from the distinct tag texts of tag_assignments (tag_id = tag)"
+        if "audio_files" in tables:
+            audio = tables["audio_files"]
+            audio["path"] = [
+                str(self.path / p) if isinstance(p, str) and p and not Path(p).is_absolute() else p
+                for p in audio["path"]
+            ]
+        for table in list(tables):
+            tables[table] = with_contract_columns(tables[table], table)
+        ts = tables["listens"]["ts"]
+        filled = ts.notna() & (ts.astype(str).str.strip() != "")
+        listens_kind = "events" if len(ts) and bool(filled.all()) else "aggregated"
+        if listens_kind == "aggregated" and bool(filled.any()):
+            notes["listens_ts"] = (
+                f"ts is filled in {int(filled.sum())} of {len(ts)} listens rows, so the rows are "
+                f"read as aggregated counts; fill ts in every row to read them as play events"
+            )
+        item_level = "track" if "tracks" in tables else "artist"
+        logger.info("generic source %s: %s", self.path, {t: len(f) for t, f in tables.items()})
+        return RawBundle(
+            source_name=self.name,
+            tables=tables,
+            item_level=item_level,
+            listens_kind=listens_kind,
+            notes=notes,
+        )
+
+    def _read_table(
+        self, table: str, spec: TableSpec, notes: dict[str, str]
+    ) -> pd.DataFrame | None:
+        csv_path = self.path / f"{table}.csv"
+        parquet_path = self.path / f"{table}.parquet"
+        if csv_path.exists() and parquet_path.exists():
+            raise SourceError(
+                f"{self.path}: both {csv_path.name} and {parquet_path.name} exist; keep one."
+            )
+        if parquet_path.exists():
+            return read_parquet_as_text(parquet_path, list(spec.required), list(spec.optional))
+        if not csv_path.exists():
+            if spec.is_required:
+                raise SourceError(
+                    f"{csv_path}: required file not found (nor {parquet_path.name}). Add a "
+                    f"{table} file with columns {', '.join(spec.required)}; see "
+                    f"sources/generic.py for the format."
+                )
+            return None
+        frame, fallback_lines, extra = read_delimited(
+            csv_path,
+            list(spec.required),
+            ",",
+            optional=list(spec.optional),
+            normalise_header=True,
+            fallback="replace",
+            fix_hint=" See sources/generic.py for the format.",
+        )
+        if fallback_lines:
+            notes[csv_path.name] = (
+                f"{len(fallback_lines)} line(s) not valid UTF-8; undecodable bytes became U+FFFD "
+                f"(lines {_describe_lines(fallback_lines)})"
+            )
+        if extra:
+            notes[f"{csv_path.name} ignored columns"] = ", ".join(extra)
+        return frame
