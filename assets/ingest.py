@@ -64,9 +64,18 @@ def raw_tables(
     kind = config.kind or source_choice.kind
     path = config.path or source_choice.path or None
     scale = config.sample_scale or source_choice.sample_scale
-    params = {"out_dir": str(paths.sub("sample")), "scale": scale} if kind == "sample" else {}
+    params = (
+        {
+            "n_users": max(2, round(600 * scale)),
+            "n_artists": max(8, round(240 * scale)),
+        }
+        if kind == "sample"
+        else {}
+    )
+    if kind == "sample":
+        path = str(paths.sub("sample"))
     source = make_source(kind, path, **params)
-    context.log.info(f"reading source {kind!r} from {path or paths.sub('sample')}")
+    context.log.info(f"reading source {kind!r} from {path}")
     bundle = source.read()
     loaded_at = pd.Timestamp.now(tz="UTC").floor("s")
     with warehouse.connect() as con:

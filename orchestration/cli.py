@@ -29,20 +29,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestration import definitions as d
 
     instance = dg.DagsterInstance.get()
+    run_config = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
     started = time.perf_counter()
-    result = d.defs.resolve_job_def(d.EVERYTHING_JOB).execute_in_process(
-        instance=instance, raise_on_error=False
-    )
-    if not result.success:
-        print("The run failed; see the step errors above or in the UI (`make ui`).")
-        return 1
-    for job_name, partition_key in d.partitioned_runs():
-        part = d.defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False
+    runs = [(d.EVERYTHING_JOB, None), *d.partitioned_runs()]
+    failed_checks: list[str] = []
+    passed_checks = 0
+    for job_name, partition_key in runs:
+        result = d.defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            run_config=run_config,
+            raise_on_error=False,
         )
-        if not part.success:
-            print(f"{job_name} failed for partition {partition_key}.")
+        for evaluation in result.get_asset_check_evaluations():
+            if evaluation.passed:
+                passed_checks += 1
+            else:
+                failed_checks.append(
+                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                )
+        if not result.success:
+            where = f" for partition {partition_key}" if partition_key else ""
+            print(f"{job_name} failed{where}; see the step errors above or in the UI (make ui).")
             return 1
+    print(f"\nchecks: {passed_checks} passed, {len(failed_checks)} failed")
+    for name in failed_checks:
+        print(f"  FAILED CHECK {name}")
     elapsed = time.perf_counter() - started
     print(where_text(elapsed))
     if not args.no_playlist:
@@ -95,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialise every asset on the configured source")
     run.add_argument("--no-playlist", action="store_true", help="do not print a playlist")
+    run.add_argument(
+        "--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)"
+    )
     run.set_defaults(func=cmd_run)
     playlist = sub.add_parser("playlist", help="print a user's Discover Weekly with reasons")
     playlist.add_argument("user_id")

@@ -272,7 +272,7 @@ class _RowChecker:
                 continue
             self.flag(values.isna().to_numpy(), "id_missing", lambda p, n=name: _const(p, n))
         for name, values in ids.items():
-            bad = values.str.contains(REPLACEMENT_CHAR, regex=False).fillna(False)
+            bad = values.str.contains(REPLACEMENT_CHAR, regex=False, na=False)
             self.flag(
                 bad.to_numpy(dtype=bool),
                 "id_undecodable",
@@ -464,7 +464,7 @@ def validate_artists(raw: pd.DataFrame) -> TableResult:
     )
     notes = {
         "names_with_replacement_char": int(
-            golden["name"].str.contains(REPLACEMENT_CHAR, regex=False).fillna(False).sum()
+            golden["name"].str.contains(REPLACEMENT_CHAR, regex=False, na=False).sum()
         ),
         "names_missing": int(golden["name"].isna().sum()),
     }
@@ -560,7 +560,7 @@ def validate_tags(raw: pd.DataFrame) -> TableResult:
     golden = pd.DataFrame({"tag_id": tag_id[keep], "tag": tag[keep]})
     notes = {
         "tags_with_replacement_char": int(
-            golden["tag"].str.contains(REPLACEMENT_CHAR, regex=False).sum()
+            golden["tag"].str.contains(REPLACEMENT_CHAR, regex=False, na=False).sum()
         )
     }
     return checker.result(golden, notes)

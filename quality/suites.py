@@ -144,8 +144,19 @@ def _context(gx_root: Path) -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     gx_root.mkdir(parents=True, exist_ok=True)
-    return gx.get_context(mode="file", project_root_dir=str(gx_root))
+    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+    bars = context.variables.progress_bars
+    enabled = bars is None or (
+        bars.get("globally", True) if isinstance(bars, dict) else bars.globally
+    )
+    if enabled:
+        # Metric progress bars flood Dagster's logs; the check metadata says what was run.
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.variables.save()
+    return context
 
 
 def validate_table(

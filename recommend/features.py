@@ -274,7 +274,7 @@ SELECT u.user_id,
        u.distinct_items::BIGINT AS distinct_items,
        a.distinct_artists::BIGINT AS distinct_artists,
        (a.top_artist_plays / a.artist_plays)::DOUBLE AS top_artist_share,
-       greatest(a.artist_entropy, 0.0)::DOUBLE AS artist_entropy,
+       (greatest(a.artist_entropy, 0.0) + 0.0)::DOUBLE AS artist_entropy,
        u.last_listen_ts,
        u.plays_last_4_weeks::BIGINT AS plays_last_4_weeks,
        u.snapshot_ts AS event_timestamp
@@ -329,7 +329,9 @@ def user_listening_stats(
     if has_listen_events(con):
         sql = _USER_STATS_SQL.format(
             rows_sql=_EVENT_ROWS_SQL,
-            recent_sql="sum(plays) FILTER (WHERE week_end > snapshot_ts - INTERVAL 28 DAY)",
+            recent_sql=(
+                "coalesce(sum(plays) FILTER (WHERE week_end > snapshot_ts - INTERVAL 28 DAY), 0)"
+            ),
         )
         kind = "weekly snapshots from events"
     else:
@@ -518,9 +520,7 @@ def discover_weekly_playlist(
     return _finish(frame, DISCOVER_WEEKLY_PLAYLIST_SCHEMA, created_ts)
 
 
-def export_parquet(
-    frame: pd.DataFrame, path: str | Path, schema: pa.Schema | None = None
-) -> Path:
+def export_parquet(frame: pd.DataFrame, path: str | Path, schema: pa.Schema | None = None) -> Path:
     """Write a feature table to Parquet with microsecond UTC timestamps.
 
     Parameters
@@ -547,9 +547,7 @@ def export_parquet(
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if schema is None:
-        schema = next(
-            (s for s in ARROW_SCHEMAS.values() if s.names == list(frame.columns)), None
-        )
+        schema = next((s for s in ARROW_SCHEMAS.values() if s.names == list(frame.columns)), None)
     out = frame.copy()
     for column in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[column]):

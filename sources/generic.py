@@ -184,6 +184,12 @@ def read_delimited(
     text, fallback_lines = decode_lines(data, fallback)
     header_line = text.split("\n", 1)[0]
     header = _split_header(header_line, delimiter, normalise_header)
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise SourceError(
+            f"{path}: column(s) {', '.join(repr(r) for r in repeated)} appear more than once in "
+            f"the header {header!r}. Rename or remove the repeated column(s).{fix_hint}"
+        )
     missing = [name for name in required if name not in header]
     if missing:
         _raise_header_error(path, header_line, header, missing, required, delimiter, fix_hint)
@@ -200,7 +206,7 @@ def read_delimited(
             quoting=quoting,
             skip_blank_lines=False,
             engine="c",
-            usecols=wanted,
+            index_col=False,
         )
     except pd.errors.ParserError as error:
         raise SourceError(

@@ -60,32 +60,208 @@ class Genre:
 
 
 GENRES: tuple[Genre, ...] = (
-    Genre("rock", ("rock", "guitar", "classic rock", "alternative", "indie rock", "riffs",
-                   "band", "grunge"), 120, 48, 8, 0.8, 1.0, 0.4, 0.8, 0.3, 0.08, 230),
-    Genre("electronic", ("electronic", "techno", "house", "synth", "dance", "edm", "trance",
-                         "club"), 128, 60, 5, 0.5, 0.5, 0.12, 1.0, 0.4, 0.01, 330),
-    Genre("hip-hop", ("hip-hop", "rap", "beats", "boom bap", "flow", "underground hip-hop",
-                      "mc", "turntablism"), 90, 40, 3, 0.4, 2.0, 0.3, 1.2, 0.2, 0.02, 210),
-    Genre("jazz", ("jazz", "swing", "bebop", "saxophone", "improvisation", "smooth jazz",
-                   "big band", "blue note"), 150, 58, 4, 0.45, 1.0, 0.25, 0.15, 0.5, 0.0, 300),
-    Genre("classical", ("classical", "orchestra", "symphony", "piano", "baroque", "strings",
-                        "composer", "opera"), 66, 70, 2, 0.3, 2.0, 1.2, 0.0, 0.0, 0.0, 420),
-    Genre("metal", ("metal", "heavy metal", "thrash", "death metal", "doom", "shred",
-                    "double bass", "headbanging"), 176, 38, 10, 0.9, 0.5, 0.2, 1.0, 0.6,
-          0.3, 280),
-    Genre("folk", ("folk", "acoustic", "singer-songwriter", "ballad", "fingerpicking", "banjo",
-                   "americana", "storytelling"), 100, 62, 6, 0.6, 1.0, 0.6, 0.1, 0.05, 0.0, 200),
-    Genre("reggae", ("reggae", "dub", "ska", "roots", "offbeat", "jamaica", "riddim",
-                     "dancehall"), 76, 52, 3, 0.5, 0.5, 0.15, 0.9, 0.35, 0.01, 250),
+    Genre(
+        "rock",
+        ("rock", "guitar", "classic rock", "alternative", "indie rock", "riffs", "band", "grunge"),
+        120,
+        48,
+        8,
+        0.8,
+        1.0,
+        0.4,
+        0.8,
+        0.3,
+        0.08,
+        230,
+    ),
+    Genre(
+        "electronic",
+        ("electronic", "techno", "house", "synth", "dance", "edm", "trance", "club"),
+        128,
+        60,
+        5,
+        0.5,
+        0.5,
+        0.12,
+        1.0,
+        0.4,
+        0.01,
+        330,
+    ),
+    Genre(
+        "hip-hop",
+        ("hip-hop", "rap", "beats", "boom bap", "flow", "underground hip-hop", "mc", "turntablism"),
+        90,
+        40,
+        3,
+        0.4,
+        2.0,
+        0.3,
+        1.2,
+        0.2,
+        0.02,
+        210,
+    ),
+    Genre(
+        "jazz",
+        (
+            "jazz",
+            "swing",
+            "bebop",
+            "saxophone",
+            "improvisation",
+            "smooth jazz",
+            "big band",
+            "blue note",
+        ),
+        150,
+        58,
+        4,
+        0.45,
+        1.0,
+        0.25,
+        0.15,
+        0.5,
+        0.0,
+        300,
+    ),
+    Genre(
+        "classical",
+        ("classical", "orchestra", "symphony", "piano", "baroque", "strings", "composer", "opera"),
+        66,
+        70,
+        2,
+        0.3,
+        2.0,
+        1.2,
+        0.0,
+        0.0,
+        0.0,
+        420,
+    ),
+    Genre(
+        "metal",
+        (
+            "metal",
+            "heavy metal",
+            "thrash",
+            "death metal",
+            "doom",
+            "shred",
+            "double bass",
+            "headbanging",
+        ),
+        176,
+        38,
+        10,
+        0.9,
+        0.5,
+        0.2,
+        1.0,
+        0.6,
+        0.3,
+        280,
+    ),
+    Genre(
+        "folk",
+        (
+            "folk",
+            "acoustic",
+            "singer-songwriter",
+            "ballad",
+            "fingerpicking",
+            "banjo",
+            "americana",
+            "storytelling",
+        ),
+        100,
+        62,
+        6,
+        0.6,
+        1.0,
+        0.6,
+        0.1,
+        0.05,
+        0.0,
+        200,
+    ),
+    Genre(
+        "reggae",
+        ("reggae", "dub", "ska", "roots", "offbeat", "jamaica", "riddim", "dancehall"),
+        76,
+        52,
+        3,
+        0.5,
+        0.5,
+        0.15,
+        0.9,
+        0.35,
+        0.01,
+        250,
+    ),
 )
-NAME_ADJECTIVES = ("Silver", "Velvet", "Electric", "Hollow", "Crimson", "Quiet", "Golden",
-                   "Broken", "Lunar", "Wild", "Paper", "Iron", "Neon", "Northern", "Blue",
-                   "Secret", "Burning", "Glass", "Midnight", "Gentle")
-NAME_NOUNS = ("Owls", "Rivers", "Engines", "Foxes", "Lanterns", "Harbour", "Echoes", "Tides",
-              "Pines", "Comets", "Wolves", "Signals", "Gardens", "Machines", "Sparrows",
-              "Orchids", "Bridges", "Static", "Canyons", "Mirrors")
-TITLE_WORDS = ("Morning", "Shadow", "Heart", "Road", "Summer", "Dream", "Fire", "Rain",
-               "Window", "Ocean", "Letter", "Dance", "Night", "Stone", "Light", "Song")
+NAME_ADJECTIVES = (
+    "Silver",
+    "Velvet",
+    "Electric",
+    "Hollow",
+    "Crimson",
+    "Quiet",
+    "Golden",
+    "Broken",
+    "Lunar",
+    "Wild",
+    "Paper",
+    "Iron",
+    "Neon",
+    "Northern",
+    "Blue",
+    "Secret",
+    "Burning",
+    "Glass",
+    "Midnight",
+    "Gentle",
+)
+NAME_NOUNS = (
+    "Owls",
+    "Rivers",
+    "Engines",
+    "Foxes",
+    "Lanterns",
+    "Harbour",
+    "Echoes",
+    "Tides",
+    "Pines",
+    "Comets",
+    "Wolves",
+    "Signals",
+    "Gardens",
+    "Machines",
+    "Sparrows",
+    "Orchids",
+    "Bridges",
+    "Static",
+    "Canyons",
+    "Mirrors",
+)
+TITLE_WORDS = (
+    "Morning",
+    "Shadow",
+    "Heart",
+    "Road",
+    "Summer",
+    "Dream",
+    "Fire",
+    "Rain",
+    "Window",
+    "Ocean",
+    "Letter",
+    "Dance",
+    "Night",
+    "Stone",
+    "Light",
+    "Song",
+)
 
 
 def _names(count: int, prefix: str = "") -> list[str]:
@@ -271,7 +447,8 @@ class SampleSource(Source):
         window_s = self.weeks * 7 * 86_400
         offsets = rng.integers(1, window_s, n_events)
         order = np.argsort(-offsets, kind="stable")  # oldest first
-        event_user, event_track, offsets = event_user[order], event_track[order], offsets[order]
+        event_user, event_artist = event_user[order], event_artist[order]
+        event_track, offsets = event_track[order], offsets[order]
         event_ts = END_TS - offsets.astype("timedelta64[s]")
         listens = pd.DataFrame(
             {
@@ -291,13 +468,13 @@ class SampleSource(Source):
         n_taggings = max(n_events // 10, 1)
         picked = rng.integers(0, n_events, n_taggings)
         tag_user = event_user[picked]
-        tag_artist = event_artist[order][picked]
+        tag_artist = event_artist[picked]
         generic = rng.random(n_taggings) < 0.2
         genre_term = artist_genre[tag_artist] * terms_per_genre + rng.integers(
             0, terms_per_genre, n_taggings
         )
-        generic_term = len(vocabulary) - len(GENERIC_TERMS) + rng.integers(
-            0, len(GENERIC_TERMS), n_taggings
+        generic_term = (
+            len(vocabulary) - len(GENERIC_TERMS) + rng.integers(0, len(GENERIC_TERMS), n_taggings)
         )
         tag_index = np.where(generic, generic_term, genre_term)
         tag_offsets = rng.integers(1, window_s, n_taggings)
@@ -389,13 +566,21 @@ class SampleSource(Source):
     def _bad_rows(self, listens: pd.DataFrame) -> pd.DataFrame:
         first = listens.iloc[0]
         rows = [
-            {"user_id": UNKNOWN_USER_ID, "item_id": first["item_id"], "plays": "1",
-             "ts": listens["ts"].iloc[i]}
+            {
+                "user_id": UNKNOWN_USER_ID,
+                "item_id": first["item_id"],
+                "plays": "1",
+                "ts": listens["ts"].iloc[i],
+            }
             for i in range(3)
         ]
         rows += [
-            {"user_id": listens["user_id"].iloc[i], "item_id": listens["item_id"].iloc[i],
-             "plays": "0", "ts": listens["ts"].iloc[i]}
+            {
+                "user_id": listens["user_id"].iloc[i],
+                "item_id": listens["item_id"].iloc[i],
+                "plays": "0",
+                "ts": listens["ts"].iloc[i],
+            }
             for i in (1, 2)
         ]
         rows.append(first.to_dict())
@@ -449,7 +634,9 @@ class SampleSource(Source):
         audio_dir = self.out_dir / "audio"
         audio_dir.mkdir(exist_ok=True)
         genres = GENRES[: self.n_genres]
-        for track_id, genre_index in zip(truth["audio_track_ids"], truth["audio_genre"], strict=True):
+        for track_id, genre_index in zip(
+            truth["audio_track_ids"], truth["audio_genre"], strict=True
+        ):
             index = int(str(track_id)[1:])
             clip_rng = np.random.default_rng([self.seed, index])
             clip = synthesize_clip(genres[int(genre_index)], self.audio_seconds, clip_rng)

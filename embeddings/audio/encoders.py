@@ -431,8 +431,9 @@ class MusicnnEncoder(AudioEncoder):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if importlib.util.find_spec("musicnn") is None:
             raise BackendUnavailable(
-                "the musicnn backend needs the musicnn package: pip install --no-deps musicnn==0.1.0"
-                " (its weights ship in the wheel; it needs tensorflow and tf-keras)"
+                "the musicnn backend needs the musicnn package: "
+                "pip install --no-deps musicnn==0.1.0 "
+                "(its weights ship in the wheel; it needs tensorflow and tf-keras)"
             )
         import warnings
 
@@ -611,7 +612,9 @@ def require_backend(backend: str) -> None:
     if backend not in _MODULES:
         raise ValueError(f"unknown audio backend {backend!r}; choose one of {list(BACKENDS)}")
     if not _installed(backend):
-        raise BackendUnavailable(f"audio backend {backend!r} is not installed: {_INSTALL_HINTS[backend]}")
+        raise BackendUnavailable(
+            f"audio backend {backend!r} is not installed: {_INSTALL_HINTS[backend]}"
+        )
 
 
 def available_backends() -> list[str]:

@@ -198,9 +198,13 @@ def _read_file(
         return _to_mono(samples), rate, total, start, count
     except Exception as soundfile_error:  # noqa: BLE001 - fall back to audioread
         try:
+            import warnings
+
             import librosa
 
-            samples, rate = librosa.load(str(path), sr=None, mono=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # librosa warns that it falls back to audioread
+                samples, rate = librosa.load(str(path), sr=None, mono=True)
         except Exception as fallback_error:  # noqa: BLE001
             raise RuntimeError(
                 f"cannot decode {path}: soundfile said {soundfile_error}; audioread said "

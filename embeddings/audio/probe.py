@@ -270,7 +270,9 @@ def probe_audio(
     if not path.is_file():
         return ProbeFailure(str(path), "file_not_found", f"no file at {path}; fix the path")
     if path.stat().st_size == 0:
-        return ProbeFailure(str(path), "empty_file", "the file has 0 bytes; re-copy or re-export it")
+        return ProbeFailure(
+            str(path), "empty_file", "the file has 0 bytes; re-copy or re-export it"
+        )
 
     notes: list[str] = []
     try:
@@ -318,8 +320,7 @@ def probe_audio(
         notes.append(f"content is {container} but extension is {extension or '(none)'}")
     if duration_s > long_duration_s:
         note = (
-            f"long file: {duration_s:.0f} s > {long_duration_s:.0f} s; encoders analyse an "
-            "excerpt"
+            f"long file: {duration_s:.0f} s > {long_duration_s:.0f} s; encoders analyse an excerpt"
         )
         logger.warning("%s: %s", path, note)
         notes.append(note)
@@ -341,6 +342,29 @@ def _text(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _line_number(value: object) -> int | None:
+    """A ``_source_line`` cell as int, None when missing or not a number."""
+    text = _text(value)
+    try:
+        return None if text is None else int(float(text))
+    except ValueError:
+        return None
+
+
+def _quarantine_row(row: dict, code: str, detail: str) -> dict[str, object]:
+    """One quarantine row for a raw ``audio_files`` row."""
+    return {
+        "table_name": TABLE_NAME,
+        "record_key": _text(row.get("track_id")) or _text(row.get("path")) or "",
+        "reason": f"{code}: {detail}",
+        "raw_row": json.dumps(
+            {str(k): _text(v) for k, v in row.items()}, ensure_ascii=False, sort_keys=True
+        ),
+        "source_file": _text(row.get("_source_file")),
+        "source_line": _line_number(row.get("_source_line")),
+    }
 
 
 def probe_clips(
@@ -389,21 +413,10 @@ def probe_clips(
     seen: dict[str, str] = {}
     for row in frame.to_dict(orient="records"):
         track_id, raw_path = _text(row.get("track_id")), _text(row.get("path"))
-        source_file, source_line = _text(row.get("_source_file")), row.get("_source_line")
+        source_file = _text(row.get("_source_file"))
 
-        def reject(code: str, detail: str, key: str | None = None, _row: dict = row) -> None:
-            quarantine.append(
-                {
-                    "table_name": TABLE_NAME,
-                    "record_key": key if key is not None else (track_id or raw_path or ""),
-                    "reason": f"{code}: {detail}",
-                    "raw_row": json.dumps(
-                        {k: _text(v) for k, v in _row.items()}, ensure_ascii=False, sort_keys=True
-                    ),
-                    "source_file": source_file,
-                    "source_line": None if _text(source_line) is None else int(source_line),
-                }
-            )
+        def reject(code: str, detail: str, _row: dict = row) -> None:
+            quarantine.append(_quarantine_row(_row, code, detail))
 
         if track_id is None:
             reject("missing_track_id", "the row has no track_id; add one")

@@ -1,0 +1,808 @@
+"""Collaborative filtering on implicit feedback (play counts): interactions, models, fit, persist.
+
+The user x item matrix is built from a golden ``listens`` frame (``user_id, item_id, plays``) with
+stable id <-> index maps (ids sorted), weighted into confidences, and factorised or modelled by:
+
+==================  =================================================================
+``als``             implicit's AlternatingLeastSquares (default)
+``bpr``             implicit's BayesianPersonalizedRanking
+``item_knn``        implicit's CosineRecommender (item-item cosine, K neighbours)
+``item_knn_bm25``   implicit's BM25Recommender
+``ease``            EASE (Steck 2019), closed form on items with >= 2 listeners
+``popularity``      listener counts (the baseline)
+==================  =================================================================
+
+Every model follows the :class:`CFModel` contract. :func:`fit_cf` returns a :class:`FittedCF`
+(model, id maps, training matrix, config, version, fit seconds, loss) that saves to a folder of
+``.npz`` and ``.json`` files; :func:`cf_version` gives the version *before* fitting so a caller can
+skip the fit when :func:`has_fitted` says a saved model of that version exists.
+
+Example usage::
+
+    fitted = fit_cf(listens, CF_PRESETS["als"])
+    fitted.save("models/cf")
+    items, scores = fitted.model.recommend(0, fitted.user_items[0], n=10)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from threadpoolctl import threadpool_limits
+
+logger = logging.getLogger(__name__)
+
+WEIGHTINGS = ("log", "bm25", "raw")
+MODEL_KINDS = ("als", "bpr", "item_knn", "item_knn_bm25", "ease", "popularity")
+_META_FILE = "meta.json"
+_MODEL_FILE = "model.npz"
+_INTERACTIONS_FILE = "interactions.npz"
+FORMAT_VERSION = 1
+BM25_FLOOR = 1e-3
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class CFConfig:
+    """Hyper-parameters of one CF model; part of the model version hash.
+
+    Parameters
+    ----------
+    model
+        One of ``als``, ``bpr``, ``item_knn``, ``item_knn_bm25``, ``ease``, ``popularity``.
+    factors, regularization, iterations
+        Matrix factorisation size, L2 penalty and epochs (ALS, BPR).
+    weighting
+        Confidence from plays: ``"log"`` (1 + alpha * log1p(plays)), ``"bm25"`` (implicit's
+        ``bm25_weight`` with ``bm25_k1``, ``bm25_b``) or ``"raw"`` (plays).
+    alpha
+        Scale of the ``log`` weighting.
+    bm25_k1, bm25_b
+        BM25 parameters of the ``bm25`` weighting and of the ``item_knn_bm25`` model.
+    learning_rate
+        BPR step size.
+    neighbours
+        K of the item-kNN models.
+    ease_lambda, ease_min_listeners
+        EASE L2 penalty and the listener count an item needs to be modelled.
+    seed
+        Random seed (ALS, BPR initialisation and sampling).
+    """
+
+    model: str = "als"
+    factors: int = 64
+    regularization: float = 0.05
+    iterations: int = 15
+    weighting: str = "bm25"
+    alpha: float = 1.0
+    bm25_k1: float = 100.0
+    bm25_b: float = 0.8
+    learning_rate: float = 0.01
+    neighbours: int = 100
+    ease_lambda: float = 500.0
+    ease_min_listeners: int = 2
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"CFConfig.model {self.model!r} is not one of {MODEL_KINDS}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"CFConfig.weighting {self.weighting!r} is not one of {WEIGHTINGS}")
+        for name in ("factors", "iterations", "neighbours", "ease_min_listeners"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"CFConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("regularization", "alpha", "learning_rate", "ease_lambda", "bm25_k1"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"CFConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.bm25_b <= 1:
+            raise ValueError(f"CFConfig.bm25_b must be in [0, 1], got {self.bm25_b}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CFConfig:
+        """Build from a dict; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown CFConfig keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> CFConfig:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+# Tuned on the HetRec validation split (carved from train, never the test split):
+# see benchmarks/bench_cf.py and the lead's report for the figures.
+CF_PRESETS: dict[str, CFConfig] = {
+    "popularity": CFConfig(model="popularity", weighting="raw"),
+    "als": CFConfig(model="als", factors=64, regularization=0.05, iterations=15,
+                    weighting="bm25", bm25_k1=100.0, bm25_b=0.8),
+    "bpr": CFConfig(model="bpr", factors=64, learning_rate=0.05, regularization=0.01,
+                    iterations=100, weighting="raw"),
+    "item_knn": CFConfig(model="item_knn", neighbours=100, weighting="log", alpha=1.0),
+    "ease": CFConfig(model="ease", weighting="log", alpha=1.0, ease_lambda=500.0),
+}
+DEFAULT_CONFIG = CF_PRESETS["als"]
+
+
+# ---------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class Interactions:
+    """A user x item matrix of raw play counts with stable id <-> index maps.
+
+    Attributes
+    ----------
+    user_ids, item_ids
+        Ids by index (row / column order).
+    plays
+        CSR ``(n_users, n_items)`` float32 raw plays; rows and columns follow the id lists.
+    """
+
+    user_ids: list[str]
+    item_ids: list[str]
+    plays: sparse.csr_matrix
+    user_index: dict[str, int] = field(repr=False, default_factory=dict)
+    item_index: dict[str, int] = field(repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.user_index:
+            object.__setattr__(self, "user_index", {u: i for i, u in enumerate(self.user_ids)})
+        if not self.item_index:
+            object.__setattr__(self, "item_index", {t: i for i, t in enumerate(self.item_ids)})
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.plays.shape
+
+    @classmethod
+    def from_listens(
+        cls,
+        listens: pd.DataFrame,
+        user_ids: list[str] | None = None,
+        item_ids: list[str] | None = None,
+    ) -> Interactions:
+        """Build the matrix from a golden ``listens`` frame.
+
+        Parameters
+        ----------
+        listens
+            Columns ``user_id``, ``item_id`` (strings) and ``plays`` (> 0), one row per pair.
+        user_ids, item_ids
+            Fixed id universes (e.g. the train matrix's, to build a test matrix on the same
+            indices). Default: the sorted unique ids of ``listens``.
+
+        Raises
+        ------
+        ValueError
+            Missing columns, an empty frame, plays not > 0, duplicate (user, item) rows, or ids
+            outside the given universes.
+        """
+        missing = {"user_id", "item_id", "plays"} - set(listens.columns)
+        if missing:
+            raise ValueError(f"listens frame lacks columns {sorted(missing)}; it needs "
+                             "user_id, item_id, plays")
+        if user_ids is None and item_ids is None and listens.empty:
+            raise ValueError("listens frame is empty: no interactions to build a CF matrix from")
+        users = listens["user_id"].astype(str).to_numpy()
+        items = listens["item_id"].astype(str).to_numpy()
+        plays = pd.to_numeric(listens["plays"], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(plays) | (plays <= 0)
+        if bad.any():
+            raise ValueError(
+                f"{int(bad.sum())} listens rows have plays that are not a number > 0, e.g. "
+                f"{listens.loc[bad].head(3).to_dict('records')}; fix or quarantine them upstream"
+            )
+        duplicated = pd.Series(users).str.cat(items, sep="\x1f").duplicated()
+        if duplicated.any():
+            raise ValueError(
+                f"{int(duplicated.sum())} duplicate (user_id, item_id) rows in listens, e.g. "
+                f"{listens.loc[duplicated.to_numpy()].head(3)[['user_id', 'item_id']].to_dict('records')}"
+                "; aggregate plays per pair first"
+            )
+        user_list = sorted(set(users)) if user_ids is None else [str(u) for u in user_ids]
+        item_list = sorted(set(items)) if item_ids is None else [str(i) for i in item_ids]
+        user_index = {u: i for i, u in enumerate(user_list)}
+        item_index = {t: i for i, t in enumerate(item_list)}
+        rows = _lookup(users, user_index, "user_id")
+        cols = _lookup(items, item_index, "item_id")
+        matrix = sparse.csr_matrix(
+            (plays.astype(np.float32), (rows, cols)), shape=(len(user_list), len(item_list))
+        )
+        matrix.sort_indices()
+        if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+            raise ValueError(f"CF matrix would be empty ({matrix.shape}): no users or no items")
+        return cls(user_list, item_list, matrix, user_index, item_index)
+
+    def weighted(self, config: CFConfig) -> sparse.csr_matrix:
+        """Confidence matrix (float32 CSR) from raw plays, per ``config.weighting``."""
+        return weight_plays(self.plays, config.weighting, alpha=config.alpha,
+                            bm25_k1=config.bm25_k1, bm25_b=config.bm25_b)
+
+    def fingerprint(self) -> str:
+        """Hash of ids and plays: same data -> same fingerprint."""
+        digest = hashlib.sha256()
+        digest.update("\x1e".join(self.user_ids).encode())
+        digest.update(b"\x1d")
+        digest.update("\x1e".join(self.item_ids).encode())
+        for array in (self.plays.indptr, self.plays.indices, self.plays.data):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+
+def _lookup(values: np.ndarray, index: dict[str, int], column: str) -> np.ndarray:
+    positions = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+    unknown = positions < 0
+    if unknown.any():
+        examples = sorted(set(values[unknown]))[:5]
+        raise ValueError(
+            f"{int(unknown.sum())} listens rows have a {column} outside the given id list, e.g. "
+            f"{examples}; build both matrices on the same universe or drop those rows explicitly"
+        )
+    return positions
+
+
+def weight_plays(
+    plays: sparse.csr_matrix,
+    weighting: str,
+    *,
+    alpha: float = 1.0,
+    bm25_k1: float = 100.0,
+    bm25_b: float = 0.8,
+) -> sparse.csr_matrix:
+    """Turn raw plays into confidences.
+
+    Parameters
+    ----------
+    plays
+        User x item raw play counts.
+    weighting
+        ``"log"``: ``1 + alpha * log1p(plays)``; ``"bm25"``: implicit's
+        ``nearest_neighbours.bm25_weight(plays, K1, B)`` (rows are users, so document length is
+        a user's total plays); ``"raw"``: plays unchanged.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        float32, same sparsity pattern.
+    """
+    matrix = sparse.csr_matrix(plays, dtype=np.float32, copy=True)
+    if weighting == "raw":
+        return matrix
+    if weighting == "log":
+        matrix.data = (1.0 + alpha * np.log1p(matrix.data)).astype(np.float32)
+        return matrix
+    if weighting == "bm25":
+        from implicit.nearest_neighbours import bm25_weight
+
+        weighted = bm25_weight(matrix, K1=bm25_k1, B=bm25_b).tocsr().astype(np.float32)
+        weighted.sort_indices()
+        # implicit's idf is log(N) - log1p(listeners): <= 0 for an item nearly every user played,
+        # which ALS would read as "disliked". Keep such plays as a small positive confidence.
+        floor = np.float32(BM25_FLOOR * max(float(weighted.data.max(initial=0.0)), 1e-6))
+        low = weighted.data < floor
+        if low.any():
+            logger.warning("bm25 weighting: %d of %d plays got a confidence <= 0 (items played by "
+                           "almost every user); raised to %.3g", int(low.sum()), weighted.nnz,
+                           floor)
+            weighted.data[low] = floor
+        return weighted
+    raise ValueError(f"weighting {weighting!r} is not one of {WEIGHTINGS}")
+
+
+# ---------------------------------------------------------------------------------- models
+def _top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[
+    np.ndarray, np.ndarray
+]:
+    """Indices and scores of the ``n`` highest finite scores, best first, minus ``exclude``."""
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    if exclude is not None and len(exclude):
+        scores[exclude] = -np.inf
+    available = int(np.isfinite(scores).sum())
+    n = min(n, available)
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    part = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    order = part[np.lexsort((part, -scores[part]))]  # ties broken by index: deterministic
+    return order.astype(np.int64), scores[order].astype(np.float32)
+
+
+class CFModel(ABC):
+    """The contract every CF model follows (after implicit's ``RecommenderBase``).
+
+    Subclasses score items for a user from the user's weighted row of the training matrix
+    (and their own state); ``recommend`` never returns items present in that row.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, config: CFConfig) -> None:
+        self.config = config
+        self.loss: float | None = None
+
+    @abstractmethod
+    def fit(self, user_items: sparse.csr_matrix) -> None:
+        """Fit on a weighted user x item CSR matrix."""
+
+    @property
+    def user_factors(self) -> np.ndarray | None:
+        """User vectors ``(n_users, d)`` for factor models, else None."""
+        return None
+
+    @property
+    def item_factors(self) -> np.ndarray | None:
+        """Item vectors ``(n_items, d)`` for factor models, else None."""
+        return None
+
+    @abstractmethod
+    def score_users(self, user_indices: np.ndarray, user_items: sparse.csr_matrix) -> np.ndarray:
+        """Dense scores ``(len(user_indices), n_items)``; ``user_items`` holds those users' rows.
+
+        Items the model cannot score are ``-inf``.
+        """
+
+    def recommend(
+        self, user_index: int, user_items_row: sparse.csr_matrix, n: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items (indices, scores) for one user, excluding items in the user's row.
+
+        ``n`` larger than the remaining catalog returns all remaining items.
+        """
+        row = sparse.csr_matrix(user_items_row)
+        scores = self.score_users(np.array([user_index]), row)[0]
+        return _top_n(scores, n, exclude=row.indices)
+
+    def recommend_batch(
+        self, user_indices: np.ndarray, user_items: sparse.csr_matrix, n: int = 10,
+        batch_size: int = 256,
+    ) -> list[np.ndarray]:
+        """Top-``n`` item indices for many users; ``user_items`` rows align with ``user_indices``."""
+        user_indices = np.asarray(user_indices)
+        results: list[np.ndarray] = []
+        for start in range(0, len(user_indices), batch_size):
+            stop = start + batch_size
+            rows = user_items[start:stop]
+            scores = self.score_users(user_indices[start:stop], rows)
+            for offset in range(scores.shape[0]):
+                results.append(_top_n(scores[offset], n, exclude=rows[offset].indices)[0])
+        return results
+
+    @abstractmethod
+    def similar_items(self, item_index: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to ``item_index`` (itself excluded), best first."""
+
+    def save(self, path: str | Path) -> None:
+        """Save the model state to an ``.npz`` file."""
+        arrays = self._state()
+        np.savez(path, kind=np.array(self.kind), config=np.array(json.dumps(
+            self.config.to_dict())), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CFModel:
+        """Load a model saved with :meth:`save` (any kind)."""
+        with np.load(path, allow_pickle=False) as data:
+            kind = str(data["kind"])
+            config = CFConfig.from_dict(json.loads(str(data["config"])))
+            model = MODEL_CLASSES[kind](config)
+            model._restore({k: data[k] for k in data.files if k not in ("kind", "config")})
+        return model
+
+    @abstractmethod
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays that define the fitted model."""
+
+    @abstractmethod
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`_state`."""
+
+    def _require_fitted(self, thing: Any) -> Any:
+        if thing is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        return thing
+
+
+def _cosine_neighbours(vectors: np.ndarray, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    norms = np.linalg.norm(vectors, axis=1)
+    norms[norms == 0] = 1.0
+    scores = (vectors @ vectors[index]) / (norms * norms[index])
+    return _top_n(scores, n, exclude=np.array([index]))
+
+
+class _FactorModel(CFModel):
+    """Shared scoring for models that end in user and item factors (dot product)."""
+
+    def __init__(self, config: CFConfig) -> None:
+        super().__init__(config)
+        self._users: np.ndarray | None = None
+        self._items: np.ndarray | None = None
+
+    @property
+    def user_factors(self) -> np.ndarray | None:
+        return self._users
+
+    @property
+    def item_factors(self) -> np.ndarray | None:
+        return self._items
+
+    def score_users(self, user_indices: np.ndarray, user_items: sparse.csr_matrix) -> np.ndarray:
+        users = self._require_fitted(self._users)
+        return users[np.asarray(user_indices)] @ self._items.T
+
+    def similar_items(self, item_index: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        return _cosine_neighbours(self._require_fitted(self._items), item_index, n)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self._require_fitted(self._users), "item_factors": self._items}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self._users, self._items = state["user_factors"], state["item_factors"]
+
+
+class ALSModel(_FactorModel):
+    """implicit's AlternatingLeastSquares (CPU), seeded; loss computed once after the fit."""
+
+    kind = "als"
+
+    def __init__(self, config: CFConfig, num_threads: int = 0) -> None:
+        super().__init__(config)
+        self.num_threads = num_threads
+
+    def fit(self, user_items: sparse.csr_matrix) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        model = AlternatingLeastSquares(
+            factors=self.config.factors, regularization=self.config.regularization,
+            alpha=1.0, iterations=self.config.iterations, random_state=self.config.seed,
+            num_threads=self.num_threads,
+        )
+        model.fit(user_items, show_progress=False)
+        self._users = np.asarray(model.user_factors)
+        self._items = np.asarray(model.item_factors)
+        self._implicit = model
+
+    def training_loss(self, user_items: sparse.csr_matrix) -> float:
+        """implicit's ALS loss on ``user_items`` (one extra pass)."""
+        from implicit.cpu._als import calculate_loss
+
+        return float(calculate_loss(user_items, self._require_fitted(self._users), self._items,
+                                    self.config.regularization, num_threads=self.num_threads))
+
+
+class BPRModel(_FactorModel):
+    """implicit's BayesianPersonalizedRanking (CPU); its item factors carry a bias column."""
+
+    kind = "bpr"
+
+    def __init__(self, config: CFConfig, num_threads: int = 0) -> None:
+        super().__init__(config)
+        self.num_threads = num_threads
+
+    def fit(self, user_items: sparse.csr_matrix) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        model = BayesianPersonalizedRanking(
+            factors=self.config.factors, learning_rate=self.config.learning_rate,
+            regularization=self.config.regularization, iterations=self.config.iterations,
+            random_state=self.config.seed, num_threads=self.num_threads,
+        )
+        model.fit(user_items, show_progress=False)
+        self._users = np.asarray(model.user_factors)
+        self._items = np.asarray(model.item_factors)
+
+
+class ItemKNNModel(CFModel):
+    """implicit's item-item cosine (``item_knn``) or BM25 (``item_knn_bm25``) recommender."""
+
+    kind = "item_knn"
+
+    def __init__(self, config: CFConfig, num_threads: int = 0) -> None:
+        super().__init__(config)
+        self.num_threads = num_threads
+        self.similarity: sparse.csr_matrix | None = None
+
+    def fit(self, user_items: sparse.csr_matrix) -> None:
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+
+        if self.config.model == "item_knn_bm25":
+            model = BM25Recommender(K=self.config.neighbours, K1=self.config.bm25_k1,
+                                    B=self.config.bm25_b, num_threads=self.num_threads)
+        else:
+            model = CosineRecommender(K=self.config.neighbours, num_threads=self.num_threads)
+        with warnings.catch_warnings():  # implicit converts its own bm25 COO output and warns
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
+            model.fit(user_items, show_progress=False)
+        self.similarity = sparse.csr_matrix(model.similarity, dtype=np.float32)
+
+    def score_users(self, user_indices: np.ndarray, user_items: sparse.csr_matrix) -> np.ndarray:
+        similarity = self._require_fitted(self.similarity)
+        return np.asarray((user_items @ similarity).todense(), dtype=np.float64)
+
+    def similar_items(self, item_index: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        similarity = self._require_fitted(self.similarity)
+        row = similarity[item_index]
+        scores = np.full(similarity.shape[1], -np.inf)
+        scores[row.indices] = row.data
+        return _top_n(scores, n, exclude=np.array([item_index]))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        sim = self._require_fitted(self.similarity)
+        return {"data": sim.data, "indices": sim.indices, "indptr": sim.indptr,
+                "shape": np.array(sim.shape)}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.similarity = sparse.csr_matrix(
+            (state["data"], state["indices"], state["indptr"]), shape=tuple(state["shape"]))
+
+
+class EASEModel(CFModel):
+    """EASE (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lambda I)^-1``.
+
+    Only items with at least ``config.ease_min_listeners`` listeners are modelled; the others
+    score ``-inf`` (never recommended), which is why EASE covers fewer items.
+    """
+
+    kind = "ease"
+
+    def __init__(self, config: CFConfig, num_threads: int = 0) -> None:
+        super().__init__(config)
+        self.weights: np.ndarray | None = None
+        self.modelled_items: np.ndarray | None = None
+        self.n_items = 0
+
+    def fit(self, user_items: sparse.csr_matrix) -> None:
+        listeners = np.diff(sparse.csc_matrix(user_items).indptr)
+        modelled = np.flatnonzero(listeners >= self.config.ease_min_listeners)
+        if len(modelled) == 0:
+            raise ValueError(
+                f"EASE has no item with >= {self.config.ease_min_listeners} listeners to model; "
+                "lower ease_min_listeners or use another model"
+            )
+        x = sparse.csr_matrix(user_items[:, modelled], dtype=np.float64)
+        gram = np.asarray((x.T @ x).todense())
+        gram[np.diag_indices_from(gram)] += self.config.ease_lambda
+        precision = np.linalg.inv(gram)
+        weights = precision / (-np.diag(precision))
+        weights[np.diag_indices_from(weights)] = 0.0
+        self.weights = weights.astype(np.float32)
+        self.modelled_items = modelled
+        self.n_items = user_items.shape[1]
+        logger.info("EASE modelled %d of %d items", len(modelled), self.n_items)
+
+    def score_users(self, user_indices: np.ndarray, user_items: sparse.csr_matrix) -> np.ndarray:
+        weights = self._require_fitted(self.weights)
+        scores = np.full((user_items.shape[0], self.n_items), -np.inf)
+        rows = sparse.csr_matrix(user_items[:, self.modelled_items], dtype=np.float32)
+        scores[:, self.modelled_items] = rows @ weights
+        return scores
+
+    def similar_items(self, item_index: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        weights = self._require_fitted(self.weights)
+        position = np.searchsorted(self.modelled_items, item_index)
+        scores = np.full(self.n_items, -np.inf)
+        if position < len(self.modelled_items) and self.modelled_items[position] == item_index:
+            scores[self.modelled_items] = weights[position]
+        return _top_n(scores, n, exclude=np.array([item_index]))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"weights": self._require_fitted(self.weights),
+                "modelled_items": self.modelled_items, "n_items": np.array(self.n_items)}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.weights = state["weights"]
+        self.modelled_items = state["modelled_items"]
+        self.n_items = int(state["n_items"])
+
+
+class PopularityModel(CFModel):
+    """Scores every item by its listener count in the training matrix (the baseline)."""
+
+    kind = "popularity"
+
+    def __init__(self, config: CFConfig, num_threads: int = 0) -> None:
+        super().__init__(config)
+        self.listeners: np.ndarray | None = None
+
+    def fit(self, user_items: sparse.csr_matrix) -> None:
+        self.listeners = np.diff(sparse.csc_matrix(user_items).indptr).astype(np.float64)
+
+    def score_users(self, user_indices: np.ndarray, user_items: sparse.csr_matrix) -> np.ndarray:
+        listeners = self._require_fitted(self.listeners)
+        return np.tile(listeners, (len(np.atleast_1d(user_indices)), 1))
+
+    def similar_items(self, item_index: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The most popular other items (popularity has no notion of similarity)."""
+        return _top_n(self._require_fitted(self.listeners), n, exclude=np.array([item_index]))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"listeners": self._require_fitted(self.listeners)}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.listeners = state["listeners"]
+
+
+class ItemKNNBM25Model(ItemKNNModel):
+    """Item-kNN with implicit's BM25Recommender."""
+
+    kind = "item_knn_bm25"
+
+
+MODEL_CLASSES: dict[str, type[CFModel]] = {
+    "als": ALSModel,
+    "bpr": BPRModel,
+    "item_knn": ItemKNNModel,
+    "item_knn_bm25": ItemKNNBM25Model,
+    "ease": EASEModel,
+    "popularity": PopularityModel,
+}
+
+
+def make_model(config: CFConfig, num_threads: int = 0) -> CFModel:
+    """An unfitted model of ``config.model``."""
+    return MODEL_CLASSES[config.model](config, num_threads=num_threads)
+
+
+# ---------------------------------------------------------------------------------- fit & persist
+@dataclass
+class FittedCF:
+    """A fitted CF model with everything needed to serve and reproduce it.
+
+    Attributes
+    ----------
+    model
+        The fitted :class:`CFModel`.
+    interactions
+        Raw plays and id maps the model was fitted on.
+    user_items
+        The weighted training matrix (rows are used for scoring and to filter history).
+    config, version
+        The config and the version hash (data fingerprint + config).
+    fit_seconds
+        Wall time of ``model.fit``.
+    loss
+        Training loss when the model reports one (ALS), else None.
+    """
+
+    model: CFModel
+    interactions: Interactions
+    user_items: sparse.csr_matrix
+    config: CFConfig
+    version: str
+    fit_seconds: float
+    loss: float | None = None
+
+    @property
+    def user_ids(self) -> list[str]:
+        return self.interactions.user_ids
+
+    @property
+    def item_ids(self) -> list[str]:
+        return self.interactions.item_ids
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.npz``, ``interactions.npz`` and ``meta.json`` into ``directory``."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save(folder / _MODEL_FILE)
+        plays = self.interactions.plays
+        np.savez(
+            folder / _INTERACTIONS_FILE,
+            user_ids=np.array(self.user_ids, dtype=str), item_ids=np.array(self.item_ids, dtype=str),
+            data=plays.data, indices=plays.indices, indptr=plays.indptr,
+            shape=np.array(plays.shape),
+        )
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "version": self.version,
+            "config": self.config.to_dict(),
+            "fit_seconds": self.fit_seconds,
+            "loss": self.loss,
+            "n_users": len(self.user_ids),
+            "n_items": len(self.item_ids),
+            "n_interactions": int(plays.nnz),
+            "fingerprint": self.interactions.fingerprint(),
+            "saved_at": time.time(),
+        }
+        (folder / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        logger.info("saved CF model %s (%s) to %s", self.version, self.config.model, folder)
+        return folder
+
+
+def cf_version(interactions: Interactions, config: CFConfig) -> str:
+    """Short hash of the data fingerprint and the config (the model version)."""
+    payload = interactions.fingerprint() + json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def fit_cf(
+    listens: pd.DataFrame | Interactions,
+    config: CFConfig = DEFAULT_CONFIG,
+    *,
+    num_threads: int = 0,
+    compute_loss: bool = True,
+) -> FittedCF:
+    """Build the matrix, weight it and fit the configured model.
+
+    Parameters
+    ----------
+    listens
+        A golden listens frame (``user_id, item_id, plays``) or prebuilt :class:`Interactions`.
+    config
+        Model and hyper-parameters.
+    num_threads
+        implicit's threads (0 = all cores). BLAS is limited to one thread during the fit, as
+        implicit advises.
+    compute_loss
+        For ALS, compute the training loss once after the fit (one extra pass).
+
+    Returns
+    -------
+    FittedCF
+    """
+    interactions = (
+        listens if isinstance(listens, Interactions) else Interactions.from_listens(listens)
+    )
+    if interactions.plays.nnz == 0:
+        raise ValueError("CF matrix has no interactions: nothing to fit")
+    user_items = interactions.weighted(config)
+    model = make_model(config, num_threads=num_threads)
+    with threadpool_limits(1, "blas"):
+        started = time.perf_counter()
+        model.fit(user_items)
+        fit_seconds = time.perf_counter() - started
+        loss = None
+        if compute_loss and isinstance(model, ALSModel):
+            loss = model.training_loss(user_items)
+    version = cf_version(interactions, config)
+    logger.info(
+        "fitted CF %s on %d users x %d items (%d listens) in %.2fs, version %s",
+        config.model, *interactions.shape, interactions.plays.nnz, fit_seconds, version,
+    )
+    model.loss = loss
+    return FittedCF(model, interactions, user_items, config, version, fit_seconds, loss)
+
+
+def load_fitted(directory: str | Path) -> FittedCF:
+    """Load a :class:`FittedCF` saved with :meth:`FittedCF.save`."""
+    folder = Path(directory)
+    meta_path = folder / _META_FILE
+    if not meta_path.exists():
+        raise FileNotFoundError(f"no saved CF model in {folder} ({_META_FILE} missing); "
+                                "fit and save one with fit_cf(...).save(folder)")
+    meta = json.loads(meta_path.read_text())
+    config = CFConfig.from_dict(meta["config"])
+    model = CFModel.load(folder / _MODEL_FILE)
+    with np.load(folder / _INTERACTIONS_FILE, allow_pickle=False) as data:
+        plays = sparse.csr_matrix((data["data"], data["indices"], data["indptr"]),
+                                  shape=tuple(data["shape"]))
+        interactions = Interactions([str(u) for u in data["user_ids"]],
+                                    [str(i) for i in data["item_ids"]], plays)
+    model.loss = meta.get("loss")
+    return FittedCF(model, interactions, interactions.weighted(config), config, meta["version"],
+                    float(meta["fit_seconds"]), meta.get("loss"))
+
+
+def saved_version(directory: str | Path) -> str | None:
+    """Version of the model saved in ``directory``, or None when there is none."""
+    meta_path = Path(directory) / _META_FILE
+    if not meta_path.exists() or not (Path(directory) / _MODEL_FILE).exists():
+        return None
+    return json.loads(meta_path.read_text()).get("version")
+
+
+def has_fitted(directory: str | Path, version: str) -> bool:
+    """True when ``directory`` holds a complete saved model of ``version`` (skip the refit)."""
+    return saved_version(directory) == version

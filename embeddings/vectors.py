@@ -1,0 +1,117 @@
+"""Vector maths shared by the embedding kinds, and writing CF vectors to the vector store.
+
+Example usage::
+
+    top, scores = exact_top_k(item_vectors[:5], item_vectors, k=10, metric="COSINE")
+    with VectorStore("data/vectors.db") as store:
+        write_cf_vectors(store, fitted, item_names={"51": "Duran Duran"})
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+
+from embeddings.cf import FittedCF
+from embeddings.vector_store import ProgressCallback, VectorStore, WriteReport
+
+logger = logging.getLogger(__name__)
+
+CF_ITEMS_COLLECTION = "cf_items"
+CF_USERS_COLLECTION = "cf_users"
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def pairwise_scores(queries: np.ndarray, matrix: np.ndarray, metric: str) -> np.ndarray:
+    """Scores ``(n_queries, n_rows)`` under a Milvus metric: higher is closer for all three.
+
+    COSINE: cosine similarity; IP: inner product; L2: minus the squared Euclidean distance.
+    """
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    matrix = np.asarray(matrix, dtype=np.float32)
+    metric = metric.upper()
+    if metric == "COSINE":
+        return normalize_rows(queries) @ normalize_rows(matrix).T
+    if metric == "IP":
+        return queries @ matrix.T
+    if metric == "L2":
+        squared = (queries**2).sum(1)[:, None] - 2 * queries @ matrix.T + (matrix**2).sum(1)[None]
+        return -squared
+    raise ValueError(f"metric {metric!r} is not one of COSINE, IP, L2")
+
+
+def exact_top_k(
+    queries: np.ndarray, matrix: np.ndarray, k: int, metric: str = "COSINE"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest rows of ``matrix`` for each query: ``(indices, scores)``, best first.
+
+    Scores follow :func:`pairwise_scores` (higher is closer). ``k`` is capped at the row count.
+    """
+    scores = pairwise_scores(queries, matrix, metric)
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def write_cf_vectors(
+    store: VectorStore,
+    fitted: FittedCF,
+    *,
+    item_names: Mapping[str, str] | None = None,
+    items_collection: str = CF_ITEMS_COLLECTION,
+    users_collection: str | None = CF_USERS_COLLECTION,
+    metric: str = "COSINE",
+    index: str = "FLAT",
+    batch_size: int = 1_000,
+    progress: ProgressCallback | None = None,
+) -> dict[str, WriteReport]:
+    """Write a factor model's item (and user) vectors, versioned by the model version.
+
+    Items carry ``popularity`` (listeners in the training matrix) and, when ``item_names`` is
+    given, ``name`` (items without a name get ``""``, counted in the log). Users carry
+    ``listens`` (items played).
+
+    Raises
+    ------
+    ValueError
+        The model has no factors (item-kNN, EASE, popularity): use ALS or BPR.
+    """
+    items = fitted.model.item_factors
+    users = fitted.model.user_factors
+    if items is None or users is None:
+        raise ValueError(
+            f"CF model {fitted.config.model!r} has no user/item vectors to store; "
+            "use an 'als' or 'bpr' config for Milvus similarity"
+        )
+    listeners = np.diff(fitted.interactions.plays.tocsc().indptr)
+    item_fields: dict[str, list] = {"popularity": [int(n) for n in listeners]}
+    if item_names is not None:
+        unnamed = [i for i in fitted.item_ids if i not in item_names]
+        if unnamed:
+            logger.warning("%d CF items have no name; stored with name ''", len(unnamed))
+        item_fields["name"] = [str(item_names.get(i, "")) for i in fitted.item_ids]
+    reports = {
+        items_collection: store.write_collection(
+            items_collection, fitted.item_ids, items, item_fields, dim=items.shape[1],
+            metric=metric, index=index, version=fitted.version, batch_size=batch_size,
+            progress=progress,
+        )
+    }
+    if users_collection is not None:
+        played = np.diff(fitted.interactions.plays.indptr)
+        reports[users_collection] = store.write_collection(
+            users_collection, fitted.user_ids, users, {"listens": [int(n) for n in played]},
+            dim=users.shape[1], metric=metric, index=index, version=fitted.version,
+            batch_size=batch_size, progress=progress,
+        )
+    return reports

@@ -1,0 +1,421 @@
+"""Offline evaluation: holdout splits, ranking metrics, beyond-accuracy metrics, model tables.
+
+Splits work on golden ``listens`` frames (``user_id, item_id, plays[, first_ts, last_ts]``):
+
+* :func:`holdout_split`: seeded per-user holdout (20% of each user's items to test; users with
+  fewer than ``min_items`` items stay in train only);
+* :func:`validation_split`: the same split applied to *train*, for tuning (test stays unseen);
+* :func:`time_split`: listens whose ``first_ts`` falls in the last ``weeks`` weeks go to test.
+
+Metrics take a ranking ``{user_id: [item_id, ...]}`` (best first) and the test frame, so any
+recommender can be scored: a CF model, a blend, or a function ``user_id -> [item_id, ...]`` (see
+:func:`rank_all`). Definitions (binary relevance, users with at least one test item, averaged):
+
+* precision@k = hits in top k / k
+* recall@k = hits in top k / |test items|
+* NDCG@k = DCG / IDCG with DCG = sum 1/log2(rank + 1) over hits (rank from 1) and IDCG the DCG of
+  min(k, |test items|) hits at the top (the standard definition, as implicit's ``ndcg_at_k``)
+* MAP@k = sum over hits of precision@rank / min(k, |test items|) (implicit's ``mean_average_
+  precision_at_k``)
+
+implicit's ``precision_at_k`` is micro-averaged hits / sum of min(k, |test items|), and its
+``ranking_metrics_at_k`` needs an implicit model; these functions score any ranking instead, and
+:func:`ranking_metrics` reports ``implicit_precision`` too so figures stay comparable.
+Beyond accuracy: catalog coverage, novelty (mean self-information ``-log2(share of users who
+played the item)`` in train) and intra-list diversity (mean pairwise cosine distance).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from embeddings.cf import CFConfig, FittedCF, Interactions, fit_cf
+
+logger = logging.getLogger(__name__)
+
+Ranking = Mapping[str, Sequence[str]]
+DEFAULT_KS = (10, 30)
+
+
+# ---------------------------------------------------------------------------------- splits
+@dataclass(frozen=True)
+class Split:
+    """Train and test listens; ``test`` only holds users and items that appear in ``train``."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+def _check_listens(listens: pd.DataFrame, name: str = "listens") -> None:
+    missing = {"user_id", "item_id"} - set(listens.columns)
+    if missing:
+        raise ValueError(f"{name} frame lacks columns {sorted(missing)}")
+    if listens.empty:
+        raise ValueError(f"{name} frame is empty: nothing to split or evaluate")
+
+
+def holdout_split(
+    listens: pd.DataFrame,
+    test_fraction: float = 0.2,
+    *,
+    min_items: int = 5,
+    seed: int = 42,
+) -> Split:
+    """Seeded per-user holdout.
+
+    Parameters
+    ----------
+    listens
+        One row per (user, item).
+    test_fraction
+        Share of each eligible user's items moved to test (rounded, at least 1).
+    min_items
+        Users with fewer items stay entirely in train.
+    seed
+        Random seed; the same seed and data give the same split.
+
+    Returns
+    -------
+    Split
+        Test rows whose item never appears in train are moved back to train (a CF model cannot
+        score them); the count is logged.
+    """
+    _check_listens(listens)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    frame = listens.sort_values(["user_id", "item_id"], kind="mergesort").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(frame))
+    frame_rank = (
+        pd.DataFrame({"user_id": frame["user_id"].to_numpy(), "key": keys})
+        .groupby("user_id")["key"].rank(method="first")
+        .to_numpy()
+    )
+    sizes = frame.groupby("user_id")["item_id"].transform("size").to_numpy()
+    n_test = np.maximum(1, np.rint(sizes * test_fraction)).astype(int)
+    is_test = (sizes >= min_items) & (frame_rank <= n_test)
+    return _finish_split(frame, is_test, "holdout")
+
+
+def validation_split(
+    train: pd.DataFrame, validation_fraction: float = 0.2, *, min_items: int = 5, seed: int = 7
+) -> Split:
+    """Carve a validation split out of ``train`` for tuning (the test split stays unseen).
+
+    Returns a :class:`Split` whose ``train`` is the fitting part and ``test`` the validation part.
+    """
+    return holdout_split(train, validation_fraction, min_items=min_items, seed=seed)
+
+
+def time_split(
+    listens: pd.DataFrame, weeks: int = 4, *, timestamp_column: str = "first_ts"
+) -> Split:
+    """Listens whose ``timestamp_column`` lies in the last ``weeks`` weeks go to test.
+
+    Raises
+    ------
+    ValueError
+        The frame has no such column or it holds no timestamps (e.g. HetRec: use
+        :func:`holdout_split`).
+    """
+    _check_listens(listens)
+    if timestamp_column not in listens.columns:
+        raise ValueError(f"listens has no {timestamp_column!r} column; a time split needs "
+                         "timestamps, use holdout_split instead")
+    stamps = pd.to_datetime(listens[timestamp_column], utc=True, errors="coerce")
+    if stamps.isna().all():
+        raise ValueError(f"listens.{timestamp_column} holds no timestamps; use holdout_split")
+    if stamps.isna().any():
+        raise ValueError(f"{int(stamps.isna().sum())} listens rows lack {timestamp_column}; "
+                         "a time split cannot place them")
+    cutoff = stamps.max() - pd.Timedelta(weeks=weeks)
+    frame = listens.reset_index(drop=True)
+    return _finish_split(frame, (stamps > cutoff).to_numpy(), f"time (after {cutoff})")
+
+
+def _finish_split(frame: pd.DataFrame, is_test: np.ndarray, kind: str) -> Split:
+    train = frame.loc[~is_test]
+    test = frame.loc[is_test]
+    cold = ~test["item_id"].isin(set(train["item_id"])) | ~test["user_id"].isin(
+        set(train["user_id"]))
+    if cold.any():
+        logger.info("%s split: %d test rows with an item or user unseen in train moved to train",
+                    kind, int(cold.sum()))
+        train = pd.concat([train, test.loc[cold]])
+        test = test.loc[~cold]
+    logger.info("%s split: %d train rows, %d test rows, %d test users", kind, len(train),
+                len(test), test["user_id"].nunique())
+    return Split(train.reset_index(drop=True), test.reset_index(drop=True))
+
+
+# ---------------------------------------------------------------------------------- rankings
+def rank_all(
+    recommender: Callable[[str, int], Sequence[str]] | Ranking,
+    users: Iterable[str],
+    k: int,
+) -> dict[str, list[str]]:
+    """Turn a recommender function ``(user_id, k) -> [item_id]`` or a ranking into a ranking."""
+    if isinstance(recommender, Mapping):
+        return {u: list(recommender.get(u, []))[:k] for u in users}
+    return {u: list(recommender(u, k))[:k] for u in users}
+
+
+def rank_fitted(fitted: FittedCF, users: Iterable[str], k: int) -> dict[str, list[str]]:
+    """Top-``k`` items per user from a fitted CF model, training items excluded."""
+    user_list = list(users)
+    index = fitted.interactions.user_index
+    unknown = [u for u in user_list if u not in index]
+    if unknown:
+        raise KeyError(f"{len(unknown)} users unknown to the CF model, e.g. {unknown[:5]}")
+    rows = np.array([index[u] for u in user_list], dtype=np.int64)
+    top = fitted.model.recommend_batch(rows, fitted.user_items[rows], n=k)
+    item_ids = np.asarray(fitted.item_ids, dtype=object)
+    return {u: list(item_ids[t]) for u, t in zip(user_list, top, strict=True)}
+
+
+def _test_sets(test: pd.DataFrame) -> dict[str, set[str]]:
+    return {u: set(g) for u, g in test.groupby("user_id")["item_id"]}
+
+
+def ranking_metrics(
+    ranking: Ranking, test: pd.DataFrame, k: int, train: pd.DataFrame | None = None
+) -> dict[str, float]:
+    """precision, recall, NDCG, MAP at ``k`` over the users of ``test``.
+
+    Parameters
+    ----------
+    ranking
+        ``{user_id: [item_id, ...]}`` best first; users of ``test`` that are missing count as
+        empty lists (zero), never skipped.
+    test
+        Held-out listens (``user_id, item_id``).
+    k
+        Cut-off.
+    train
+        When given, a ranking that contains a training item of its user raises ValueError
+        (recommendations must exclude what the user already played).
+
+    Returns
+    -------
+    dict
+        ``precision, recall, ndcg, map, implicit_precision, users``.
+    """
+    _check_listens(test, "test")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    truth = _test_sets(test)
+    if train is not None:
+        _assert_no_train_items(ranking, train, truth)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    totals = dict.fromkeys(("precision", "recall", "ndcg", "map"), 0.0)
+    hits_total = ideal_total = 0
+    for user, relevant in truth.items():
+        top = list(ranking.get(user, []))[:k]
+        hits = np.array([item in relevant for item in top], dtype=bool)
+        n_hits = int(hits.sum())
+        ideal = min(k, len(relevant))
+        totals["precision"] += n_hits / k
+        hits_total += n_hits
+        ideal_total += ideal
+        totals["recall"] += n_hits / len(relevant)
+        totals["ndcg"] += float(discounts[: len(top)][hits].sum() / discounts[:ideal].sum())
+        if n_hits:
+            cumulative = np.cumsum(hits)
+            ranks = np.flatnonzero(hits) + 1
+            totals["map"] += float((cumulative[hits] / ranks).sum() / ideal)
+    n_users = len(truth)
+    result = {name: value / n_users for name, value in totals.items()}
+    result["implicit_precision"] = hits_total / ideal_total
+    result["users"] = float(n_users)
+    return result
+
+
+def _assert_no_train_items(ranking: Ranking, train: pd.DataFrame, users: Iterable[str]) -> None:
+    played = {u: set(g) for u, g in train.groupby("user_id")["item_id"]}
+    for user in users:
+        leaked = played.get(user, set()).intersection(ranking.get(user, []))
+        if leaked:
+            raise ValueError(
+                f"ranking for user {user!r} contains {len(leaked)} training item(s), e.g. "
+                f"{sorted(leaked)[:3]}; recommendations must exclude what the user played"
+            )
+
+
+def catalog_coverage(ranking: Ranking, catalog_size: int, k: int | None = None) -> float:
+    """Share of the catalog that appears in at least one user's top-``k``."""
+    if catalog_size < 1:
+        raise ValueError(f"catalog_size must be >= 1, got {catalog_size}")
+    shown = {item for items in ranking.values() for item in list(items)[:k]}
+    return len(shown) / catalog_size
+
+
+def item_popularity(train: pd.DataFrame) -> pd.Series:
+    """Share of training users who played each item (index item_id)."""
+    _check_listens(train, "train")
+    users = train["user_id"].nunique()
+    return train.groupby("item_id")["user_id"].nunique() / users
+
+
+def novelty(ranking: Ranking, popularity: Mapping[str, float] | pd.Series,
+            k: int | None = None) -> float:
+    """Mean self-information ``-log2(popularity share)`` of recommended items (higher = rarer).
+
+    Items missing from ``popularity`` (never played in train) raise KeyError.
+    """
+    shares = popularity if isinstance(popularity, Mapping) else popularity.to_dict()
+    values = []
+    for items in ranking.values():
+        for item in list(items)[:k]:
+            share = shares.get(item)
+            if share is None or share <= 0:
+                raise KeyError(f"item {item!r} has no training popularity; novelty needs a share "
+                               "> 0 for every recommended item")
+            values.append(-np.log2(share))
+    return float(np.mean(values)) if values else 0.0
+
+
+def intra_list_diversity(
+    ranking: Ranking, item_vectors: Mapping[str, np.ndarray] | tuple[Sequence[str], np.ndarray],
+    k: int | None = None,
+) -> float:
+    """Mean over users of the mean pairwise cosine distance between their top-``k`` items.
+
+    Parameters
+    ----------
+    item_vectors
+        ``{item_id: vector}`` or ``(item_ids, matrix)``. Items without a vector raise KeyError.
+    """
+    if isinstance(item_vectors, tuple):
+        ids, matrix = item_vectors
+        lookup = {item: i for i, item in enumerate(ids)}
+        matrix = np.asarray(matrix, dtype=np.float64)
+    else:
+        ids = list(item_vectors)
+        lookup = {item: i for i, item in enumerate(ids)}
+        matrix = np.asarray([item_vectors[i] for i in ids], dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    normalised = matrix / np.where(norms == 0, 1.0, norms)
+    per_user = []
+    for user, items in ranking.items():
+        top = list(items)[:k]
+        if len(top) < 2:
+            continue
+        missing = [i for i in top if i not in lookup]
+        if missing:
+            raise KeyError(f"no vector for items {missing[:5]} recommended to {user!r}")
+        vectors = normalised[[lookup[i] for i in top]]
+        similarity = vectors @ vectors.T
+        n = len(top)
+        mean_similarity = (similarity.sum() - np.trace(similarity)) / (n * (n - 1))
+        per_user.append(1.0 - mean_similarity)
+    return float(np.mean(per_user)) if per_user else 0.0
+
+
+def evaluate_ranking(
+    ranking: Ranking,
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    catalog_size: int | None = None,
+    item_vectors: Mapping[str, np.ndarray] | tuple[Sequence[str], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """All metrics for one ranking: ``{metric@k: value}``, plus coverage/novelty/diversity@k.
+
+    ``catalog_size`` defaults to the number of distinct training items.
+    """
+    catalog = catalog_size or train["item_id"].nunique()
+    popularity = item_popularity(train)
+    row: dict[str, float] = {}
+    for k in ks:
+        metrics = ranking_metrics(ranking, test, k, train=train)
+        for name in ("precision", "recall", "ndcg", "map"):
+            row[f"{name}@{k}"] = metrics[name]
+        row[f"coverage@{k}"] = catalog_coverage(ranking, catalog, k)
+        row[f"novelty@{k}"] = novelty(ranking, popularity, k)
+        if item_vectors is not None:
+            row[f"diversity@{k}"] = intra_list_diversity(ranking, item_vectors, k)
+    row["users"] = metrics["users"]
+    return row
+
+
+def evaluate_models(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    models: Mapping[str, CFConfig | str],
+    k: Sequence[int] = DEFAULT_KS,
+    *,
+    num_threads: int = 0,
+    item_vectors: Mapping[str, np.ndarray] | tuple[Sequence[str], np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Fit each model on ``train`` and score it on ``test``; one row per model.
+
+    Parameters
+    ----------
+    models
+        ``{label: CFConfig}``; the string ``"popularity"`` means the popularity baseline.
+    k
+        Cut-offs.
+    item_vectors
+        Vectors for intra-list diversity (optional).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``model``; columns ``precision@k, recall@k, ndcg@k, map@k, coverage@k,
+        novelty@k[, diversity@k]`` for each k, ``users``, ``fit_seconds``.
+    """
+    if not models:
+        raise ValueError("no models to evaluate")
+    interactions = Interactions.from_listens(train)
+    users = sorted(set(test["user_id"]))
+    rows = []
+    for label, config in models.items():
+        if isinstance(config, str):
+            if config != "popularity":
+                raise ValueError(f"model {label!r}: {config!r} is neither a CFConfig nor "
+                                 "'popularity'")
+            config = CFConfig(model="popularity", weighting="raw")
+        fitted = fit_cf(interactions, config, num_threads=num_threads, compute_loss=False)
+        ranking = rank_fitted(fitted, users, max(k))
+        row = evaluate_ranking(ranking, test, train, ks=k, item_vectors=item_vectors)
+        row["fit_seconds"] = fitted.fit_seconds
+        rows.append({"model": label, **row})
+        logger.info("evaluated %s: %s", label,
+                    {key: round(v, 4) for key, v in row.items() if key.startswith("ndcg")})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def metrics_bar_chart(
+    table: pd.DataFrame, metrics: Sequence[str] = ("ndcg@10", "recall@10", "coverage@10"),
+    title: str = "Offline evaluation",
+) -> bytes:
+    """A grouped bar chart (PNG bytes) of ``metrics`` per model from :func:`evaluate_models`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    missing = [m for m in metrics if m not in table.columns]
+    if missing:
+        raise KeyError(f"metrics {missing} not in the table; columns: {list(table.columns)}")
+    figure, axis = plt.subplots(figsize=(1.6 + 1.2 * len(table), 3.6), dpi=100)
+    width = 0.8 / len(metrics)
+    positions = np.arange(len(table))
+    for i, metric in enumerate(metrics):
+        axis.bar(positions + i * width, table[metric].to_numpy(), width, label=metric)
+    axis.set_xticks(positions + width * (len(metrics) - 1) / 2, list(table.index))
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,808 @@
+"""One client for cratedigger's Feast feature store, in either profile.
+
+Pure code (no dagster, no environment reads): the caller passes the repository path, the data
+directory and the profile. The client builds Feast's ``RepoConfig`` itself, so one set of
+definitions (``feature_repo/feature_views.py``) serves both profiles:
+
+``embedded``    file registry ``<data_dir>/registry.db``, DuckDB offline store over the Parquet
+                files in ``data_dir``, SQLite online store ``<data_dir>/online_store.db``.
+``production``  SQL registry (a Postgres URL such as ``postgresql://postgres@127.0.0.1:5432/db``),
+                Redis online store (``127.0.0.1:6379``), DuckDB offline store over the Parquet
+                files in ``data_dir``.
+
+Example usage::
+
+    from recommend.feature_store import FeatureStoreClient
+
+    client = FeatureStoreClient("feature_repo", "data/feast")
+    client.apply()                      # register entities, views, services
+    client.materialize()                # Parquet -> online store, up to now
+    client.online_user_features(["2", "no-such-user"])   # nulls + status NOT_FOUND
+    with client.serve(port=free_port()) as server:       # `feast serve` subprocess
+        requests.post(server.url + "/get-online-features", json=...)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import duckdb
+import pandas as pd
+import yaml
+
+logger = logging.getLogger(__name__)
+
+Profile = Literal["embedded", "production"]
+PROFILES: tuple[str, ...] = ("embedded", "production")
+DEFAULT_PROJECT = "cratedigger"
+DEFAULT_REDIS = "127.0.0.1:6379"
+DEFAULT_USER_FEATURES = "weekly_playlist_ranking_v1"
+MATERIALIZE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+
+APPLY_HINT = (
+    "run `FeatureStoreClient.apply()`, or materialise the Dagster `features` asset group, or "
+    "`CRATEDIGGER_FEAST_DATA_DIR={data_dir} feast -c {repo} apply`"
+)
+MATERIALIZE_HINT = (
+    "run `FeatureStoreClient.materialize()`, or materialise the Dagster `features` asset group, "
+    "or `CRATEDIGGER_FEAST_DATA_DIR={data_dir} feast -c {repo} materialize-incremental "
+    "$(date -u +%Y-%m-%dT%H:%M:%S)`"
+)
+
+
+class FeatureStoreError(RuntimeError):
+    """The feature store cannot answer; the message says which command to run."""
+
+
+class NotAppliedError(FeatureStoreError):
+    """The registry has no definitions for this project yet (``apply`` was never run)."""
+
+
+class NotMaterializedError(FeatureStoreError):
+    """A feature view was applied but never materialised to the online store."""
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """What one ``materialize`` call wrote.
+
+    Attributes
+    ----------
+    start, end : datetime
+        The event-time window materialised.
+    entities : dict[str, int]
+        Per feature view, the number of entity keys with a row in the window (each gets its
+        latest row written to the online store).
+    skipped : dict[str, str]
+        Feature views not materialised, with the reason (e.g. their Parquet does not exist yet).
+    """
+
+    start: datetime
+    end: datetime
+    entities: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def build_config(
+    data_dir: str | Path,
+    profile: Profile = "embedded",
+    *,
+    project: str = DEFAULT_PROJECT,
+    registry_url: str | None = None,
+    redis_url: str = DEFAULT_REDIS,
+    registry_cache_ttl_seconds: int = 60,
+) -> dict[str, Any]:
+    """The ``feature_store.yaml`` content for a profile, as a dict.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Directory of the Parquet sources (and, embedded, of the registry and SQLite file).
+    profile : {"embedded", "production"}
+        Which stores to use (see the module docstring).
+    project : str
+        Feast project name: letters, digits and ``_``, not starting with ``_``.
+    registry_url : str, optional
+        SQLAlchemy URL of the SQL registry; required for ``production``.
+    redis_url : str
+        Redis ``host:port[,option=value...]`` for ``production``.
+    registry_cache_ttl_seconds : int
+        How long a process trusts its cached registry before re-reading it.
+
+    Returns
+    -------
+    dict
+        Keys ``project``, ``provider``, ``registry``, ``offline_store``, ``online_store``,
+        ``entity_key_serialization_version``.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is unknown; use one of {PROFILES}")
+    if not project or project.startswith("_") or not project.replace("_", "").isalnum():
+        raise ValueError(
+            f"project={project!r} is not a valid Feast project name: use letters, digits and "
+            f"'_', not starting with '_'"
+        )
+    data_dir = Path(data_dir).expanduser().resolve()
+    config: dict[str, Any] = {
+        "project": project,
+        "provider": "local",
+        "offline_store": {"type": "duckdb"},
+        "entity_key_serialization_version": 3,
+    }
+    if profile == "embedded":
+        config["registry"] = {
+            "registry_type": "file",
+            "path": str(data_dir / "registry.db"),
+            "cache_ttl_seconds": registry_cache_ttl_seconds,
+        }
+        config["online_store"] = {"type": "sqlite", "path": str(data_dir / "online_store.db")}
+    else:
+        if not registry_url:
+            raise ValueError(
+                "profile='production' needs registry_url, e.g. "
+                "'postgresql://postgres@127.0.0.1:5432/test'"
+            )
+        config["registry"] = {
+            "registry_type": "sql",
+            "path": registry_url,
+            "cache_ttl_seconds": registry_cache_ttl_seconds,
+            "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+        }
+        config["online_store"] = {"type": "redis", "connection_string": redis_url}
+    return config
+
+
+def load_definitions_module(repo_path: str | Path) -> ModuleType:
+    """Import ``<repo_path>/feature_views.py`` (the definition builder) without ``sys.path``.
+
+    Parameters
+    ----------
+    repo_path : str or Path
+        The Feast repository directory (``feature_repo``).
+
+    Returns
+    -------
+    module
+        A module with ``build_definitions(data_dir)`` and ``PARQUET_FILES``.
+    """
+    source = Path(repo_path) / "feature_views.py"
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"{source} not found: repo_path must be the Feast repository directory "
+            f"(the one holding feature_store.yaml and feature_views.py)"
+        )
+    name = f"_cratedigger_feature_views_{abs(hash(str(source.resolve())))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, source)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now (for test servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class FeatureServer:
+    """A ``feast serve`` subprocess; use as a context manager so it is always stopped.
+
+    Attributes
+    ----------
+    url : str
+        Base URL, e.g. ``http://127.0.0.1:6566``; POST ``/get-online-features`` there.
+    process : subprocess.Popen
+        The server process (its own process group).
+    """
+
+    def __init__(self, command: list[str], url: str, log_path: Path, cwd: Path) -> None:
+        self.url = url
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        )
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until ``GET /health`` answers 200; raise with the server log otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                raise FeatureStoreError(
+                    f"feast serve exited with code {self.process.returncode}; log:\n"
+                    f"{self.log_path.read_text(errors='replace')[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise FeatureStoreError(
+            f"feast serve did not answer {self.url}/health within {timeout_s:.0f}s; log:\n"
+            f"{self.log_path.read_text(errors='replace')[-3000:]}"
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout_s)
+        if not self._log.closed:
+            self._log.close()
+
+    def __enter__(self) -> FeatureServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class FeatureStoreClient:
+    """cratedigger's Feast store: apply, materialise, read online / historical, serve.
+
+    Parameters
+    ----------
+    repo_path : str or Path
+        The Feast repository (``feature_repo``), holding ``feature_views.py``.
+    data_dir : str or Path
+        Directory of the feature Parquet files; embedded, also of registry and SQLite store.
+    profile : {"embedded", "production"}
+        Which stores to use (see :func:`build_config`).
+    project : str
+        Feast project name (use a unique one per test run on shared servers).
+    registry_url : str, optional
+        SQL registry URL, required for ``production``.
+    redis_url : str
+        Redis ``host:port`` for ``production``.
+    registry_cache_ttl_seconds : int
+        Registry cache lifetime in this process.
+    """
+
+    def __init__(
+        self,
+        repo_path: str | Path,
+        data_dir: str | Path,
+        profile: Profile = "embedded",
+        *,
+        project: str = DEFAULT_PROJECT,
+        registry_url: str | None = None,
+        redis_url: str = DEFAULT_REDIS,
+        registry_cache_ttl_seconds: int = 60,
+    ) -> None:
+        self.repo_path = Path(repo_path).expanduser().resolve()
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.profile = profile
+        self.config = build_config(
+            self.data_dir,
+            profile,
+            project=project,
+            registry_url=registry_url,
+            redis_url=redis_url,
+            registry_cache_ttl_seconds=registry_cache_ttl_seconds,
+        )
+        self.project = project
+        self._definitions_module = load_definitions_module(self.repo_path)
+        self._store: Any = None
+        self._materialized: set[str] = set()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def store(self) -> Any:
+        """The underlying ``feast.FeatureStore`` (created on first use)."""
+        if self._store is None:
+            from feast import FeatureStore, RepoConfig
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            repo_config = RepoConfig(repo_path=self.repo_path, **self.config)
+            self._store = FeatureStore(repo_path=str(self.repo_path), config=repo_config)
+        return self._store
+
+    def definitions(self) -> Any:
+        """The Feast objects for this data directory (``feature_views.FeatureDefinitions``)."""
+        return self._definitions_module.build_definitions(self.data_dir)
+
+    def parquet_path(self, view: str) -> Path:
+        """Where the Parquet source of feature view ``view`` lives (write it there)."""
+        files = self._definitions_module.PARQUET_FILES
+        if view not in files:
+            raise KeyError(f"unknown feature view {view!r}; known: {sorted(files)}")
+        return self.data_dir / files[view]
+
+    def hints(self) -> dict[str, str]:
+        """The commands that fix "not applied" / "not materialised", for this client."""
+        values = {"data_dir": self.data_dir, "repo": self.repo_path}
+        return {
+            "apply": APPLY_HINT.format(**values),
+            "materialize": MATERIALIZE_HINT.format(**values),
+        }
+
+    def write_yaml(self, path: str | Path | None = None) -> Path:
+        """Write this client's effective ``feature_store.yaml`` (used by ``feast serve``).
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            Target; defaults to ``<data_dir>/feature_store.<profile>.<project>.yaml``.
+
+        Returns
+        -------
+        Path
+            The file; pass it to the CLI as ``feast -c <repo> -f <file> ...``.
+        """
+        target = (
+            Path(path)
+            if path is not None
+            else self.data_dir / f"feature_store.{self.profile}.{self.project}.yaml"
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        return target
+
+    # ------------------------------------------------------------------ lifecycle
+    def apply(self) -> list[str]:
+        """Register every entity, source, feature view and service; drop stale ones.
+
+        Works before the Parquet files exist (Feast only warns); those views are skipped by
+        :meth:`materialize` until their file appears.
+
+        Returns
+        -------
+        list of str
+            Names of the registered objects, as ``kind:name`` (e.g. ``feature_view:artist_stats``).
+        """
+        definitions = self.definitions()
+        objects = definitions.objects()
+        stale = self._stale_objects(objects)
+        self.store.apply(objects, objects_to_delete=stale, partial=not stale)
+        self._materialized.clear()
+        names = [f"{_kind(obj)}:{obj.name}" for obj in objects]
+        logger.info("applied %d objects to project %s (%s)", len(names), self.project, self.profile)
+        if stale:
+            logger.info("removed stale objects: %s", [o.name for o in stale])
+        return names
+
+    def _stale_objects(self, objects: Sequence[Any]) -> list[Any]:
+        """Registered objects of this project that the definitions no longer contain."""
+        wanted = {(_kind(o), o.name) for o in objects}
+        registered: list[Any] = []
+        try:
+            registered += self.store.list_feature_services()
+            registered += self.store.list_feature_views()
+            registered += self.store.list_entities()
+            registered += self.store.list_data_sources()
+        except Exception:  # noqa: BLE001 - a fresh registry may not exist yet
+            return []
+        return [o for o in registered if (_kind(o), o.name) not in wanted]
+
+    def materialize(
+        self,
+        end: datetime | None = None,
+        start: datetime | None = None,
+        views: Iterable[str] | None = None,
+    ) -> MaterializeResult:
+        """Copy the latest row per entity in ``[start, end]`` from Parquet to the online store.
+
+        Parameters
+        ----------
+        end : datetime, optional
+            UTC-aware end of the event-time window; defaults to now.
+        start : datetime, optional
+            UTC-aware start; defaults to 1970 (all history: Feast keeps the latest row per key).
+        views : iterable of str, optional
+            Feature views to materialise; defaults to all. Views whose Parquet file does not
+            exist yet are skipped and reported in ``skipped`` (no error).
+
+        Returns
+        -------
+        MaterializeResult
+            Window, entity keys written per view, skipped views with reasons.
+        """
+        end = _aware(end, "end") if end is not None else datetime.now(UTC)
+        start = _aware(start, "start") if start is not None else MATERIALIZE_FROM
+        registered = self._registered_views()
+        wanted = list(views) if views is not None else sorted(registered)
+        unknown = [v for v in wanted if v not in registered]
+        if unknown:
+            raise NotAppliedError(
+                f"feature view(s) {unknown} are not in the registry of project "
+                f"{self.project!r}: {self.hints()['apply']}"
+            )
+        ready: list[str] = []
+        skipped: dict[str, str] = {}
+        entities: dict[str, int] = {}
+        for name in wanted:
+            path = Path(registered[name].batch_source.path)
+            if not path.exists():
+                skipped[name] = f"Parquet source {path} does not exist yet"
+                continue
+            ready.append(name)
+            entities[name] = _entities_in_window(
+                path,
+                registered[name].join_keys[0] if registered[name].join_keys else None,
+                start,
+                end,
+            )
+        for name, reason in skipped.items():
+            logger.warning("not materialising %s: %s", name, reason)
+        if ready:
+            self.store.materialize(start_date=start, end_date=end, feature_views=ready)
+            self._materialized.update(ready)
+        logger.info("materialised %s into the %s online store", entities, self.profile)
+        return MaterializeResult(start=start, end=end, entities=entities, skipped=skipped)
+
+    def materialize_incremental(self, end: datetime | None = None) -> MaterializeResult:
+        """Materialise each view from where the last run ended (Feast's incremental mode).
+
+        Parameters
+        ----------
+        end : datetime, optional
+            UTC-aware end; defaults to now. Views without Parquet are skipped.
+
+        Returns
+        -------
+        MaterializeResult
+            ``entities`` is empty here (Feast picks each view's start itself).
+        """
+        end = _aware(end, "end") if end is not None else datetime.now(UTC)
+        registered = self._registered_views()
+        ready = [n for n, v in registered.items() if Path(v.batch_source.path).exists()]
+        skipped = {
+            n: f"Parquet source {v.batch_source.path} does not exist yet"
+            for n, v in registered.items()
+            if n not in ready
+        }
+        if ready:
+            self.store.materialize_incremental(end_date=end, feature_views=ready)
+            self._materialized.update(ready)
+        return MaterializeResult(start=MATERIALIZE_FROM, end=end, skipped=skipped)
+
+    def teardown(self) -> None:
+        """Remove this project's online tables/keys and its registry entries, nothing else.
+
+        Unlike ``FeatureStore.teardown`` (which deletes every project of a shared SQL
+        registry), this only touches ``self.project``.
+        """
+        store = self.store
+        try:
+            views = store.list_feature_views()
+            entities = store.list_entities()
+        except Exception:  # noqa: BLE001 - nothing applied, nothing to remove
+            return
+        store._get_provider().teardown_infra(self.project, views, entities)
+        store.registry.delete_project(self.project, commit=True)
+        self._materialized.clear()
+        logger.info("tore down Feast project %s", self.project)
+
+    # ------------------------------------------------------------------ reads
+    def _registered_views(self) -> dict[str, Any]:
+        try:
+            views = {v.name: v for v in self.store.list_feature_views(allow_cache=True)}
+        except Exception as error:  # registry file/tables missing
+            raise NotAppliedError(
+                f"Feast registry for project {self.project!r} is not readable "
+                f"({type(error).__name__}: {error}): {self.hints()['apply']}"
+            ) from error
+        if not views:
+            raise NotAppliedError(
+                f"Feast project {self.project!r} has no feature views registered "
+                f"({self.config['registry']['path']}): {self.hints()['apply']}"
+            )
+        return views
+
+    def _resolve_features(self, features: str | Sequence[str] | None) -> list[str]:
+        """Feature references ``view:feature`` from a service name, view names or refs."""
+        registered = self._registered_views()
+        if features is None:
+            features = DEFAULT_USER_FEATURES
+        if isinstance(features, str):
+            features = [features]
+        refs: list[str] = []
+        for item in features:
+            if ":" in item:
+                refs.append(item)
+            elif item in registered:
+                refs += [f"{item}:{f.name}" for f in registered[item].features]
+            else:
+                try:
+                    service = self.store.get_feature_service(item, allow_cache=True)
+                except Exception as error:
+                    raise KeyError(
+                        f"{item!r} is neither a feature view ({sorted(registered)}), a "
+                        f"'view:feature' reference nor a registered feature service"
+                    ) from error
+                for projection in service.feature_view_projections:
+                    refs += [f"{projection.name_to_use()}:{f.name}" for f in projection.features]
+        unknown_views = sorted({r.split(":")[0] for r in refs} - set(registered))
+        if unknown_views:
+            raise KeyError(f"feature view(s) {unknown_views} not registered; {sorted(registered)}")
+        return refs
+
+    def _check_materialized(self, refs: Sequence[str]) -> None:
+        views = {r.split(":")[0] for r in refs} - self._materialized
+        if not views:
+            return
+        registered = self._registered_views()
+        never = sorted(v for v in views if not registered[v].materialization_intervals)
+        if never:
+            absent = [
+                f"{v} (its Parquet source {registered[v].batch_source.path} does not exist yet)"
+                for v in never
+                if not Path(registered[v].batch_source.path).exists()
+            ]
+            raise NotMaterializedError(
+                f"feature view(s) {never} of project {self.project!r} were never materialised "
+                f"to the online store"
+                + (f"; {', '.join(absent)}" if absent else "")
+                + f": {self.hints()['materialize']}"
+            )
+        self._materialized.update(views)
+
+    def _feature_dtypes(self, refs: Sequence[str]) -> dict[str, str]:
+        """Feast dtype name (``Int64``, ``Float64``, ...) per feature name of ``refs``."""
+        registered = self._registered_views()
+        dtypes: dict[str, str] = {}
+        for ref in refs:
+            view, name = ref.split(":")
+            for feature in registered[view].features:
+                if feature.name == name:
+                    dtypes[name] = str(feature.dtype)
+        return dtypes
+
+    def online_features(
+        self,
+        entity_key: str,
+        keys: Sequence[str],
+        features: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Online feature values for entity keys, with a status per row (never raises on keys).
+
+        Parameters
+        ----------
+        entity_key : str
+            Join key, e.g. ``"user_id"`` or ``"artist_id"``.
+        keys : sequence of str
+            Entity key values; unknown ones give null features and status ``NOT_FOUND``.
+        features : str or sequence of str, optional
+            A feature service name, feature view names (all their features) and/or
+            ``view:feature`` references. Defaults to ``weekly_playlist_ranking_v1``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per key in input order: the key column, one column per feature (named by
+            the feature), ``status`` (``PRESENT`` when every feature was found, else the first
+            non-present Feast field status: ``NOT_FOUND``, ``NULL_VALUE``,
+            ``OUTSIDE_MAX_AGE``) and ``missing`` (the features that were not ``PRESENT``).
+
+        Raises
+        ------
+        NotAppliedError, NotMaterializedError
+            Before ``apply`` / ``materialize``; the message names the command to run.
+        """
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+        refs = self._resolve_features(features)
+        self._check_materialized(refs)
+        keys = [str(k) for k in keys]
+        response = self.store.get_online_features(
+            features=refs, entity_rows=[{entity_key: k} for k in keys]
+        )
+        frame = response.to_df()
+        names = list(response.proto.metadata.feature_names.val)
+        feature_columns = [r.split(":")[1] for r in refs]
+        dtypes = self._feature_dtypes(refs)
+        status_names = {v: k for k, v in FieldStatus.items()}
+        statuses: list[str] = []
+        missing: list[list[str]] = []
+        results = dict(zip(names, response.proto.results, strict=True))
+        for row in range(len(keys)):
+            row_missing = []
+            first = "PRESENT"
+            for name in feature_columns:
+                code = results[name].statuses[row]
+                status = status_names.get(code, str(code))
+                if status != "PRESENT":
+                    row_missing.append(name)
+                    if first == "PRESENT":
+                        first = status
+            statuses.append(first)
+            missing.append(row_missing)
+        frame = frame[[entity_key] + feature_columns].copy()
+        for column in feature_columns:
+            if dtypes.get(column) in ("Int32", "Int64"):
+                frame[column] = frame[column].astype("Int64")
+            elif dtypes.get(column) == "UnixTimestamp":
+                frame[column] = pd.to_datetime(frame[column], utc=True)
+        frame["status"] = statuses
+        frame["missing"] = missing
+        return frame
+
+    def online_user_features(
+        self, user_ids: Sequence[str], features: str | Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Online features by ``user_id``; see :meth:`online_features`.
+
+        Parameters
+        ----------
+        user_ids : sequence of str
+            User ids (unknown ones give nulls and ``status == "NOT_FOUND"``).
+        features : str or sequence of str, optional
+            Service, views or ``view:feature`` refs; default ``weekly_playlist_ranking_v1``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``user_id``, the features, ``status``, ``missing``.
+        """
+        return self.online_features("user_id", user_ids, features)
+
+    def online_artist_features(
+        self, artist_ids: Sequence[str], features: str | Sequence[str] | None = "artist_stats"
+    ) -> pd.DataFrame:
+        """Online features by ``artist_id`` (default: all of ``artist_stats``)."""
+        return self.online_features("artist_id", artist_ids, features)
+
+    def historical(
+        self,
+        entity_df: pd.DataFrame,
+        features: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Point-in-time correct training frame from the offline store (DuckDB over Parquet).
+
+        For each entity row the value of each feature is the latest one with
+        ``event_timestamp <= row's event_timestamp`` and within the view's TTL; never a later
+        one.
+
+        Parameters
+        ----------
+        entity_df : pandas.DataFrame
+            Join key column(s) (e.g. ``user_id``) and ``event_timestamp`` (UTC-aware).
+        features : str or sequence of str, optional
+            Service, views or ``view:feature`` refs; default ``weekly_playlist_ranking_v1``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``entity_df`` plus one column per feature (rows may come back reordered; sort by
+            your keys).
+        """
+        if "event_timestamp" not in entity_df.columns:
+            raise ValueError(
+                f"entity_df needs an event_timestamp column (UTC) besides the join keys; "
+                f"got {list(entity_df.columns)}"
+            )
+        refs = self._resolve_features(features)
+        registered = self._registered_views()
+        absent = sorted(
+            {
+                r.split(":")[0]
+                for r in refs
+                if not Path(registered[r.split(":")[0]].batch_source.path).exists()
+            }
+        )
+        if absent:
+            raise FeatureStoreError(
+                f"Parquet source of feature view(s) {absent} does not exist yet in "
+                f"{self.data_dir}: write it with recommend.features.export_parquet (or "
+                f"materialise the Dagster `features` asset group) first"
+            )
+        frame = entity_df.copy()
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype(
+            "datetime64[us, UTC]"
+        )
+        job = self.store.get_historical_features(entity_df=frame, features=refs)
+        return job.to_df()
+
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        timeout_s: float = 60.0,
+        feast_executable: str | None = None,
+    ) -> FeatureServer:
+        """Start ``feast serve`` (HTTP) for this store as a subprocess and wait until ready.
+
+        Parameters
+        ----------
+        host : str
+            Interface to bind; keep ``127.0.0.1`` outside containers.
+        port : int, optional
+            Port; defaults to a free one.
+        timeout_s : float
+            How long to wait for ``/health``.
+        feast_executable : str, optional
+            Path of the ``feast`` CLI; defaults to the one beside this Python.
+
+        Returns
+        -------
+        FeatureServer
+            Use ``with client.serve() as server:`` so the process is always terminated.
+        """
+        self._registered_views()
+        port = port if port is not None else free_port(host)
+        yaml_path = self.write_yaml()
+        executable = feast_executable or str(Path(sys.executable).with_name("feast"))
+        if not Path(executable).exists():
+            executable = "feast"
+        command = [
+            executable,
+            "-c",
+            str(self.repo_path),
+            "-f",
+            str(yaml_path),
+            "serve",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "--no-access-log",
+            "-w",
+            "1",
+        ]
+        log_path = self.data_dir / f"feast_serve_{port}.log"
+        logger.info("starting %s", " ".join(command))
+        server = FeatureServer(command, f"http://{host}:{port}", log_path, cwd=self.data_dir)
+        server.wait_ready(timeout_s)
+        return server
+
+
+def _kind(obj: Any) -> str:
+    from feast import Entity, FeatureService, FeatureView
+    from feast.data_source import DataSource
+
+    if isinstance(obj, FeatureService):
+        return "feature_service"
+    if isinstance(obj, FeatureView):
+        return "feature_view"
+    if isinstance(obj, Entity):
+        return "entity"
+    if isinstance(obj, DataSource):
+        return "data_source"
+    return type(obj).__name__
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{name}={moment!r} has no time zone; pass a UTC-aware datetime")
+    return moment.astimezone(UTC)
+
+
+def _entities_in_window(path: Path, join_key: str | None, start: datetime, end: datetime) -> int:
+    """Distinct join keys with an event in ``[start, end]`` in one Parquet file."""
+    if join_key is None:
+        return 0
+    with duckdb.connect() as con:
+        found = con.execute(
+            f'SELECT count(DISTINCT "{join_key}") FROM read_parquet(?) '
+            "WHERE event_timestamp BETWEEN ? AND ?",
+            [str(path), start, end],
+        ).fetchone()
+    return int(found[0]) if found else 0
