@@ -1,6 +1,5 @@
 """Blocking Great Expectations checks, one per golden table (the publish gate downstream)."""
 
-
 import dagster as dg
 
 from orchestration.resources import Paths, Warehouse
@@ -44,7 +43,8 @@ def _suite_check(table: str) -> dg.AssetChecksDefinition:
         }
         result = validate_table(paths.gx_root, table, frame, keys)
         failed = {
-            f"{o.expectation}({o.column or ''})": o.examples[:10] for o in result.failed_expectations
+            f"{o.expectation}({o.column or ''})": o.examples[:10]
+            for o in result.failed_expectations
         }
         return dg.AssetCheckResult(
             passed=result.success,

@@ -6,7 +6,6 @@ idempotent), and proves with an inline check that raw rows = golden rows + quara
 The Great Expectations suites run as blocking checks (:mod:`assets.checks`).
 """
 
-
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -19,7 +18,9 @@ from quality import rules
 
 RECONCILES_CHECK = "reconciles"
 OWNER = "team:data-platform"
-FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
+FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=8), warn_window=timedelta(days=7)
+)
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS golden.quarantine (
     table_name VARCHAR, record_key VARCHAR, reason VARCHAR, raw_row VARCHAR,
@@ -167,7 +168,9 @@ def _golden_asset(
     return _asset
 
 
-def _items(raw: pd.DataFrame, p: dict[str, pd.DataFrame], info: dict[str, str]) -> rules.TableResult:
+def _items(
+    raw: pd.DataFrame, p: dict[str, pd.DataFrame], info: dict[str, str]
+) -> rules.TableResult:
     level = info["item_level"]
     items = rules.build_items(p["artists"], p["tracks"] if len(p["tracks"]) else None, level)
     return rules.TableResult("items", items, rules.empty_quarantine(), len(items))
@@ -248,12 +251,22 @@ def golden_listens(context: dg.AssetExecutionContext, warehouse: Warehouse):
     result = rules.validate_listens(raw, users, items, kind)  # type: ignore[arg-type]
     if kind == "events":
         yield publish(
-            context, warehouse, "listen_events", result.golden, result.quarantine,
-            asset_key=LISTEN_EVENTS, raw_rows=result.raw_rows,
+            context,
+            warehouse,
+            "listen_events",
+            result.golden,
+            result.quarantine,
+            asset_key=LISTEN_EVENTS,
+            raw_rows=result.raw_rows,
         )
         listens = rules.aggregate_listen_events(result.golden)
         yield publish(
-            context, warehouse, "listens", listens, None, asset_key=LISTENS,
+            context,
+            warehouse,
+            "listens",
+            listens,
+            None,
+            asset_key=LISTENS,
             extra={"aggregated_from_events": len(result.golden)},
         )
         yield dg.AssetCheckResult(
@@ -273,10 +286,17 @@ def golden_listens(context: dg.AssetExecutionContext, warehouse: Warehouse):
         )
         yield publish(context, warehouse, "listen_events", events, None, asset_key=LISTEN_EVENTS)
         yield dg.AssetCheckResult(
-            check_name=RECONCILES_CHECK, asset_key=LISTEN_EVENTS, passed=True,
+            check_name=RECONCILES_CHECK,
+            asset_key=LISTEN_EVENTS,
+            passed=True,
             metadata={"note": "aggregated source: no events"},
         )
         yield publish(
-            context, warehouse, "listens", result.golden, result.quarantine,
-            asset_key=LISTENS, raw_rows=result.raw_rows,
+            context,
+            warehouse,
+            "listens",
+            result.golden,
+            result.quarantine,
+            asset_key=LISTENS,
+            raw_rows=result.raw_rows,
         )

@@ -1,6 +1,5 @@
 """Raw landing: every source table lands as read (text) in DuckDB schema ``raw``."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -97,8 +96,9 @@ def raw_tables(
             con.execute("BEGIN TRANSACTION")
             # Every raw column stays text: what the file said, nothing fixed or guessed.
             casts = ", ".join(
-                f'CAST("{c}" AS VARCHAR) AS "{c}"' if c != "_source_line" else
-                f'CAST("{c}" AS BIGINT) AS "{c}"'
+                f'CAST("{c}" AS VARCHAR) AS "{c}"'
+                if c != "_source_line"
+                else f'CAST("{c}" AS BIGINT) AS "{c}"'
                 for c in columns
             )
             con.execute(

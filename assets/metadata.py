@@ -1,6 +1,5 @@
 """Standard Dagster metadata for frames and figures (row count, schema, preview, plots)."""
 
-
 import base64
 from typing import Any
 
@@ -24,7 +23,9 @@ def frame_metadata(frame: pd.DataFrame, preview_rows: int = PREVIEW_ROWS) -> dic
     return {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
         "dagster/column_schema": dg.TableSchema(columns=columns),
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(frame) else "_empty_"),
+        "preview": dg.MetadataValue.md(
+            preview.to_markdown(index=False) if len(frame) else "_empty_"
+        ),
     }
 
 

@@ -1,6 +1,5 @@
 """The data-quality report: GX Data Docs HTML plus a per-table summary in metadata."""
 
-
 import dagster as dg
 import pandas as pd
 

@@ -1,12 +1,11 @@
 """Text model assets: weighted top terms, one document per artist, sentence vectors in Milvus."""
 
-
 from datetime import timedelta
 
 import dagster as dg
 
 from assets.golden import CONTRACTS, OWNER, publish
-from embeddings.terms import build_artist_terms, build_artist_docs
+from embeddings.terms import build_artist_docs, build_artist_terms
 from orchestration.resources import Warehouse
 
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8))

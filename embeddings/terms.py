@@ -196,7 +196,7 @@ def build_artist_terms(
     report.anonymous_rows = int(anonymous.sum())
     # One anonymous tagger per row: a key no real user id can take.
     row_keys = pd.Series(range(len(frame)), index=frame.index).astype(str)
-    frame["tagger"] = users.where(~anonymous, "\x00anon:" + row_keys)
+    frame["tagger"] = users.where(~anonymous, "<anonymous row>:" + row_keys)
 
     no_artist = frame["artist_id"] == ""
     no_term = frame["spelling"] == ""

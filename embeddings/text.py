@@ -119,8 +119,9 @@ class TextEncoder:
         started = time.perf_counter()
         self.model = SentenceTransformer(str(path), device=device)
         self.batch_size = batch_size
-        dimension = getattr(self.model, "get_embedding_dimension", None) or getattr(
-            self.model, "get_sentence_embedding_dimension")
+        dimension = getattr(self.model, "get_embedding_dimension", None)
+        if dimension is None:  # sentence-transformers < 6
+            dimension = self.model.get_sentence_embedding_dimension
         self.dim = int(dimension())
         self.max_seq_length = int(self.model.max_seq_length)
         version = "unknown"
@@ -195,9 +196,21 @@ class TextEncoder:
         return out
 
 
+def as_text(value: object) -> str:
+    """Return ``value`` as clean text: missing -> ``""``, bytes decoded as UTF-8 (bad bytes
+    become U+FFFD), lone surrogates replaced, surrounding whitespace stripped."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", errors="replace")
+    text = str(value)
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text.strip()
+
+
 def text_key(model_id: str, text: str) -> str:
     """Return the cache key of one document: sha256 of the model id and the text."""
-    return hashlib.sha256(f"{model_id}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(f"{model_id}\n{text}".encode("utf-8", "replace")).hexdigest()
 
 
 def _read_cache(cache_path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,7 +256,8 @@ def encode_with_cache(
     Parameters
     ----------
     docs : pandas.DataFrame
-        Columns ``artist_id`` (unique) and ``text``.
+        Columns ``artist_id`` (unique) and ``text`` (str; bytes are decoded as UTF-8 with
+        replacement, so undecodable input never stops the run).
     cache_path : str or Path
         The ``.npz`` cache file (created if absent; written atomically).
     encoder : TextEncoder
@@ -281,8 +295,7 @@ def encode_with_cache(
             f"docs has {len(duplicated)} repeated artist_id(s), e.g. {list(duplicated[:5])}; "
             "write one document per artist (build_artist_docs does)."
         )
-    texts = docs["text"].map(lambda t: "" if t is None or t is pd.NA or t != t else str(t))
-    texts = texts.map(str.strip)
+    texts = docs["text"].map(as_text)
     empty = (texts == "").to_numpy()
     all_ids = docs["artist_id"].astype(str).to_numpy()
     ids = all_ids[~empty]

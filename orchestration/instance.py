@@ -20,10 +20,13 @@ def dagster_yaml(settings: Settings) -> str:
     """The ``dagster.yaml`` text for the profile."""
     if settings.profile == "production":
         url = settings.postgres_url.replace("postgresql+psycopg://", "postgresql://")
-        return POOLS_YAML + f"""storage:
+        return (
+            POOLS_YAML
+            + f"""storage:
   postgres:
     postgres_url: "{url}"
 """
+        )
     return POOLS_YAML
 
 

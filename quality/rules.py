@@ -1,6 +1,8 @@
 """Row-level rules: raw text tables in, typed golden tables and a quarantine of rejected rows out.
 
-Pure pandas, vectorised, no dagster. Every raw row of a row table ends in exactly one of the
+Pure pandas (text checks run on Arrow strings through pyarrow.compute), vectorised, no dagster.
+Raw columns may be ``str``/``None`` objects or Arrow strings. Golden text columns are ``str``
+objects with ``None`` for null; ids are strings everywhere. Every raw row of a row table ends in exactly one of the
 golden frame or the quarantine, so ``raw rows = golden rows + quarantined rows``
 (``TableResult.reconciles``). Each function takes its dependencies explicitly, e.g. listens need
 the golden users and items: validate parents first (``validate_bundle`` does it in order).
@@ -42,6 +44,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sources.base import RawBundle
 
@@ -179,24 +183,75 @@ class BundleValidation:
 # --------------------------------------------------------------------------- helpers
 
 
+def _to_arrow_text(values: pd.Series) -> pa.Array:
+    """Text values as an Arrow string array (None, NaN and NA become null)."""
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_string(values.dtype.pyarrow_dtype):
+        return pa.array(values.array)
+    data = values.to_numpy(dtype=object)
+    try:
+        return pa.array(data, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # non-text values: compare their text form
+        text = [None if pd.isna(v) else str(v) for v in data]
+        return pa.array(text, type=pa.string())
+
+
+def _series(array: pa.Array | pa.ChunkedArray, name: str | None = None) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowExtensionArray(array), name=name)
+
+
 def clean_text(values: pd.Series) -> pd.Series:
-    """Strip surrounding white space; null and empty values become ``None`` (object dtype)."""
-    text = values.astype(object)
-    text = text.where(text.notna(), None)
-    stripped = text.str.strip()
-    stripped = stripped.where(stripped.notna() & (stripped != ""), None)
-    return stripped.astype(object)
+    """Strip surrounding white space; null and empty values become null.
+
+    Returns an Arrow-backed string Series (``pd.ArrowDtype(pa.string())``) with a fresh index;
+    ``to_object`` turns it into plain ``str``/``None`` values.
+    """
+    array = pc.utf8_trim_whitespace(_to_arrow_text(values))
+    array = pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+    return _series(array, values.name)
+
+
+def to_object(values: pd.Series) -> np.ndarray:
+    """Arrow-backed text as an object array of ``str`` and ``None``."""
+    if isinstance(values.dtype, pd.ArrowDtype):
+        return pa.array(values.array).to_pandas().to_numpy(dtype=object)
+    return values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
+
+
+def _bool(mask: pd.Series | np.ndarray | pa.Array) -> np.ndarray:
+    """A plain numpy bool mask; null counts as False."""
+    if isinstance(mask, pa.Array | pa.ChunkedArray):
+        return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)
+    if isinstance(mask, pd.Series):
+        return mask.fillna(False).to_numpy(dtype=bool)
+    return np.asarray(mask, dtype=bool)
+
+
+def parse_numbers(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Parse decimal text into float64.
+
+    Returns
+    -------
+    values, is_number
+        float64 values (NaN where not a number) and a mask of the values that are plain decimal
+        numbers (``12``, ``-3``, ``2.5``, ``1e3``; not ``nan``, ``inf`` or ``1,000``).
+    """
+    array = _to_arrow_text(text)
+    is_number = pc.match_substring_regex(array, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$")
+    is_number = pc.fill_null(is_number, False)
+    numbers = pc.cast(pc.if_else(is_number, array, pa.scalar(None, pa.string())), pa.float64())
+    values = pc.fill_null(numbers, np.nan).to_numpy(zero_copy_only=False)
+    return values, _bool(is_number)
 
 
 def parse_timestamps(
     text: pd.Series, ts_min: pd.Timestamp = TS_MIN, ts_max: pd.Timestamp = TS_MAX
 ) -> tuple[pd.Series, pd.Series]:
-    """Parse ISO-8601 or epoch-millisecond text into UTC timestamps.
+    """Parse ISO-8601 or epoch-millisecond text (10 to 16 digits) into UTC timestamps.
 
     Parameters
     ----------
     text
-        Cleaned text (``None`` for empty).
+        Text values (null or empty for none).
     ts_min, ts_max
         Timestamps outside ``[ts_min, ts_max)`` count as unparseable.
 
@@ -204,23 +259,26 @@ def parse_timestamps(
     -------
     parsed, bad
         ``datetime64[us, UTC]`` values (NaT where empty or bad) and a mask of the values that
-        were given but could not be parsed.
+        were given but could not be parsed; both with a fresh 0..n-1 index.
     """
-    present = text.notna()
-    parsed = pd.Series(pd.NaT, index=text.index, dtype=TS_DTYPE)
-    if present.any():
-        given = text[present].astype(str)
-        is_epoch = given.str.fullmatch(r"-?\d{1,16}")
-        if is_epoch.any():
-            millis = pd.to_numeric(given[is_epoch], errors="coerce")
-            epoch = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
-            parsed.loc[epoch.index] = epoch.astype(TS_DTYPE)
-        if (~is_epoch).any():
-            iso = pd.to_datetime(given[~is_epoch], format="ISO8601", utc=True, errors="coerce")
-            parsed.loc[iso.index] = iso.astype(TS_DTYPE)
+    array = _to_arrow_text(clean_text(text))
+    present = _bool(pc.is_valid(array))
+    parsed = pd.Series(pd.NaT, index=range(len(array)), dtype=TS_DTYPE)
+    if not present.any():
+        return parsed, pd.Series(present)
+    is_epoch = _bool(pc.match_substring_regex(array, r"^-?\d{10,16}$"))
+    if is_epoch.any():
+        millis = pc.cast(pc.filter(array, is_epoch), pa.int64()).to_numpy()
+        epoch = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
+        parsed.iloc[np.flatnonzero(is_epoch)] = epoch.astype(TS_DTYPE)
+    is_iso = present & ~is_epoch
+    if is_iso.any():
+        given = pc.filter(array, is_iso).to_pandas().to_numpy(dtype=object)
+        iso = pd.to_datetime(given, format="ISO8601", utc=True, errors="coerce")
+        parsed.iloc[np.flatnonzero(is_iso)] = iso.astype(TS_DTYPE)
     out_of_range = parsed.notna() & ((parsed < ts_min) | (parsed >= ts_max))
     parsed = parsed.where(~out_of_range, pd.NaT).astype(TS_DTYPE)
-    bad = present & parsed.isna()
+    bad = pd.Series(present & parsed.isna().to_numpy())
     return parsed, bad
 
 
@@ -244,11 +302,12 @@ class _RowChecker:
         self.table_name = table_name
         self.key_columns = key_columns
         self.reasons = np.full(len(self.raw), None, dtype=object)
+        self.flagged = np.zeros(len(self.raw), dtype=bool)
 
     @property
     def pending(self) -> np.ndarray:
         """Rows with no reason yet."""
-        return pd.isna(self.reasons)
+        return ~self.flagged
 
     def flag(
         self, mask: pd.Series | np.ndarray, code: str, detail: Callable[[np.ndarray], pd.Series]
@@ -258,12 +317,13 @@ class _RowChecker:
         ``detail`` receives the positions of the newly flagged rows and returns their detail
         texts (only computed for those rows).
         """
-        hit = np.asarray(mask, dtype=bool) & self.pending
+        hit = _bool(mask) & self.pending
         if not hit.any():
             return
         positions = np.flatnonzero(hit)
         texts = np.asarray(detail(positions), dtype=object)
         self.reasons[positions] = [f"{code}: {text}" for text in texts]
+        self.flagged[positions] = True
 
     def missing_ids(self, ids: dict[str, pd.Series], nullable: tuple[str, ...] = ()) -> None:
         """Flag null/empty ids (except ``nullable`` columns) and ids holding U+FFFD."""
@@ -283,9 +343,10 @@ class _RowChecker:
 
     def unknown(self, values: pd.Series, known: pd.Series, code: str, what: str) -> None:
         """Flag non-null ``values`` not in ``known``."""
-        missing = values.notna() & ~values.isin(pd.Index(known.dropna().unique()))
+        known_values = pd.unique(to_object(known.dropna()))
+        missing = _bool(values.notna()) & ~_bool(values.isin(known_values))
         self.flag(
-            missing.to_numpy(),
+            missing,
             code,
             lambda p: [f"{values.name}={values.iloc[i]!r} is not in {what}" for i in p],
         )
@@ -374,13 +435,15 @@ def _const(positions: np.ndarray, name: str) -> list[str]:
 
 
 def _column(raw: pd.DataFrame, name: str) -> pd.Series:
-    """Cleaned text of column ``name`` (all None when the raw table lacks it)."""
+    """Cleaned text of column ``name`` (all null when the raw table lacks it), Arrow-backed."""
     if name in raw.columns:
-        values = clean_text(raw[name].reset_index(drop=True))
-    else:
-        values = pd.Series([None] * len(raw), dtype=object)
-    values.name = name
-    return values
+        return clean_text(raw[name].reset_index(drop=True).rename(name))
+    return _series(pa.nulls(len(raw), pa.string()), name)
+
+
+def _text(values: pd.Series, keep: np.ndarray) -> np.ndarray:
+    """The kept rows of a cleaned text column as ``str``/``None`` objects."""
+    return to_object(values[keep])
 
 
 def _require_columns(raw: pd.DataFrame, table: str, columns: list[str]) -> None:
@@ -398,33 +461,32 @@ def _ids_of(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column]
 
 
-def _parse_plays(checker: _RowChecker, plays_text: pd.Series) -> pd.Series:
-    numbers = pd.to_numeric(plays_text, errors="coerce")
+def _parse_plays(checker: _RowChecker, plays_text: pd.Series) -> np.ndarray:
+    numbers, is_number = parse_numbers(plays_text)
     checker.flag(
-        numbers.isna().to_numpy(),
-        "plays_not_numeric",
-        lambda p: [f"plays={plays_text.iloc[i]!r}" for i in p],
+        ~is_number, "plays_not_numeric", lambda p: [f"plays={plays_text.iloc[i]!r}" for i in p]
     )
-    finite = numbers.notna()
-    fraction = finite & ((numbers % 1) != 0)
+    with np.errstate(invalid="ignore"):
+        fraction = is_number & (np.mod(numbers, 1) != 0)
+        too_big = is_number & (np.abs(numbers) >= 2**53)
+        not_positive = is_number & (numbers <= 0)
     checker.flag(
-        fraction.to_numpy(),
+        fraction, "plays_not_integer", lambda p: [f"plays={plays_text.iloc[i]!r}" for i in p]
+    )
+    checker.flag(
+        not_positive, "plays_not_positive", lambda p: [f"plays={plays_text.iloc[i]}" for i in p]
+    )
+    checker.flag(
+        too_big,
         "plays_not_integer",
-        lambda p: [f"plays={plays_text.iloc[i]!r}" for i in p],
+        lambda p: [f"plays={plays_text.iloc[i]} is too large" for i in p],
     )
-    checker.flag(
-        (finite & (numbers <= 0)).to_numpy(),
-        "plays_not_positive",
-        lambda p: [f"plays={plays_text.iloc[i]}" for i in p],
-    )
-    too_big = finite & (numbers.abs() >= 2**62)
-    checker.flag(too_big.to_numpy(), "plays_not_integer", lambda p: ["plays too large"] * len(p))
     return numbers
 
 
 def _check_ts(checker: _RowChecker, ts_text: pd.Series) -> pd.Series:
     parsed, bad = parse_timestamps(ts_text)
-    checker.flag(bad.to_numpy(), "ts_unparseable", lambda p: [f"ts={ts_text.iloc[i]!r}" for i in p])
+    checker.flag(bad, "ts_unparseable", lambda p: [f"ts={ts_text.iloc[i]!r}" for i in p])
     return parsed
 
 
@@ -439,7 +501,7 @@ def validate_users(raw: pd.DataFrame) -> TableResult:
     checker.missing_ids({"user_id": user_id})
     checker.duplicates([user_id])
     keep = checker.pending
-    return checker.result(pd.DataFrame({"user_id": user_id[keep]}))
+    return checker.result(pd.DataFrame({"user_id": _text(user_id, keep)}))
 
 
 def validate_artists(raw: pd.DataFrame) -> TableResult:
@@ -456,17 +518,18 @@ def validate_artists(raw: pd.DataFrame) -> TableResult:
     name = _column(raw, "name")
     golden = pd.DataFrame(
         {
-            "artist_id": artist_id[keep],
-            "name": name[keep],
-            "genre": _column(raw, "genre")[keep],
-            "url": _column(raw, "url")[keep],
+            "artist_id": _text(artist_id, keep),
+            "name": _text(name, keep),
+            "genre": _text(_column(raw, "genre"), keep),
+            "url": _text(_column(raw, "url"), keep),
         }
     )
+    kept_names = name[keep]
     notes = {
         "names_with_replacement_char": int(
-            golden["name"].str.contains(REPLACEMENT_CHAR, regex=False, na=False).sum()
+            kept_names.str.contains(REPLACEMENT_CHAR, regex=False, na=False).sum()
         ),
-        "names_missing": int(golden["name"].isna().sum()),
+        "names_missing": int(kept_names.isna().sum()),
     }
     return checker.result(golden, notes)
 
@@ -483,12 +546,12 @@ def validate_tracks(
     track_id, artist_id = _column(raw, "track_id"), _column(raw, "artist_id")
     checker.missing_ids({"track_id": track_id, "artist_id": artist_id})
     duration_text = _column(raw, "duration_s")
-    duration = pd.to_numeric(duration_text, errors="coerce").astype("float64")
-    bad_duration = duration_text.notna() & (
-        duration.isna() | (duration <= 0) | (duration > max_duration_s)
-    )
+    duration, is_number = parse_numbers(duration_text)
+    given = _bool(duration_text.notna())
+    with np.errstate(invalid="ignore"):
+        bad_duration = given & (~is_number | (duration <= 0) | (duration > max_duration_s))
     checker.flag(
-        bad_duration.to_numpy(),
+        bad_duration,
         "duration_invalid",
         lambda p: [
             f"duration_s={duration_text.iloc[i]!r} (must be a number in (0, {max_duration_s:g}])"
@@ -498,14 +561,13 @@ def validate_tracks(
     checker.unknown(artist_id, _ids_of(artists, "artist_id"), "unknown_artist", "artists")
     checker.duplicates([track_id])
     keep = checker.pending
-    title = _column(raw, "title")
     golden = pd.DataFrame(
         {
-            "track_id": track_id[keep],
-            "artist_id": artist_id[keep],
-            "title": title[keep],
+            "track_id": _text(track_id, keep),
+            "artist_id": _text(artist_id, keep),
+            "title": _text(_column(raw, "title"), keep),
             "duration_s": duration[keep].astype("float64"),
-            "genre": _column(raw, "genre")[keep],
+            "genre": _text(_column(raw, "genre"), keep),
         }
     )
     return checker.result(golden, {"titles_missing": int(golden["title"].isna().sum())})
@@ -534,12 +596,13 @@ def build_items(
         if tracks is None:
             raise ValueError("item level 'track' needs the golden tracks table; pass tracks")
         artist_genre = tracks["artist_id"].map(artists.set_index("artist_id")["genre"])
+        genre = tracks["genre"].where(tracks["genre"].notna(), artist_genre)
         items = pd.DataFrame(
             {
                 "item_id": tracks["track_id"],
                 "artist_id": tracks["artist_id"],
                 "name": tracks["title"],
-                "genre": tracks["genre"].where(tracks["genre"].notna(), artist_genre),
+                "genre": genre.astype(object).where(genre.notna(), None),
             }
         )
     else:
@@ -557,10 +620,10 @@ def validate_tags(raw: pd.DataFrame) -> TableResult:
     checker.flag(tag.isna().to_numpy(), "text_missing", lambda p: ["tag is empty"] * len(p))
     checker.duplicates([tag_id])
     keep = checker.pending
-    golden = pd.DataFrame({"tag_id": tag_id[keep], "tag": tag[keep]})
+    golden = pd.DataFrame({"tag_id": _text(tag_id, keep), "tag": _text(tag, keep)})
     notes = {
         "tags_with_replacement_char": int(
-            golden["tag"].str.contains(REPLACEMENT_CHAR, regex=False, na=False).sum()
+            tag[keep].str.contains(REPLACEMENT_CHAR, regex=False, na=False).sum()
         )
     }
     return checker.result(golden, notes)
@@ -611,21 +674,19 @@ def validate_listens(
     else:
         checker.duplicates([user_id, item_id, plays_text, ts_text], "duplicate_event")
     keep = checker.pending
-    plays_int = plays[keep].astype("int64")
+    golden = pd.DataFrame(
+        {
+            "user_id": _text(user_id, keep),
+            "item_id": _text(item_id, keep),
+            "plays": plays[keep].astype("int64"),
+        }
+    )
+    kept_ts = ts[keep].reset_index(drop=True)
     if kind == "aggregated":
-        golden = pd.DataFrame(
-            {
-                "user_id": user_id[keep],
-                "item_id": item_id[keep],
-                "plays": plays_int,
-                "first_ts": ts[keep],
-                "last_ts": ts[keep],
-            }
-        )
+        golden["first_ts"] = kept_ts
+        golden["last_ts"] = kept_ts
     else:
-        golden = pd.DataFrame(
-            {"user_id": user_id[keep], "item_id": item_id[keep], "plays": plays_int, "ts": ts[keep]}
-        )
+        golden["ts"] = kept_ts
     return checker.result(golden)
 
 
@@ -673,9 +734,14 @@ def validate_tag_assignments(
     checker.unknown(user_id, _ids_of(users, "user_id"), "unknown_user", "users")
     checker.duplicates([user_id, artist_id, tag_id], among=user_id.notna().to_numpy())
     keep = checker.pending
-    tag_text = tag_id[keep].map(tags.set_index("tag_id")["tag"])
+    tag_text = pd.Series(_text(tag_id, keep)).map(tags.set_index("tag_id")["tag"])
     golden = pd.DataFrame(
-        {"user_id": user_id[keep], "artist_id": artist_id[keep], "tag": tag_text, "ts": ts[keep]}
+        {
+            "user_id": _text(user_id, keep),
+            "artist_id": _text(artist_id, keep),
+            "tag": tag_text.to_numpy(dtype=object),
+            "ts": ts[keep].reset_index(drop=True),
+        }
     )
     return checker.result(golden)
 
@@ -690,7 +756,9 @@ def validate_artist_text(raw: pd.DataFrame, artists: pd.DataFrame) -> TableResul
     checker.unknown(artist_id, _ids_of(artists, "artist_id"), "unknown_artist", "artists")
     checker.duplicates([artist_id])
     keep = checker.pending
-    return checker.result(pd.DataFrame({"artist_id": artist_id[keep], "text": text[keep]}))
+    return checker.result(
+        pd.DataFrame({"artist_id": _text(artist_id, keep), "text": _text(text, keep)})
+    )
 
 
 def validate_friends(raw: pd.DataFrame, users: pd.DataFrame) -> TableResult:
@@ -700,7 +768,7 @@ def validate_friends(raw: pd.DataFrame, users: pd.DataFrame) -> TableResult:
     user_id, friend_id = _column(raw, "user_id"), _column(raw, "friend_id")
     checker.missing_ids({"user_id": user_id, "friend_id": friend_id})
     checker.flag(
-        (user_id == friend_id).to_numpy(),
+        user_id == friend_id,
         "friend_is_self",
         lambda p: [f"user_id={user_id.iloc[i]!r} lists themself" for i in p],
     )
@@ -709,7 +777,9 @@ def validate_friends(raw: pd.DataFrame, users: pd.DataFrame) -> TableResult:
     checker.unknown(friend_id, known, "unknown_user", "users")
     checker.duplicates([user_id, friend_id])
     keep = checker.pending
-    return checker.result(pd.DataFrame({"user_id": user_id[keep], "friend_id": friend_id[keep]}))
+    return checker.result(
+        pd.DataFrame({"user_id": _text(user_id, keep), "friend_id": _text(friend_id, keep)})
+    )
 
 
 def validate_bundle(bundle: RawBundle, max_duration_s: float = MAX_DURATION_S) -> BundleValidation:

@@ -25,8 +25,17 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 # Golden tables that may legitimately be empty for some sources (HetRec has no tracks or audio).
-OPTIONAL_TABLES = {"tracks", "listen_events", "audio_clips", "artist_text", "friends",
-                   "tag_assignments", "artist_terms", "artist_docs", "audio_attributes"}
+OPTIONAL_TABLES = {
+    "tracks",
+    "listen_events",
+    "audio_clips",
+    "artist_text",
+    "friends",
+    "tag_assignments",
+    "artist_terms",
+    "artist_docs",
+    "audio_attributes",
+}
 MAX_ROWS = 500_000_000
 
 
@@ -72,9 +81,7 @@ class SuiteResult:
         return "\n".join(rows)
 
 
-def _expectations(
-    table: str, references: Mapping[str, Iterable[str]], min_rows: int
-) -> list[Any]:
+def _expectations(table: str, references: Mapping[str, Iterable[str]], min_rows: int) -> list[Any]:
     import great_expectations.expectations as gxe
 
     def key(*columns: str) -> list[Any]:
@@ -143,7 +150,6 @@ def _expectations(
 def _context(gx_root: Path) -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     gx_root.mkdir(parents=True, exist_ok=True)
@@ -226,7 +232,8 @@ def validate_table(
                 ExpectationOutcome(
                     expectation=config.type,
                     column=config.kwargs.get("column")
-                    or ",".join(config.kwargs.get("column_list", []) or []) or None,
+                    or ",".join(config.kwargs.get("column_list", []) or [])
+                    or None,
                     success=bool(r.success),
                     unexpected_count=result.get("unexpected_count"),
                     examples=list(result.get("partial_unexpected_list") or [])[:20],

@@ -278,11 +278,14 @@ class FeatureStoreClient:
     project : str
         Feast project name (use a unique one per test run on shared servers).
     registry_url : str, optional
-        SQL registry URL, required for ``production``.
+        SQL registry URL (SQLAlchemy; ``postgresql://`` becomes ``postgresql+psycopg://``),
+        required for ``production``; ignored for ``embedded``.
     redis_url : str
         Redis ``host:port`` for ``production``.
     registry_cache_ttl_seconds : int
         Registry cache lifetime in this process.
+    postgres_url : str, optional
+        Alias of ``registry_url`` (the name the settings module uses).
     """
 
     def __init__(
@@ -295,7 +298,9 @@ class FeatureStoreClient:
         registry_url: str | None = None,
         redis_url: str = DEFAULT_REDIS,
         registry_cache_ttl_seconds: int = 60,
+        postgres_url: str | None = None,
     ) -> None:
+        registry_url = None if profile == "embedded" else (registry_url or postgres_url)
         self.repo_path = Path(repo_path).expanduser().resolve()
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.profile = profile
@@ -311,6 +316,8 @@ class FeatureStoreClient:
         self._definitions_module = load_definitions_module(self.repo_path)
         self._store: Any = None
         self._materialized: set[str] = set()
+        self._resolved: dict[Any, tuple[list[str], dict[str, str], float]] = {}
+        self._resolve_ttl_s = registry_cache_ttl_seconds
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -382,6 +389,7 @@ class FeatureStoreClient:
         stale = self._stale_objects(objects)
         self.store.apply(objects, objects_to_delete=stale, partial=not stale)
         self._materialized.clear()
+        self._resolved.clear()
         names = [f"{_kind(obj)}:{obj.name}" for obj in objects]
         logger.info("applied %d objects to project %s (%s)", len(names), self.project, self.profile)
         if stale:
@@ -564,6 +572,25 @@ class FeatureStoreClient:
             )
         self._materialized.update(views)
 
+    def _resolve_cached(
+        self, features: str | Sequence[str] | None
+    ) -> tuple[list[str], dict[str, str]]:
+        """``_resolve_features`` + dtypes, cached like Feast caches its registry.
+
+        Resolving a feature service deserialises it from the registry each call (about as
+        slow as the online read itself), so the answer is kept for the registry cache TTL
+        (forever when that TTL is 0, as in Feast) and dropped by :meth:`apply`.
+        """
+        cache_key = features if features is None or isinstance(features, str) else tuple(features)
+        now = time.monotonic()
+        hit = self._resolved.get(cache_key)
+        if hit is not None and (self._resolve_ttl_s <= 0 or now < hit[2]):
+            return hit[0], hit[1]
+        refs = self._resolve_features(features)
+        dtypes = self._feature_dtypes(refs)
+        self._resolved[cache_key] = (refs, dtypes, now + self._resolve_ttl_s)
+        return refs, dtypes
+
     def _feature_dtypes(self, refs: Sequence[str]) -> dict[str, str]:
         """Feast dtype name (``Int64``, ``Float64``, ...) per feature name of ``refs``."""
         registered = self._registered_views()
@@ -597,9 +624,10 @@ class FeatureStoreClient:
         -------
         pandas.DataFrame
             One row per key in input order: the key column, one column per feature (named by
-            the feature), ``status`` (``PRESENT`` when every feature was found, else the first
-            non-present Feast field status: ``NOT_FOUND``, ``NULL_VALUE``,
-            ``OUTSIDE_MAX_AGE``) and ``missing`` (the features that were not ``PRESENT``).
+            the feature), ``status`` (``PRESENT``: every feature has a value; ``NOT_FOUND``: the
+            key is in no requested view; ``PARTIAL``: anything between) and ``feature_status``
+            (dict of the features that are not ``PRESENT`` -> Feast field status:
+            ``NOT_FOUND``, ``NULL_VALUE`` or ``OUTSIDE_MAX_AGE``).
 
         Raises
         ------
@@ -608,41 +636,40 @@ class FeatureStoreClient:
         """
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-        refs = self._resolve_features(features)
+        refs, dtypes = self._resolve_cached(features)
         self._check_materialized(refs)
         keys = [str(k) for k in keys]
         response = self.store.get_online_features(
             features=refs, entity_rows=[{entity_key: k} for k in keys]
         )
-        frame = response.to_df()
+        values = response.to_dict()
         names = list(response.proto.metadata.feature_names.val)
         feature_columns = [r.split(":")[1] for r in refs]
-        dtypes = self._feature_dtypes(refs)
-        status_names = {v: k for k, v in FieldStatus.items()}
-        statuses: list[str] = []
-        missing: list[list[str]] = []
         results = dict(zip(names, response.proto.results, strict=True))
+        row_status: list[str] = []
+        row_detail: list[dict[str, str]] = []
         for row in range(len(keys)):
-            row_missing = []
-            first = "PRESENT"
-            for name in feature_columns:
-                code = results[name].statuses[row]
-                status = status_names.get(code, str(code))
-                if status != "PRESENT":
-                    row_missing.append(name)
-                    if first == "PRESENT":
-                        first = status
-            statuses.append(first)
-            missing.append(row_missing)
-        frame = frame[[entity_key] + feature_columns].copy()
+            detail = {
+                name: _field_status(results[name], row, FieldStatus) for name in feature_columns
+            }
+            if all(status == "PRESENT" for status in detail.values()):
+                row_status.append("PRESENT")
+            elif all(status == "NOT_FOUND" for status in detail.values()):
+                row_status.append("NOT_FOUND")
+            else:
+                row_status.append("PARTIAL")
+            row_detail.append({n: status for n, status in detail.items() if status != "PRESENT"})
+        columns: dict[str, Any] = {entity_key: keys}
         for column in feature_columns:
             if dtypes.get(column) in ("Int32", "Int64"):
-                frame[column] = frame[column].astype("Int64")
+                columns[column] = pd.array(values[column], dtype="Int64")
             elif dtypes.get(column) == "UnixTimestamp":
-                frame[column] = pd.to_datetime(frame[column], utc=True)
-        frame["status"] = statuses
-        frame["missing"] = missing
-        return frame
+                columns[column] = pd.to_datetime(pd.Series(values[column], dtype=object), utc=True)
+            else:
+                columns[column] = values[column]
+        columns["status"] = row_status
+        columns["feature_status"] = row_detail
+        return pd.DataFrame(columns)
 
     def online_user_features(
         self, user_ids: Sequence[str], features: str | Sequence[str] | None = None
@@ -659,7 +686,7 @@ class FeatureStoreClient:
         Returns
         -------
         pandas.DataFrame
-            ``user_id``, the features, ``status``, ``missing``.
+            ``user_id``, the features, ``status``, ``feature_status``.
         """
         return self.online_features("user_id", user_ids, features)
 
@@ -787,6 +814,20 @@ def _kind(obj: Any) -> str:
     if isinstance(obj, DataSource):
         return "data_source"
     return type(obj).__name__
+
+
+def _field_status(result: Any, row: int, field_status: Any) -> str:
+    """Feast's status of one value, made consistent across online stores.
+
+    Feast's Redis store reports ``PRESENT`` with an empty value and a zero timestamp for keys
+    it does not hold (SQLite reports ``NOT_FOUND``); an empty value is reported here as
+    ``NOT_FOUND`` when its timestamp is zero, else as ``NULL_VALUE``.
+    """
+    status = field_status.Name(result.statuses[row])
+    if status == "PRESENT" and result.values[row].WhichOneof("val") is None:
+        stamp = result.event_timestamps[row] if len(result.event_timestamps) > row else None
+        return "NOT_FOUND" if stamp is None or stamp.seconds == 0 else "NULL_VALUE"
+    return status
 
 
 def _aware(moment: datetime, name: str) -> datetime:

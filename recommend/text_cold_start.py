@@ -17,7 +17,9 @@ Protocol (all seeded):
 
    - random: expected value ``k / #candidates``;
    - tag popularity: distinct users who tagged the artist (metadata that exists without plays);
-   - text: cosine(taste profile, artist text vector);
+   - text (raw cosine): cosine(taste profile, artist text vector);
+   - text: the same after centring the vectors (``embeddings.text.center_vectors``: subtract
+     the mean of all artist vectors, renormalise) -- used unless ``center=False``;
    - text + tag popularity: ``cosine + beta * log1p(taggers) / max log1p(taggers)``, beta tuned
      on the validation users.
 
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from embeddings.text import normalise_rows, taste_profiles
+from embeddings.text import center_vectors, normalise_rows, taste_profiles
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ CURVE_KS = (10, 20, 50, 100, 200)
 
 METHOD_RANDOM = "random (expected)"
 METHOD_TAG_POPULARITY = "tag popularity"
+METHOD_TEXT_RAW = "text (raw cosine)"
 METHOD_TEXT = "text"
 METHOD_COMBINED = "text + beta * tag popularity"
 
@@ -97,7 +100,7 @@ def tag_popularity(tag_assignments: pd.DataFrame) -> pd.Series:
     else:
         users = pd.Series("", index=tag_assignments.index, dtype="string")
     anonymous = users == ""
-    users = users.where(~anonymous, "\x00anon:" + pd.Series(
+    users = users.where(~anonymous, "<anonymous row>:" + pd.Series(
         np.arange(len(users)), index=users.index).astype(str))
     return (
         pd.DataFrame({"artist_id": artists, "user": users})
@@ -161,6 +164,7 @@ def evaluate_text_cold_start(
     validation_fraction: float = 0.3,
     betas: Sequence[float] = DEFAULT_BETAS,
     seed: int = 0,
+    center: bool = True,
 ) -> ColdStartResult:
     """Hide a seeded share of artists and measure how well text recommends them.
 
@@ -183,6 +187,9 @@ def evaluate_text_cold_start(
     betas : sequence of float
         Grid for beta.
     seed : int, default 0
+    center : bool, default True
+        Score "text" and the combination with centred vectors (the raw cosine is always
+        reported as its own row).
 
     Returns
     -------
@@ -222,7 +229,9 @@ def evaluate_text_cold_start(
     if len(candidates) == 0:
         raise ValueError("no cold artist has a text vector; encode artist docs first.")
 
-    profile_users, profiles = taste_profiles(warm, item_vectors, item_ids)
+    profile_users, raw_profiles = taste_profiles(warm, item_vectors, item_ids)
+    text_vectors = center_vectors(item_vectors)[0] if center else item_vectors
+    profiles = taste_profiles(warm, text_vectors, item_ids)[1] if center else raw_profiles
     profile_row = pd.Series(np.arange(len(profile_users)), index=profile_users)
     candidate_col = pd.Series(np.arange(len(candidates)), index=candidates)
     scored = held_out[held_out["item_id"].isin(candidate_col.index)]
@@ -245,8 +254,10 @@ def evaluate_text_cold_start(
     validation = np.sort(shuffled[:n_validation])
     evaluation = np.sort(shuffled[n_validation:])
 
-    text_scores = profiles[profile_row[users].to_numpy()] @ item_vectors[
-        vector_row[candidates].to_numpy()].T
+    user_rows = profile_row[users].to_numpy()
+    candidate_rows = vector_row[candidates].to_numpy()
+    raw_scores = raw_profiles[user_rows] @ item_vectors[candidate_rows].T
+    text_scores = profiles[user_rows] @ text_vectors[candidate_rows].T
     popularity = tag_popularity(tag_assignments).reindex(candidates).fillna(0).to_numpy(float)
     log_popularity = np.log1p(popularity)
     popularity_score = log_popularity / log_popularity.max() if log_popularity.max() > 0 \
@@ -266,6 +277,7 @@ def evaluate_text_cold_start(
         METHOD_RANDOM: {kk: min(kk, n_candidates) / n_candidates for kk in ks},
         METHOD_TAG_POPULARITY: _recall_at(_ranked(popularity_matrix[evaluation]),
                                           relevant_eval, ks),
+        METHOD_TEXT_RAW: _recall_at(_ranked(raw_scores[evaluation]), relevant_eval, ks),
         METHOD_TEXT: _recall_at(_ranked(text_scores[evaluation]), relevant_eval, ks),
         METHOD_COMBINED: _recall_at(
             _ranked(text_scores[evaluation] + best_beta * popularity_matrix[evaluation]),
@@ -298,7 +310,7 @@ def evaluate_text_cold_start(
         pairs = list(zip(eval_users[rows], candidates[cols], strict=True))
         own_tag_share = float(np.mean([p in tagged_pairs for p in pairs])) if pairs else 0.0
 
-    best_text = max(curves[METHOD_TEXT][k], curves[METHOD_COMBINED][k])
+    best_text = max(curves[m][k] for m in (METHOD_TEXT_RAW, METHOD_TEXT, METHOD_COMBINED))
     details = {
         "seed": seed,
         "k": k,
@@ -318,7 +330,9 @@ def evaluate_text_cold_start(
         "recall_curves": {m: {str(kk): v for kk, v in c.items()} for m, c in curves.items()},
         "random_recall": random_recall,
         "tag_popularity_recall": popularity_recall,
+        "text_raw_recall": curves[METHOD_TEXT_RAW][k],
         "text_recall": curves[METHOD_TEXT][k],
+        "centred": center,
         "combined_recall": curves[METHOD_COMBINED][k],
         "best_text_x_random": best_text / random_recall,
         "best_text_x_tag_popularity": (

@@ -43,7 +43,8 @@ def make_source(kind: str, path: str | Path | None, **params: object) -> Source:
     path
         The data directory (for ``sample``: the directory it writes to).
     **params
-        Extra constructor parameters, e.g. ``n_users=2000`` or ``seed=3`` for ``sample``.
+        Extra constructor parameters, e.g. ``n_users=2000`` or ``seed=3`` for ``sample``,
+        ``arrow_strings=True`` for ``generic``.
 
     Raises
     ------
@@ -62,10 +63,6 @@ def make_source(kind: str, path: str | Path | None, **params: object) -> Source:
     if path is None or str(path) == "":
         raise SourceError(
             f"source kind {kind!r} needs a path (for 'sample': the directory it writes to)"
-        )
-    if kind != "sample" and params:
-        raise SourceError(
-            f"source kind {kind!r} takes no parameters besides the path; got {sorted(params)}"
         )
     try:
         return SOURCE_KINDS[kind](path, **params)  # type: ignore[call-arg]

@@ -38,12 +38,16 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from sources.base import LINEAGE_COLUMNS, RAW_COLUMNS, RawBundle, Source, SourceError
 
@@ -132,6 +136,7 @@ def read_delimited(
     quoting: int = csv.QUOTE_MINIMAL,
     fallback: Literal["latin-1", "replace"] = "replace",
     fix_hint: str = "",
+    arrow_strings: bool = False,
 ) -> tuple[pd.DataFrame, list[int], list[str]]:
     """Read a delimited text file with a header into a frame of text plus lineage columns.
 
@@ -153,6 +158,9 @@ def read_delimited(
         How to decode lines that are not UTF-8, see ``decode_lines``.
     fix_hint
         Appended to error messages, e.g. where the format is documented.
+    arrow_strings
+        Return text columns as ``pd.ArrowDtype(pa.string())`` instead of ``str`` objects:
+        several times faster for millions of rows and zero-copy into DuckDB.
 
     Returns
     -------
@@ -175,14 +183,14 @@ def read_delimited(
             f"directory that holds it.{fix_hint}"
         )
     data = path.read_bytes()
-    if not data.strip():
+    if re.search(rb"\S", data) is None:
         raise SourceError(
             f"{path}: file is empty (no header row); expected a {expected_name}-separated header "
             f"with columns {', '.join(required)}. Re-export the file with its header and rows."
             f"{fix_hint}"
         )
-    text, fallback_lines = decode_lines(data, fallback)
-    header_line = text.split("\n", 1)[0]
+    end = data.find(b"\n")
+    header_line, _ = decode_lines(data[: end if end >= 0 else len(data)].rstrip(b"\r"), fallback)
     header = _split_header(header_line, delimiter, normalise_header)
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
@@ -195,8 +203,62 @@ def read_delimited(
         _raise_header_error(path, header_line, header, missing, required, delimiter, fix_hint)
     wanted = list(required) + [name for name in optional if name in header]
     extra = [name for name in header if name not in wanted]
+    fallback_lines: list[int] = []
+    frame = _read_with_arrow(data, header, wanted, delimiter, quoting, arrow_strings)
+    if frame is None:  # not strict CSV or not UTF-8: decode line by line, parse with pandas
+        text, fallback_lines = decode_lines(data, fallback)
+        frame = _read_with_pandas(path, text, header, delimiter, quoting, fix_hint)
+        if arrow_strings:
+            frame = frame.astype(pd.ArrowDtype(pa.string()))
+    frame = frame[wanted]
+    frame["_source_file"] = str(path)
+    frame["_source_line"] = np.arange(2, len(frame) + 2, dtype=np.int64)
+    return frame, fallback_lines, extra
+
+
+def _read_with_arrow(
+    data: bytes,
+    header: list[str],
+    wanted: list[str],
+    delimiter: str,
+    quoting: int,
+    arrow_strings: bool,
+) -> pd.DataFrame | None:
+    """Fast path: pyarrow's multi-threaded CSV reader. None when it cannot parse the file
+    strictly (blank lines, ragged rows, quoted newlines); the pandas path then reads it and
+    reports errors precisely."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
-        frame = pd.read_csv(
+        table = pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter,
+                quote_char=False if quoting == csv.QUOTE_NONE else '"',
+                ignore_empty_lines=False,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                include_columns=wanted,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        logger.debug("pyarrow could not parse strictly (%s); reading with pandas", error)
+        return None
+    if arrow_strings:
+        return table.to_pandas(types_mapper=pd.ArrowDtype)
+    return table.to_pandas()
+
+
+def _read_with_pandas(
+    path: Path, text: str, header: list[str], delimiter: str, quoting: int, fix_hint: str
+) -> pd.DataFrame:
+    expected_name = DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    try:
+        return pd.read_csv(
             io.StringIO(text),
             sep=delimiter,
             header=0,
@@ -213,10 +275,6 @@ def read_delimited(
             f"{path}: a row has more fields than the header ({error}). Check that values holding "
             f"the delimiter {expected_name!s} are quoted, or remove the stray delimiter.{fix_hint}"
         ) from error
-    frame = frame[wanted]
-    frame["_source_file"] = str(path)
-    frame["_source_line"] = np.arange(2, len(frame) + 2, dtype=np.int64)
-    return frame, fallback_lines, extra
 
 
 def _split_header(header_line: str, delimiter: str, normalise: bool) -> list[str]:
@@ -311,11 +369,19 @@ def derive_users(sources: list[tuple[pd.DataFrame, str]]) -> pd.DataFrame:
     for frame, column in sources:
         part = frame[[column, "_source_file", "_source_line"]].rename(columns={column: "user_id"})
         parts.append(part)
-    users = pd.concat(parts, ignore_index=True)
-    ids = users["user_id"]
-    present = ids.notna() & (ids.astype(str).str.strip() != "")
-    users = users[present].drop_duplicates("user_id", keep="first")
+    users = pd.concat(parts, ignore_index=True).drop_duplicates("user_id", keep="first")
+    users = users[filled_mask(users["user_id"])]
     return with_contract_columns(users, "users")
+
+
+def filled_mask(values: pd.Series) -> np.ndarray:
+    """True where a text value is neither null nor blank (works for object and Arrow text)."""
+    if isinstance(values.dtype, pd.ArrowDtype):
+        array = pa.array(values.array)
+    else:
+        array = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    blank = pc.equal(pc.utf8_trim_whitespace(array), "")
+    return pc.fill_null(pc.invert(blank), False).to_numpy(zero_copy_only=False).astype(bool)
 
 
 class GenericSource(Source):
@@ -325,6 +391,10 @@ class GenericSource(Source):
     ----------
     path
         The directory holding the files.
+    arrow_strings
+        Give text columns the Arrow string dtype (``pd.ArrowDtype(pa.string())``, nulls are
+        ``pd.NA``) instead of ``str``/``None`` objects: several times faster and lighter for
+        millions of rows, and zero-copy when landed in DuckDB. ``quality.rules`` takes both.
 
     Example usage::
 
@@ -334,8 +404,9 @@ class GenericSource(Source):
 
     name = "generic"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, arrow_strings: bool = False) -> None:
         self.path = Path(path)
+        self.arrow_strings = arrow_strings
 
     def read(self) -> RawBundle:
         """Read every present table; see the module docstring for the format."""
@@ -357,7 +428,7 @@ class GenericSource(Source):
         if "tag_assignments" in tables:
             assignments = tables["tag_assignments"]
             tags = assignments[["tag", "_source_file", "_source_line"]].copy()
-            tags = tags[tags["tag"].notna() & (tags["tag"].astype(str) != "")]
+            tags = tags[filled_mask(tags["tag"])]
             tags = tags.drop_duplicates("tag", keep="first")
             tags["tag_id"] = tags["tag"]
             tables["tags"] = with_contract_columns(tags, "tags")
@@ -374,7 +445,7 @@ class GenericSource(Source):
         for table in list(tables):
             tables[table] = with_contract_columns(tables[table], table)
         ts = tables["listens"]["ts"]
-        filled = ts.notna() & (ts.astype(str).str.strip() != "")
+        filled = pd.Series(filled_mask(ts))
         listens_kind = "events" if len(ts) and bool(filled.all()) else "aggregated"
         if listens_kind == "aggregated" and bool(filled.any()):
             notes["listens_ts"] = (
@@ -401,7 +472,11 @@ class GenericSource(Source):
                 f"{self.path}: both {csv_path.name} and {parquet_path.name} exist; keep one."
             )
         if parquet_path.exists():
-            return read_parquet_as_text(parquet_path, list(spec.required), list(spec.optional))
+            frame = read_parquet_as_text(parquet_path, list(spec.required), list(spec.optional))
+            if self.arrow_strings:
+                text_columns = [c for c in frame.columns if c != "_source_line"]
+                frame = frame.astype({c: pd.ArrowDtype(pa.string()) for c in text_columns})
+            return frame
         if not csv_path.exists():
             if spec.is_required:
                 raise SourceError(
@@ -418,6 +493,7 @@ class GenericSource(Source):
             normalise_header=True,
             fallback="replace",
             fix_hint=" See sources/generic.py for the format.",
+            arrow_strings=self.arrow_strings,
         )
         if fallback_lines:
             notes[csv_path.name] = (

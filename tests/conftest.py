@@ -14,7 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("CRATEDIGGER_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("CRATEDIGGER_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")
+)
 HETREC_DIR = SHARED_DATA / "hetrec2011-lastfm-2k"
 AUDIO_DIR = SHARED_DATA / "audio"
 
@@ -22,12 +24,16 @@ AUDIO_DIR = SHARED_DATA / "audio"
 @pytest.fixture(scope="session")
 def hetrec_dir() -> Path:
     if not (HETREC_DIR / "user_artists.dat").exists():
-        pytest.skip(f"HetRec Last.fm 2K not found at {HETREC_DIR} (put ../shared/data beside the checkout)")
+        pytest.skip(
+            f"HetRec Last.fm 2K not found at {HETREC_DIR} (put ../shared/data beside the checkout)"
+        )
     return HETREC_DIR
 
 
 @pytest.fixture(scope="session")
 def audio_dir() -> Path:
     if not (AUDIO_DIR / "manifest.csv").exists():
-        pytest.skip(f"audio clips not found at {AUDIO_DIR} (put ../shared/data beside the checkout)")
+        pytest.skip(
+            f"audio clips not found at {AUDIO_DIR} (put ../shared/data beside the checkout)"
+        )
     return AUDIO_DIR

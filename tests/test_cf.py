@@ -185,7 +185,7 @@ def test_hetrec_platform_als_matches_raw_implicit() -> None:
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.evaluation import ndcg_at_k
 
-    from recommend.evaluation import holdout_split, ranking_metrics, rank_fitted
+    from recommend.evaluation import holdout_split, rank_fitted, ranking_metrics
 
     raw = pd.read_csv(path, sep="\t", dtype=str)
     listens = pd.DataFrame({"user_id": raw.userID, "item_id": raw.artistID,

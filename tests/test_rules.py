@@ -290,3 +290,13 @@ def test_hetrec_real_validation() -> None:
     artist_ids = unknown["raw_row"].map(lambda row: json.loads(row)["artist_id"])
     assert artist_ids.nunique() == 390
     assert len(unknown) == len(tagged.quarantine)
+
+
+def test_rules_accept_arrow_backed_raw_frames() -> None:
+    plain = validate_bundle(GenericSource(FIXTURES / "generic_small").read())
+    arrow = validate_bundle(GenericSource(FIXTURES / "generic_small", arrow_strings=True).read())
+    for name, result in plain.tables.items():
+        other = arrow.tables[name]
+        pd.testing.assert_frame_equal(result.golden, other.golden)
+        assert result.quarantine["reason"].tolist() == other.quarantine["reason"].tolist()
+        assert result.quarantine["source_line"].tolist() == other.quarantine["source_line"].tolist()

@@ -256,3 +256,24 @@ def test_hetrec_real_counts() -> None:
     assert len(bundle.table("artists")) == 17632
     assert len(bundle.table("listens")) == 92834
     assert "8 line(s) not valid UTF-8" in bundle.notes["tags.dat decoding"]
+
+
+@pytest.mark.parametrize("name", ["generic_small", "generic_events"])
+def test_arrow_strings_read_the_same_values(name: str) -> None:
+    plain = GenericSource(FIXTURES / name).read()
+    arrow = GenericSource(FIXTURES / name, arrow_strings=True).read()
+    assert plain.tables.keys() == arrow.tables.keys()
+    for table, frame in plain.tables.items():
+        other = arrow.tables[table]
+        assert isinstance(other[RAW_COLUMNS[table][0]].dtype, pd.ArrowDtype), table
+        left = frame.astype(object).where(frame.notna(), None)
+        right = other.astype(object).where(other.notna(), None)
+        assert left.values.tolist() == right.values.tolist(), table
+
+
+def test_blank_line_is_kept_as_an_empty_row_with_exact_line_numbers(tmp_path: Path) -> None:
+    path = _copy("generic_small", tmp_path)
+    (path / "listens.csv").write_text("user_id,item_id,plays\nu1,a1,3\n\nu2,a1,4\n")
+    listens = GenericSource(path).read().table("listens")
+    assert listens["user_id"].tolist() == ["u1", "", "u2"]
+    assert listens["_source_line"].tolist() == [2, 3, 4]

@@ -198,3 +198,40 @@ def test_kill_during_write_keeps_readers_on_old_version(tmp_path: Path) -> None:
         assert store.version("items") == "v2" and store.count("items") == 2_000
         assert store.search("items", new_vectors[9], k=1)[0][0]["id"] == "item9"
         assert store.describe("items")["versions"] == ["items__v1", "items__v2"]
+
+
+HETREC = Path(os.environ.get("CRATEDIGGER_DATA", "/work/shared/data")) / "hetrec2011-lastfm-2k"
+
+
+@pytest.mark.slow
+def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path) -> None:
+    """Top-10 similar items from Milvus vs exact numpy on the same ALS vectors (COSINE)."""
+    path = HETREC / "user_artists.dat"
+    if not path.exists():
+        pytest.skip(f"HetRec Last.fm 2K not found at {path}")
+    import pandas as pd
+
+    from embeddings.cf import CF_PRESETS, fit_cf
+    from embeddings.vectors import exact_top_k
+
+    raw = pd.read_csv(path, sep="\t", dtype=str)
+    listens = pd.DataFrame({"user_id": raw.userID, "item_id": raw.artistID,
+                            "plays": raw.weight.astype("int64")})
+    fitted = fit_cf(listens, CF_PRESETS["als"], num_threads=1)
+    ids, vectors = fitted.item_ids, fitted.model.item_factors
+    queries = np.random.default_rng(0).choice(len(ids), size=200, replace=False)
+    exact, _ = exact_top_k(vectors[queries], vectors, 11, "COSINE")
+    with VectorStore(str(tmp_path / "recall.db")) as store:
+        for index, goal in (("FLAT", 0.99), ("HNSW", 0.95), ("IVF_FLAT", 0.95)):
+            name = f"items_{index.lower()}"
+            store.write_collection(name, ids, vectors, dim=vectors.shape[1], metric="COSINE",
+                                   index=index, version=fitted.version)
+            found = store.search(name, vectors[queries], k=11)
+            hits = 0
+            for q, truth_row, hit_list in zip(queries, exact, found, strict=True):
+                truth = {ids[i] for i in truth_row if i != q}
+                got = [h["id"] for h in hit_list if h["id"] != ids[q]][:10]
+                hits += len(truth & set(got)) if len(truth) == 10 else len(
+                    set(list(truth)[:10]) & set(got))
+            recall = hits / (10 * len(queries))
+            assert recall >= goal, (index, recall)

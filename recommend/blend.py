@@ -1,0 +1,351 @@
+"""Blend candidate sources: per-user score normalisation, weighted fusion, weight tuning.
+
+Scores of different sources live on different scales (EASE weights, cosines, listener counts),
+so each source's scores are first normalised per user:
+
+``rrf``     ``1 / (rrf_k + rank)`` (reciprocal-rank fusion; absent candidates give 0)
+``zscore``  ``(score - mean) / std`` over the user's candidates of that source, shifted so the
+            worst candidate is 0 (absent candidates give 0)
+``rank``    ``1 - (rank - 1) / n`` over the user's ``n`` candidates of that source
+
+and the blend is ``sum_s weight_s * normalised_s``. The weights (and the method) are tuned on a
+validation split carved from train (:func:`tune_blend`; never on the test split), by coordinate
+ascent over a small grid, maximising NDCG@k. The reason of a blended item is the reason of the
+source that contributes most to its score.
+
+Example usage::
+
+    config, history = tune_blend(validation_candidates, validation_listens)
+    blended = fuse(candidates, config)
+    ranking = top_k_ranking(blended, k=30)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from recommend.candidates import CANDIDATE_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("rrf", "zscore", "rank")
+DEFAULT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+BLEND_COLUMNS = ["user_id", "item_id", "score", "source", "reason_code", "reason_detail"]
+
+# Tuned on the HetRec validation split (carved from train): see recommend.playlist.evaluate_blend
+# and the lead's report. Sources that are absent from the candidates are ignored.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "ease": 1.0, "item_knn": 0.5, "als": 0.25, "text": 0.1, "audio": 0.1, "new": 0.1,
+    "popularity": 0.0, "exploration": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    """How to fuse sources.
+
+    Parameters
+    ----------
+    weights
+        ``{source: weight >= 0}``; sources missing here weigh 0.
+    method
+        Normalisation: ``rrf``, ``zscore`` or ``rank``.
+    rrf_k
+        The constant of reciprocal-rank fusion.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    method: str = "rrf"
+    rrf_k: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"BlendConfig.method {self.method!r} is not one of {METHODS}")
+        negative = {s: w for s, w in self.weights.items() if w < 0}
+        if negative:
+            raise ValueError(f"blend weights must be >= 0, got {negative}")
+        if self.rrf_k <= 0:
+            raise ValueError(f"BlendConfig.rrf_k must be > 0, got {self.rrf_k}")
+
+
+@dataclass
+class FusionTable:
+    """Candidates pivoted to one row per (user, item), one normalised column per source.
+
+    Attributes
+    ----------
+    pairs
+        ``user_id, item_id`` sorted by user.
+    sources
+        Source labels, the column order of ``matrix``.
+    matrix
+        ``(len(pairs), len(sources))`` normalised scores, 0 where a source lacks the pair.
+    reason_codes, reason_details
+        ``(len(pairs), len(sources))`` object arrays (``None`` where absent).
+    user_codes, item_codes
+        Integer codes of each pair's user and item (sorted order), for fast ranking.
+    """
+
+    pairs: pd.DataFrame
+    sources: list[str]
+    matrix: np.ndarray
+    reason_codes: np.ndarray
+    reason_details: np.ndarray
+    user_codes: np.ndarray
+    item_codes: np.ndarray
+
+
+def normalise_scores(
+    candidates: pd.DataFrame, method: str = "rrf", *, rrf_k: float = 60.0
+) -> pd.Series:
+    """Per-user, per-source normalised scores of a candidate frame (aligned with its index).
+
+    Parameters
+    ----------
+    candidates
+        :data:`recommend.candidates.CANDIDATE_COLUMNS`.
+    method
+        ``rrf``, ``zscore`` or ``rank`` (see the module docstring).
+    rrf_k
+        Reciprocal-rank constant.
+    """
+    if method not in METHODS:
+        raise ValueError(f"normalisation method {method!r} is not one of {METHODS}")
+    missing = {"user_id", "source", "score"} - set(candidates.columns)
+    if missing:
+        raise ValueError(f"candidates lack columns {sorted(missing)}")
+    groups = candidates.groupby(["user_id", "source"], sort=False)["score"]
+    if method == "rrf":
+        rank = groups.rank(method="first", ascending=False)
+        return 1.0 / (rrf_k + rank)
+    if method == "rank":
+        rank = groups.rank(method="first", ascending=False)
+        size = groups.transform("size")
+        return 1.0 - (rank - 1.0) / size
+    mean = groups.transform("mean")
+    std = groups.transform("std").fillna(0.0).replace(0.0, 1.0)
+    z = (candidates["score"] - mean) / std
+    return z - z.groupby([candidates["user_id"], candidates["source"]]).transform("min")
+
+
+def fusion_table(
+    candidates: pd.DataFrame, method: str = "rrf", *, rrf_k: float = 60.0
+) -> FusionTable:
+    """Pivot candidates into a :class:`FusionTable` (normalise once, fuse many times)."""
+    missing = set(CANDIDATE_COLUMNS) - set(candidates.columns)
+    if missing:
+        raise ValueError(f"candidates lack columns {sorted(missing)}; build them with "
+                         "recommend.candidates")
+    if candidates.empty:
+        raise ValueError("no candidates to blend")
+    frame = candidates[CANDIDATE_COLUMNS].copy()
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["item_id"] = frame["item_id"].astype(str)
+    # one row per (user, item, source): keep the best if a source repeats a pair
+    frame = frame.sort_values("score", ascending=False, kind="mergesort")
+    frame = frame.drop_duplicates(["user_id", "item_id", "source"])
+    frame["normalised"] = normalise_scores(frame, method, rrf_k=rrf_k)
+    sources = sorted(frame["source"].unique())
+    user_code, user_values = pd.factorize(frame["user_id"], sort=True)
+    item_code, item_values = pd.factorize(frame["item_id"], sort=True)
+    keys, codes = np.unique(user_code.astype(np.int64) * len(item_values) + item_code,
+                            return_inverse=True)
+    source_col = pd.Categorical(frame["source"], categories=sources).codes
+    matrix = np.zeros((len(keys), len(sources)))
+    matrix[codes, source_col] = frame["normalised"].to_numpy()
+    reason_codes = np.full((len(keys), len(sources)), None, dtype=object)
+    reason_details = np.full((len(keys), len(sources)), None, dtype=object)
+    reason_codes[codes, source_col] = frame["reason_code"].to_numpy()
+    reason_details[codes, source_col] = frame["reason_detail"].to_numpy()
+    user_codes = keys // len(item_values)
+    item_codes = keys % len(item_values)
+    pairs = pd.DataFrame({"user_id": np.asarray(user_values, dtype=object)[user_codes],
+                          "item_id": np.asarray(item_values, dtype=object)[item_codes]})
+    return FusionTable(pairs, sources, matrix, reason_codes, reason_details, user_codes,
+                       item_codes)
+
+
+def _weight_vector(table: FusionTable, weights: Mapping[str, float]) -> np.ndarray:
+    return np.array([float(weights.get(s, 0.0)) for s in table.sources])
+
+
+def _ranked_positions(table: FusionTable, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair order (user, then score desc, ties by item) and each pair's 0-based rank in user."""
+    order = np.lexsort((table.item_codes, -scores, table.user_codes))
+    users = table.user_codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    return order, np.arange(len(order)) - group_start
+
+
+def fuse(
+    candidates: pd.DataFrame | FusionTable, config: BlendConfig | None = None
+) -> pd.DataFrame:
+    """Blend candidates into one ranked list per user.
+
+    Parameters
+    ----------
+    candidates
+        A candidate frame, or a :class:`FusionTable` built with ``config.method``.
+    config
+        Weights and normalisation (default :class:`BlendConfig`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`BLEND_COLUMNS` plus ``rank`` (1 = best) sorted by user then rank; ``source`` and
+        the reason are those of the source contributing most. Pairs whose blended score is 0
+        (only zero-weight sources) rank last.
+    """
+    config = config or BlendConfig()
+    table = candidates if isinstance(candidates, FusionTable) else fusion_table(
+        candidates, config.method, rrf_k=config.rrf_k)
+    weights = _weight_vector(table, config.weights)
+    if not (weights > 0).any():
+        raise ValueError(f"every blend weight is 0 for the sources {table.sources}; give at "
+                         "least one source a positive weight")
+    contributions = table.matrix * weights
+    scores = contributions.sum(axis=1)
+    # the reason comes from the strongest contributing source; ties: the higher weight
+    present = table.reason_codes != None  # noqa: E711 (element-wise on an object array)
+    strength = np.where(present, contributions + 1e-12 * weights, -np.inf)
+    best = np.argmax(strength, axis=1)
+    order, rank = _ranked_positions(table, scores)
+    rows = np.arange(len(scores))
+    out = pd.DataFrame({
+        "user_id": table.pairs["user_id"].to_numpy(),
+        "item_id": table.pairs["item_id"].to_numpy(),
+        "score": scores,
+        "source": np.asarray(table.sources, dtype=object)[best],
+        "reason_code": table.reason_codes[rows, best],
+        "reason_detail": table.reason_details[rows, best],
+    }).iloc[order].reset_index(drop=True)
+    out["rank"] = rank + 1
+    return out
+
+
+def top_k_ranking(blended: pd.DataFrame, k: int) -> dict[str, list[str]]:
+    """``{user_id: [item_id, ...]}`` of the first ``k`` rows per user of a ranked frame."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    head = blended.groupby("user_id", sort=False).head(k)
+    return {str(u): list(g) for u, g in head.groupby("user_id", sort=False)["item_id"]}
+
+
+def source_rankings(candidates: pd.DataFrame, k: int) -> dict[str, dict[str, list[str]]]:
+    """Each single source's own top-``k`` per user: ``{source: {user: [items]}}``."""
+    ordered = candidates.sort_values(["source", "user_id", "score", "item_id"],
+                                     ascending=[True, True, False, True], kind="mergesort")
+    return {source: top_k_ranking(group, k) for source, group in ordered.groupby("source")}
+
+
+def _ndcg(table: FusionTable, scores: np.ndarray, relevant: np.ndarray, ideal: np.ndarray,
+          k: int) -> float:
+    order, rank = _ranked_positions(table, scores)
+    in_top = rank < k
+    hits = relevant[order] & in_top
+    gains = np.zeros(len(order))
+    gains[hits] = 1.0 / np.log2(rank[hits] + 2.0)
+    dcg = np.bincount(table.user_codes[order], weights=gains, minlength=len(ideal))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_user = np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
+    return float(per_user.sum())
+
+
+def _truth_arrays(table: FusionTable, validation: pd.DataFrame, k: int,
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    truth = validation[["user_id", "item_id"]].astype(str).drop_duplicates()
+    keys = pd.MultiIndex.from_frame(truth)
+    pair_keys = pd.MultiIndex.from_frame(table.pairs)
+    relevant = pair_keys.isin(keys)
+    users = pd.Index(pd.unique(table.pairs["user_id"]))  # sorted by construction
+    sizes = truth.groupby("user_id").size().reindex(users).fillna(0).to_numpy(dtype=int)
+    discounts = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]
+    ideal = discounts[np.minimum(sizes, k)]
+    return np.asarray(relevant), ideal, int(truth["user_id"].nunique())
+
+
+def tune_blend(
+    candidates: pd.DataFrame,
+    validation: pd.DataFrame,
+    *,
+    sources: Sequence[str] | None = None,
+    methods: Iterable[str] = ("rrf", "zscore"),
+    grid: Sequence[float] = DEFAULT_GRID,
+    k: int = 10,
+    rounds: int = 2,
+    rrf_k: float = 60.0,
+) -> tuple[BlendConfig, pd.DataFrame]:
+    """Tune blend weights (and the normalisation) on a validation split by coordinate ascent.
+
+    Parameters
+    ----------
+    candidates
+        Candidates built from the *fitting part* of train (models never saw ``validation``).
+    validation
+        Held-out listens carved from train (``user_id, item_id``); never the test split.
+    sources
+        Sources whose weight is tuned (default: all present); others stay at 0.
+    methods
+        Normalisations tried; each is tuned separately and the best kept.
+    grid
+        Weight values tried per source.
+    k
+        NDCG cut-off optimised.
+    rounds
+        Passes over the sources.
+
+    Returns
+    -------
+    (BlendConfig, pandas.DataFrame)
+        The best config and the search history (``method, round, source, weight, ndcg``),
+        NDCG averaged over validation users.
+    """
+    if validation.empty:
+        raise ValueError("validation split is empty: carve one from train "
+                         "(recommend.evaluation.validation_split)")
+    history = []
+    best_overall: tuple[float, BlendConfig] | None = None
+    for method in methods:
+        table = fusion_table(candidates, method, rrf_k=rrf_k)
+        relevant, ideal, n_users = _truth_arrays(table, validation, k)
+        tuned = [s for s in (sources or table.sources) if s in table.sources]
+        if not tuned:
+            raise ValueError(f"none of the sources {sources} is among the candidates' "
+                             f"{table.sources}")
+        # start from the single best source
+        start = {}
+        for source in tuned:
+            weights = {source: 1.0}
+            start[source] = _ndcg(table, table.matrix @ _weight_vector(table, weights),
+                                  relevant, ideal, k) / n_users
+            history.append({"method": method, "round": 0, "source": source, "weight": 1.0,
+                            "ndcg": start[source]})
+        first = max(tuned, key=lambda s: (start[s], s))
+        weights = {s: (1.0 if s == first else 0.0) for s in tuned}
+        best = start[first]
+        for round_number in range(1, rounds + 1):
+            for source in tuned:
+                for value in grid:
+                    if value == weights[source]:
+                        continue
+                    trial = {**weights, source: value}
+                    vector = _weight_vector(table, trial)
+                    if not (vector > 0).any():
+                        continue
+                    score = _ndcg(table, table.matrix @ vector, relevant, ideal, k) / n_users
+                    history.append({"method": method, "round": round_number, "source": source,
+                                    "weight": value, "ndcg": score})
+                    if score > best + 1e-9:
+                        best, weights = score, trial
+        logger.info("blend tuning (%s): NDCG@%d %.4f with %s", method, k, best, weights)
+        config = BlendConfig(weights=weights, method=method, rrf_k=rrf_k)
+        if best_overall is None or best > best_overall[0]:
+            best_overall = (best, config)
+    assert best_overall is not None
+    return best_overall[1], pd.DataFrame(history)

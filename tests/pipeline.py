@@ -1,0 +1,47 @@
+"""Run slices of the real asset graph on a temporary data directory (real DuckDB, GX, Milvus)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from assets import ingest
+from orchestration.resources import build_resources
+from orchestration.settings import load_settings
+
+
+def settings_for(
+    data_dir: Path, source: str = "sample", source_path: str | None = None, scale: float = 0.3
+):
+    env = {
+        "CRATEDIGGER_DATA_DIR": str(data_dir),
+        "CRATEDIGGER_SOURCE": source,
+        "CRATEDIGGER_SAMPLE_SCALE": str(scale),
+    }
+    if source_path:
+        env["CRATEDIGGER_SOURCE_PATH"] = source_path
+    return load_settings(env)
+
+
+def run_assets(
+    settings,
+    selection: str | list[str] | None = None,
+    raise_on_error: bool = True,
+    partition_key: str | None = None,
+):
+    """Materialise ``selection`` (Dagster selection syntax) of the whole graph, in process."""
+    from orchestration.definitions import all_assets, all_checks
+
+    resources = build_resources(settings)
+    resources["source_choice"] = ingest.SourceChoice(
+        kind=settings.source, path=settings.source_path or "", sample_scale=settings.sample_scale
+    )
+    return dg.materialize(
+        [*all_assets, *all_checks],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=selection,
+        raise_on_error=raise_on_error,
+        partition_key=partition_key,
+    )
