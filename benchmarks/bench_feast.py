@@ -14,7 +14,8 @@ it, then times single-user reads of the ``weekly_playlist_ranking_v1`` service (
                     (one per view) plus protobuf decoding: the floor under any Feast path;
 ``feast_sdk``       ``FeatureStore.get_online_features(...).to_dict()`` in process;
 ``client``          ``FeatureStoreClient.online_user_features`` (SDK + DataFrame + statuses);
-``http``            POST ``/get-online-features`` to ``feast serve`` (one worker, keep-alive).
+``http``            POST ``/get-online-features`` to ``feast serve`` (one gunicorn worker,
+                    keep-alive, worker recycling after N requests disabled).
 
 Writes ``bench_results/feast.json`` and ``bench_results/feast.md``. Anchor: Feast's published
 Python feature server p99 of 8.4 ms at 50 features (their hardware, their feature count).
@@ -215,7 +216,7 @@ def run(data: Path, requests: int, warmup: int, seed: int) -> dict:
         materialize_s = time.perf_counter() - t0
         setup_s = time.perf_counter() - started
 
-        refs = client._resolve_features(SERVICE)
+        refs = client.feature_refs(SERVICE)
         picker = random.Random(seed)
         users = [picker.choice(user_ids) for _ in range(requests)]
         direct = direct_reader(client, refs)
@@ -241,7 +242,9 @@ def run(data: Path, requests: int, warmup: int, seed: int) -> dict:
             time_calls(lambda u: client.online_user_features([u], SERVICE), users, warmup)
         )
         t0 = time.perf_counter()
-        with client.serve(port=free_port()) as server:
+        # Feast's default gunicorn max-requests (1000 +- 50) restarts the single worker mid-run
+        # (the server is down while it boots); disable it so the figures measure serving.
+        with client.serve(port=free_port(), max_requests=0) as server:
             server_start_s = time.perf_counter() - t0
             read, connection = http_reader(server.url, refs)
             http_row = read(sample_user)

@@ -176,7 +176,11 @@ def _weight_vector(table: FusionTable, weights: Mapping[str, float]) -> np.ndarr
 
 def _ranked_positions(table: FusionTable, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pair order (user, then score desc, ties by item) and each pair's 0-based rank in user."""
-    order = np.lexsort((table.item_codes, -scores, table.user_codes))
+    # one float key (user major, score descending); the stable sort keeps pairs, stored by
+    # (user, item), in item order on ties
+    low, high = float(np.min(scores)), float(np.max(scores))
+    key = table.user_codes * (high - low + 1.0) + (high - scores)
+    order = np.argsort(key, kind="stable")
     users = table.user_codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
     group_start = np.repeat(starts, np.diff(np.r_[starts, len(users)]))

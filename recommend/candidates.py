@@ -414,8 +414,6 @@ def content_candidates(
     history = history[history["row"].notna()]
     played_rows = {str(u): g.to_numpy(dtype=np.int64)
                    for u, g in history.groupby("user_id")["row"]}
-    played_weights = {str(u): np.log1p(g.to_numpy(dtype=np.float64))
-                      for u, g in history.groupby("user_id")["plays"]}
     all_played = played_items(listens)
     allowed = _catalog_mask(item_ids.tolist(), catalog)
     describer = None

@@ -326,7 +326,6 @@ class FeatureStoreClient:
         if self._store is None:
             from feast import FeatureStore, RepoConfig
 
-            self.data_dir.mkdir(parents=True, exist_ok=True)
             repo_config = RepoConfig(repo_path=self.repo_path, **self.config)
             self._store = FeatureStore(repo_path=str(self.repo_path), config=repo_config)
         return self._store
@@ -384,6 +383,7 @@ class FeatureStoreClient:
         list of str
             Names of the registered objects, as ``kind:name`` (e.g. ``feature_view:artist_stats``).
         """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         definitions = self.definitions()
         objects = definitions.objects()
         stale = self._stale_objects(objects)
@@ -510,6 +510,12 @@ class FeatureStoreClient:
 
     # ------------------------------------------------------------------ reads
     def _registered_views(self) -> dict[str, Any]:
+        registry = self.config["registry"]
+        if registry["registry_type"] == "file" and not Path(registry["path"]).exists():
+            raise NotAppliedError(
+                f"Feast registry {registry['path']} does not exist (project {self.project!r} "
+                f"was never applied there): {self.hints()['apply']}"
+            )
         try:
             views = {v.name: v for v in self.store.list_feature_views(allow_cache=True)}
         except Exception as error:  # registry file/tables missing
@@ -551,6 +557,21 @@ class FeatureStoreClient:
         if unknown_views:
             raise KeyError(f"feature view(s) {unknown_views} not registered; {sorted(registered)}")
         return refs
+
+    def feature_refs(self, features: str | Sequence[str] | None = None) -> list[str]:
+        """Resolve a service name, view names or refs to ``view:feature`` references.
+
+        Parameters
+        ----------
+        features : str or sequence of str, optional
+            As for :meth:`online_features`; default ``weekly_playlist_ranking_v1``.
+
+        Returns
+        -------
+        list of str
+            ``view:feature`` references, e.g. ``["user_cf_vector:cf_vector"]``.
+        """
+        return list(self._resolve_cached(features)[0])
 
     def _check_materialized(self, refs: Sequence[str]) -> None:
         views = {r.split(":")[0] for r in refs} - self._materialized
@@ -753,6 +774,8 @@ class FeatureStoreClient:
         port: int | None = None,
         *,
         timeout_s: float = 60.0,
+        workers: int = 1,
+        max_requests: int | None = None,
         feast_executable: str | None = None,
     ) -> FeatureServer:
         """Start ``feast serve`` (HTTP) for this store as a subprocess and wait until ready.
@@ -765,6 +788,12 @@ class FeatureStoreClient:
             Port; defaults to a free one.
         timeout_s : float
             How long to wait for ``/health``.
+        workers : int
+            Gunicorn worker processes.
+        max_requests : int, optional
+            Requests after which gunicorn restarts a worker; Feast's default is 1000 (+-50),
+            and with one worker the server is down while the new worker starts. ``0``
+            disables restarts (benchmarks); ``None`` keeps Feast's default.
         feast_executable : str, optional
             Path of the ``feast`` CLI; defaults to the one beside this Python.
 
@@ -792,8 +821,10 @@ class FeatureStoreClient:
             str(port),
             "--no-access-log",
             "-w",
-            "1",
+            str(workers),
         ]
+        if max_requests is not None:
+            command += ["--max-requests", str(max_requests), "--max-requests-jitter", "0"]
         log_path = self.data_dir / f"feast_serve_{port}.log"
         logger.info("starting %s", " ".join(command))
         server = FeatureServer(command, f"http://{host}:{port}", log_path, cwd=self.data_dir)

@@ -449,6 +449,13 @@ class SampleSource(Source):
         order = np.argsort(-offsets, kind="stable")  # oldest first
         event_user, event_artist = event_user[order], event_artist[order]
         event_track, offsets = event_track[order], offsets[order]
+        # two plays of one track by one user in the same second would be an exact duplicate
+        # event: keep the planted bad rows the only ones
+        unique = ~pd.DataFrame({"u": event_user, "t": event_track, "s": offsets}).duplicated()
+        unique = unique.to_numpy()
+        event_user, event_artist = event_user[unique], event_artist[unique]
+        event_track, offsets = event_track[unique], offsets[unique]
+        n_events = len(event_user)
         event_ts = END_TS - offsets.astype("timedelta64[s]")
         listens = pd.DataFrame(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -76,13 +77,17 @@ def test_a_failing_suite_blocks_downstream(tmp_path) -> None:
     con = duckdb.connect(str(settings.warehouse_path))
     con.execute("INSERT INTO golden.artists SELECT * FROM golden.artists LIMIT 1")
     con.close()
-    result = run_assets(
-        settings,
-        "key:golden/artists* or key:data_quality_report",
-        raise_on_error=False,
-    )
+    selection = dg.AssetSelection.checks(
+        dg.AssetCheckKey(dg.AssetKey(["golden", "artists"]), "expectations")
+    ) | dg.AssetSelection.assets("data_quality_report")
+    result = run_assets(settings, selection, raise_on_error=False)
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    assert failed, "a duplicated artist id must fail the artists suite"
+    assert [c.asset_key.path for c in failed] == [["golden", "artists"]]
+    assert failed[0].metadata["expectations_failed"].value >= 1
+    assert "expect_column_values_to_be_unique" in str(failed[0].metadata["offending_values"])
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey("data_quality_report") not in materialized
+
 
 
 @pytest.mark.slow

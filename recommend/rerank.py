@@ -1,0 +1,318 @@
+"""Playlist rules: turn a blended ranking into a weekly playlist per user.
+
+Rules (:class:`PlaylistConfig`):
+
+- ``size`` items per user (30), all distinct, none the user played;
+- at most ``max_per_artist`` items per artist (matters at track level);
+- diversity by maximal marginal relevance (MMR) on item vectors: each next item maximises
+  ``lambda * relevance - (1 - lambda) * max cosine to the items already chosen``;
+- ``exploration_slots`` slots (3) at ``exploration_positions`` filled from the exploration pool
+  (less popular or brand-new items close to the user's taste);
+- a catalog with fewer unplayed items than ``size`` gives a shorter playlist, not an error.
+
+Example usage::
+
+    playlist = rerank(blended, exploration, played, item_artist, item_vectors, PlaylistConfig())
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from embeddings.text import normalise_rows
+
+logger = logging.getLogger(__name__)
+
+PLAYLIST_COLUMNS = ["user_id", "position", "item_id", "artist_id", "score", "source",
+                    "reason_code", "reason_detail"]
+_ROW_COLUMNS = ["item_id", "score", "source", "reason_code", "reason_detail"]
+
+
+@dataclass(frozen=True)
+class PlaylistConfig:
+    """Playlist rules.
+
+    Parameters
+    ----------
+    size
+        Items per playlist.
+    max_per_artist
+        Cap per artist (items of one artist).
+    mmr_lambda
+        MMR trade-off in [0, 1]: 1 = pure relevance order, lower = more diverse.
+    pool_size
+        Blended candidates per user that MMR chooses from.
+    exploration_slots
+        Slots reserved for the exploration pool.
+    exploration_positions
+        1-based positions of those slots (clipped to the playlist length); when there are more
+        slots than positions, the rest go last.
+    """
+
+    size: int = 30
+    max_per_artist: int = 2
+    mmr_lambda: float = 0.85
+    pool_size: int = 100
+    exploration_slots: int = 3
+    exploration_positions: tuple[int, ...] = (12, 21, 30)
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"PlaylistConfig.size must be >= 1, got {self.size}")
+        if self.max_per_artist < 1:
+            raise ValueError(f"PlaylistConfig.max_per_artist must be >= 1, got "
+                             f"{self.max_per_artist}")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ValueError(f"PlaylistConfig.mmr_lambda must be in [0, 1], got "
+                             f"{self.mmr_lambda}")
+        if not 0 <= self.exploration_slots <= self.size:
+            raise ValueError(f"PlaylistConfig.exploration_slots must be in [0, size], got "
+                             f"{self.exploration_slots}")
+        if any(p < 1 for p in self.exploration_positions):
+            raise ValueError("PlaylistConfig.exploration_positions are 1-based positions >= 1")
+        if self.pool_size < self.size:
+            raise ValueError(f"PlaylistConfig.pool_size ({self.pool_size}) must be >= size "
+                             f"({self.size})")
+
+
+def mmr_order(
+    relevance: np.ndarray,
+    vectors: np.ndarray | None,
+    n: int,
+    mmr_lambda: float,
+    *,
+    allowed: Callable[[int, list[int]], bool] | None = None,
+) -> list[int]:
+    """Greedy maximal-marginal-relevance selection.
+
+    Parameters
+    ----------
+    relevance
+        Relevance of each candidate (any scale; min-max scaled to [0, 1] here).
+    vectors
+        ``(len(relevance), d)`` item vectors (rows normalised here); zero rows never count as
+        similar. ``None``: plain relevance order.
+    n
+        How many to select.
+    mmr_lambda
+        1 = relevance only; 0 = diversity only.
+    allowed
+        Optional ``allowed(index, chosen) -> bool`` (e.g. the artist cap), checked per step.
+
+    Returns
+    -------
+    list of int
+        Selected candidate indices in order.
+    """
+    relevance = np.asarray(relevance, dtype=np.float64)
+    count = len(relevance)
+    if count == 0 or n <= 0:
+        return []
+    spread = relevance.max() - relevance.min()
+    scaled = (relevance - relevance.min()) / spread if spread > 0 else np.ones(count)
+    unit = normalise_rows(vectors).astype(np.float64) if vectors is not None else None
+    max_similarity = np.zeros(count)
+    available = np.ones(count, dtype=bool)
+    chosen: list[int] = []
+    while len(chosen) < n and available.any():
+        value = mmr_lambda * scaled - (1.0 - mmr_lambda) * max_similarity
+        value[~available] = -np.inf
+        # ties: the earlier (better ranked) candidate
+        pick = int(np.argmax(value))
+        available[pick] = False
+        if allowed is not None and not allowed(pick, chosen):
+            continue
+        chosen.append(pick)
+        if unit is not None:
+            max_similarity = np.maximum(max_similarity, unit @ unit[pick])
+    return chosen
+
+
+class _VectorLookup:
+    def __init__(self, item_vectors: tuple[Sequence[str], np.ndarray] | None) -> None:
+        if item_vectors is None:
+            self.matrix = None
+            return
+        ids, matrix = item_vectors
+        self.matrix = np.asarray(matrix, dtype=np.float32)
+        self.row = {str(i): r for r, i in enumerate(ids)}
+
+    def rows(self, items: Sequence[str]) -> np.ndarray | None:
+        if self.matrix is None:
+            return None
+        out = np.zeros((len(items), self.matrix.shape[1]), dtype=np.float32)
+        for position, item in enumerate(items):
+            row = self.row.get(item)
+            if row is not None:
+                out[position] = self.matrix[row]
+        return out
+
+
+def rerank_user(
+    ranked: pd.DataFrame,
+    exploration: pd.DataFrame,
+    played: set[str],
+    item_artist: Mapping[str, str],
+    config: PlaylistConfig,
+    vectors: _VectorLookup | tuple[Sequence[str], np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """One user's playlist from their ranked candidates and exploration pool.
+
+    Parameters
+    ----------
+    ranked
+        Blended candidates, best first: ``item_id, score, source, reason_code, reason_detail``.
+    exploration
+        Exploration pool, best first (same columns); may be empty.
+    played
+        Items the user played (never returned).
+    item_artist
+        ``{item_id: artist_id}``; items missing map to themselves.
+    config
+        The rules.
+    vectors
+        Item vectors for MMR (``(ids, matrix)``), or None for relevance order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``position`` (1-based) plus the input columns and ``artist_id``; at most
+        ``config.size`` rows, fewer when the candidates run out.
+    """
+    lookup = vectors if isinstance(vectors, _VectorLookup) else _VectorLookup(vectors)
+    pool = ranked[~ranked["item_id"].isin(played)].drop_duplicates("item_id")
+    pool = pool.head(config.pool_size).reset_index(drop=True)
+    explore = exploration[~exploration["item_id"].isin(played)].drop_duplicates("item_id")
+    per_artist: dict[str, int] = {}
+    taken: set[str] = set()
+
+    def artist(item: str) -> str:
+        return item_artist.get(item, item)
+
+    def take(item: str) -> None:
+        taken.add(item)
+        per_artist[artist(item)] = per_artist.get(artist(item), 0) + 1
+
+    def fits(item: str) -> bool:
+        return item not in taken and per_artist.get(artist(item), 0) < config.max_per_artist
+
+    # exploration picks first (they are reserved), then MMR fills the rest around them
+    explore_rows = []
+    for row in explore.itertuples(index=False):
+        if len(explore_rows) >= config.exploration_slots:
+            break
+        if fits(row.item_id):
+            take(row.item_id)
+            explore_rows.append(row._asdict())
+    main_needed = config.size - len(explore_rows)
+    pool_items = pool["item_id"].tolist()
+
+    def allowed(index: int, chosen: list[int]) -> bool:
+        item = pool_items[index]
+        if not fits(item):
+            return False
+        take(item)
+        return True
+
+    order = mmr_order(pool["score"].to_numpy(), lookup.rows(pool_items), main_needed,
+                      config.mmr_lambda, allowed=allowed)
+    main_rows = pool.iloc[order].to_dict("records")
+    if len(main_rows) < main_needed:  # the pool ran short: the rest of the ranking, then more
+        for frame in (ranked.iloc[config.pool_size:], explore):
+            for row in frame.drop_duplicates("item_id").itertuples(index=False):
+                if len(main_rows) >= main_needed:
+                    break
+                if row.item_id not in played and fits(row.item_id):
+                    take(row.item_id)
+                    main_rows.append(row._asdict())
+    rows = _interleave(main_rows, explore_rows, config)
+    frame = pd.DataFrame(rows, columns=_ROW_COLUMNS)
+    frame.insert(0, "position", np.arange(1, len(frame) + 1))
+    frame["artist_id"] = frame["item_id"].map(artist)
+    return frame
+
+
+def _interleave(main: list[dict], explore: list[dict], config: PlaylistConfig) -> list[dict]:
+    total = len(main) + len(explore)
+    positions: list[int] = []
+    for wanted in sorted(config.exploration_positions)[:len(explore)]:
+        position = min(wanted, total)
+        while position in positions and position > 1:  # clipped onto a taken slot: step back
+            position -= 1
+        positions.append(position)
+    spare = (p for p in range(total, 0, -1) if p not in positions)
+    while len(positions) < len(explore):  # more slots than positions: the rest go last
+        positions.append(next(spare))
+    slots = set(positions)
+    out: list[dict] = []
+    main_iter, explore_iter = iter(main), iter(explore)
+    for position in range(1, total + 1):
+        source = explore_iter if position in slots else main_iter
+        out.append(next(source))
+    return out
+
+
+def rerank(
+    blended: pd.DataFrame,
+    exploration: pd.DataFrame,
+    played: Mapping[str, set[str]],
+    item_artist: Mapping[str, str],
+    item_vectors: tuple[Sequence[str], np.ndarray] | None = None,
+    config: PlaylistConfig | None = None,
+    *,
+    users: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Playlists for every user of ``blended`` (or ``users``).
+
+    Parameters
+    ----------
+    blended
+        Ranked candidates (``user_id, item_id, score, source, reason_code, reason_detail``),
+        best first within each user (e.g. :func:`recommend.blend.fuse`).
+    exploration
+        Exploration pool, same columns (sorted best first per user here).
+    played
+        ``{user_id: items played}``.
+    item_artist
+        ``{item_id: artist_id}``.
+    item_vectors
+        ``(item_ids, matrix)`` for MMR.
+    config
+        The rules (default :class:`PlaylistConfig`).
+    users
+        Users to serve (default: those of ``blended`` and ``exploration``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`PLAYLIST_COLUMNS`, sorted by user and position.
+    """
+    config = config or PlaylistConfig()
+    lookup = _VectorLookup(item_vectors)
+    empty = pd.DataFrame(columns=_ROW_COLUMNS)
+    by_user = {u: g for u, g in blended.groupby("user_id", sort=False)}
+    explore_sorted = exploration.sort_values(["user_id", "score", "item_id"],
+                                             ascending=[True, False, True], kind="mergesort")
+    explore_by_user = {u: g for u, g in explore_sorted.groupby("user_id", sort=False)}
+    wanted = users if users is not None else sorted(set(by_user) | set(explore_by_user))
+    frames = []
+    for user in wanted:
+        playlist = rerank_user(by_user.get(user, empty), explore_by_user.get(user, empty),
+                               played.get(user, set()), item_artist, config, lookup)
+        if len(playlist):
+            playlist.insert(0, "user_id", user)
+            frames.append(playlist)
+    if not frames:
+        return pd.DataFrame(columns=PLAYLIST_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)[PLAYLIST_COLUMNS]
+    short = out.groupby("user_id").size()
+    short = short[short < config.size]
+    if len(short):
+        logger.warning("%d playlists are shorter than %d items (too few unplayed candidates)",
+                       len(short), config.size)
+    return out
