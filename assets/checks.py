@@ -21,6 +21,8 @@ SUITE_REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
     "friends": {"users": ("users", "user_id")},
     "artist_terms": {"artists": ("artists", "artist_id")},
     "artist_docs": {"artists": ("artists", "artist_id")},
+    "audio_clips": {},
+    "audio_attributes": {"audio_clips": ("audio_clips", "track_id")},
 }
 
 

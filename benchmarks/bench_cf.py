@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 
 from embeddings.cf import CF_PRESETS, Interactions, fit_cf  # noqa: E402
 from embeddings.vector_store import VectorStore  # noqa: E402
-from embeddings.vectors import exact_top_k, write_cf_vectors  # noqa: E402
+from embeddings.vectors import recall_vs_exact, write_cf_vectors  # noqa: E402
 from recommend.evaluation import evaluate_models, holdout_split  # noqa: E402
 from recommend.similarity import CFRecommender, MilvusSimilarity  # noqa: E402
 
@@ -95,15 +95,8 @@ def _latencies(call, keys: list[str]) -> dict:
 
 def _recall(store: VectorStore, name: str, ids: list[str], vectors: np.ndarray,
             queries: np.ndarray, k: int = 10) -> float:
-    exact, _ = exact_top_k(vectors[queries], vectors, k + 1, "COSINE")
     found = store.search(name, vectors[queries], k=k + 1)
-    hits = total = 0
-    for q, row, hit_list in zip(queries, exact, found, strict=True):
-        truth = [ids[i] for i in row if i != q][:k]
-        got = [h["id"] for h in hit_list if h["id"] != ids[q]][:k]
-        hits += len(set(truth) & set(got))
-        total += k
-    return hits / total
+    return recall_vs_exact([[h["id"] for h in hits] for hits in found], queries, ids, vectors, k)
 
 
 def bench_milvus(listens: pd.DataFrame, n_random: int, n_queries: int) -> dict:
@@ -145,6 +138,11 @@ def bench_milvus(listens: pd.DataFrame, n_random: int, n_queries: int) -> dict:
             similarity.similar_items(random_keys[0], 10)
             out[f"random_similar_items_{index.lower()}"] = _latencies(
                 lambda k, s=similarity: s.similar_items(k, 10), random_keys)
+            positions = {key: i for i, key in enumerate(ids)}
+            out[f"random_search_only_{index.lower()}"] = _latencies(
+                lambda k, n=name: store.search(n, vectors[positions[k]], k=11), random_keys)
+            out[f"random_get_only_{index.lower()}"] = _latencies(
+                lambda k, n=name: store.get(n, [k]), random_keys)
             random_queries = rng.choice(n_random, size=min(n_queries, 200), replace=False)
             out[f"random_recall@10_{index.lower()}"] = _recall(store, name, ids, vectors,
                                                                random_queries)
@@ -194,6 +192,10 @@ def to_markdown(results: dict, table: pd.DataFrame) -> str:
                                            "in memory (CFRecommender)"),
         ("random_similar_items_flat", f"similar_items {milvus['random_items']:,} items, FLAT"),
         ("random_similar_items_hnsw", f"similar_items {milvus['random_items']:,} items, HNSW"),
+        ("random_search_only_flat", "of which search by vector, FLAT"),
+        ("random_search_only_hnsw", "of which search by vector, HNSW"),
+        ("random_get_only_flat", "of which get by id, FLAT"),
+        ("random_get_only_hnsw", "of which get by id, HNSW"),
     ]:
         lines.append(f"| {label} p50 / p99 ms | {milvus[key]['p50_ms']:.2f} / "
                      f"{milvus[key]['p99_ms']:.2f} |")

@@ -210,8 +210,12 @@ def build_artist_terms(
             report.rows_without_term,
         )
     frame = frame[~no_artist & ~no_term]
-    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-        TERM_COLUMNS, ["string", "string", "float64", "int64"], strict=True)})
+    empty = pd.DataFrame(
+        {
+            c: pd.Series(dtype=t)
+            for c, t in zip(TERM_COLUMNS, ["string", "string", "float64", "int64"], strict=True)
+        }
+    )
     if frame.empty:
         logger.warning("artist terms: no usable tag assignment rows")
         return empty, report
@@ -220,7 +224,10 @@ def build_artist_terms(
     frame["key"] = frame["spelling"].map(term_key)
     report.raw_terms = int(frame["spelling"].nunique())
     spelling_use = (
-        frame.groupby(["key", "spelling"]).size().rename("uses").reset_index()
+        frame.groupby(["key", "spelling"])
+        .size()
+        .rename("uses")
+        .reset_index()
         .sort_values(["key", "uses", "spelling"], ascending=[True, False, True])
     )
     display = spelling_use.drop_duplicates("key").set_index("key")["spelling"]
@@ -249,8 +256,9 @@ def build_artist_terms(
     )
     counts = counts.groupby("artist_id", sort=False).head(top_n)
     terms = counts[TERM_COLUMNS].reset_index(drop=True)
-    terms = terms.astype({"artist_id": "string", "term": "string", "weight": "float64",
-                          "taggers": "int64"})
+    terms = terms.astype(
+        {"artist_id": "string", "term": "string", "weight": "float64", "taggers": "int64"}
+    )
 
     with_terms = set(terms["artist_id"])
     report.artists_with_terms = len(with_terms)
@@ -258,8 +266,13 @@ def build_artist_terms(
     logger.info(
         "artist terms: %d rows -> %d terms kept (%d rare dropped, %d spellings merged into %d), "
         "%d artists with terms, %d tagged artists lost every term (only rare terms)",
-        report.rows_in, report.terms_kept, report.rare_terms_dropped, report.raw_terms,
-        report.terms, report.artists_with_terms, len(report.artists_without_terms),
+        report.rows_in,
+        report.terms_kept,
+        report.rare_terms_dropped,
+        report.raw_terms,
+        report.terms,
+        report.artists_with_terms,
+        len(report.artists_without_terms),
     )
     return terms, report
 
@@ -366,9 +379,7 @@ def build_artist_docs(
         free_text = cleaned.groupby("artist_id", sort=False)["text"].agg(" ".join)
 
     report = DocsReport(artists=len(catalogue))
-    report.terms_without_artist = sorted(
-        (set(term_lists.index) | set(free_text.index)) - known
-    )
+    report.terms_without_artist = sorted((set(term_lists.index) | set(free_text.index)) - known)
     if report.terms_without_artist:
         logger.warning(
             "artist docs: %d artist ids have terms or text but are not in the catalogue; "
@@ -404,8 +415,11 @@ def build_artist_docs(
     report.artists_without_doc = without
     logger.info(
         "artist docs: %d of %d artists have a document; %d have neither terms nor text",
-        report.docs, report.artists, len(without),
+        report.docs,
+        report.artists,
+        len(without),
     )
-    docs = pd.DataFrame({"artist_id": pd.Series(ids, dtype="string"),
-                         "text": pd.Series(texts, dtype="string")})
+    docs = pd.DataFrame(
+        {"artist_id": pd.Series(ids, dtype="string"), "text": pd.Series(texts, dtype="string")}
+    )
     return docs, report

@@ -129,12 +129,17 @@ class TextEncoder:
             from importlib.metadata import version as package_version
 
             version = package_version(MODEL_PACKAGE)
-        self.model_id = f"{MODEL_NAME}@{MODEL_PACKAGE}=={version}" if model_path is None else (
-            f"{path.name}@{path}"
+        self.model_id = (
+            f"{MODEL_NAME}@{MODEL_PACKAGE}=={version}"
+            if model_path is None
+            else (f"{path.name}@{path}")
         )
         logger.info(
             "text encoder %s loaded in %.1f s (dim %d, max %d tokens)",
-            self.model_id, time.perf_counter() - started, self.dim, self.max_seq_length,
+            self.model_id,
+            time.perf_counter() - started,
+            self.dim,
+            self.max_seq_length,
         )
 
     def token_counts(self, texts: Sequence[str]) -> np.ndarray:
@@ -142,9 +147,9 @@ class TextEncoder:
         if len(texts) == 0:
             return np.zeros(0, dtype=np.int32)
         tokenizer = self.model.tokenizer
-        encoded = tokenizer(
-            list(texts), add_special_tokens=True, truncation=False, verbose=False
-        )["input_ids"]
+        encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         return np.fromiter((len(ids) for ids in encoded), dtype=np.int32, count=len(texts))
 
     def encode(
@@ -230,9 +235,9 @@ def _read_cache(cache_path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, np.
 
 def _write_cache(cache_path: Path, keys: np.ndarray, vectors: np.ndarray, tokens: np.ndarray):
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_path.with_name(cache_path.name + ".tmp.npz")
-    np.savez(temporary, version=np.int64(CACHE_VERSION), keys=keys, vectors=vectors,
-             tokens=tokens)
+    # A per-process temporary name: two writers never clobber each other's half-written file.
+    temporary = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp.npz")
+    np.savez(temporary, version=np.int64(CACHE_VERSION), keys=keys, vectors=vectors, tokens=tokens)
     os.replace(temporary, cache_path)
 
 
@@ -276,7 +281,8 @@ def encode_with_cache(
     vectors : numpy.ndarray
         Shape ``(len(ids), encoder.dim)``, float32, unit rows, aligned with ``ids``.
     stats : dict
-        ``docs``, ``encoded``, ``cached``, ``empty``, ``empty_ids``, ``truncated``,
+        ``docs``, ``encoded``, ``cached``, ``duplicates_reused`` (docs whose identical text
+        was encoded once in this run), ``empty``, ``empty_ids``, ``truncated``,
         ``truncated_ids``, ``max_tokens``, ``seconds``, ``encode_seconds``,
         ``docs_per_second`` (encoded docs per second of model time), ``cache_entries``.
 
@@ -306,8 +312,11 @@ def encode_with_cache(
         "empty_ids": all_ids[empty][:max_listed].tolist(),
     }
     if stats["empty"]:
-        logger.warning("text encode: %d empty documents skipped (no vector), e.g. %s",
-                       stats["empty"], stats["empty_ids"][:5])
+        logger.warning(
+            "text encode: %d empty documents skipped (no vector), e.g. %s",
+            stats["empty"],
+            stats["empty_ids"][:5],
+        )
 
     cache_path = Path(cache_path)
     cache_keys, cache_vectors, cache_tokens = _read_cache(cache_path, encoder.dim)
@@ -367,12 +376,18 @@ def encode_with_cache(
     if stats["truncated"]:
         logger.warning(
             "text encode: %d documents exceed %d tokens and were truncated by the model, e.g. %s",
-            stats["truncated"], encoder.max_seq_length, stats["truncated_ids"][:5],
+            stats["truncated"],
+            encoder.max_seq_length,
+            stats["truncated_ids"][:5],
         )
     stats["seconds"] = round(time.perf_counter() - started, 3)
     logger.info(
         "text encode: %d docs, %d encoded, %d from cache, %d empty, %d truncated in %.1f s",
-        stats["docs"], stats["encoded"], stats["cached"], stats["empty"], stats["truncated"],
+        stats["docs"],
+        stats["encoded"],
+        stats["cached"],
+        stats["empty"],
+        stats["truncated"],
         stats["seconds"],
     )
     return ids, vectors, stats
@@ -459,8 +474,11 @@ def taste_profiles(
         )
     all_users = listens["user_id"].astype(str)
     if (~known).any():
-        logger.info("taste profiles: %d of %d listen rows are of items without a text vector",
-                    int((~known).sum()), len(listens))
+        logger.info(
+            "taste profiles: %d of %d listen rows are of items without a text vector",
+            int((~known).sum()),
+            len(listens),
+        )
     users = all_users[known]
     user_ids, user_rows = np.unique(users.to_numpy(), return_inverse=True)
     weights = np.log1p(plays[known])
@@ -471,8 +489,9 @@ def taste_profiles(
     profiles = normalise_rows(matrix @ item_vectors)
     without = all_users.nunique() - len(user_ids)
     if without:
-        logger.info("taste profiles: %d users played no item with a text vector: no profile",
-                    without)
+        logger.info(
+            "taste profiles: %d users played no item with a text vector: no profile", without
+        )
     return user_ids, profiles
 
 

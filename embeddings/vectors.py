@@ -63,6 +63,41 @@ def exact_top_k(
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
 
 
+def recall_vs_exact(
+    found_ids: list[list[str]],
+    queries: np.ndarray,
+    ids: list[str],
+    matrix: np.ndarray,
+    k: int,
+    metric: str = "COSINE",
+    tolerance: float = 1e-5,
+) -> float:
+    """Recall@k of approximate neighbours against exact search, counting ties as correct.
+
+    Parameters
+    ----------
+    found_ids
+        Per query, the ids returned (the query's own id is skipped).
+    queries
+        Row indices of ``matrix`` used as queries.
+    ids, matrix
+        The searched vectors.
+    k, metric
+        Cut-off and metric. A returned id counts as a hit when its exact score is at least the
+        exact k-th best score minus ``tolerance`` (collinear vectors tie, and any of them is right).
+    """
+    position = {item: i for i, item in enumerate(ids)}
+    scores = pairwise_scores(matrix[queries], matrix, metric)
+    hits = 0
+    for row, query, found in zip(scores, queries, found_ids, strict=True):
+        row = row.copy()
+        row[query] = -np.inf
+        kth = np.partition(-row, k - 1)[k - 1] * -1
+        got = [position[item] for item in found if item != ids[query]][:k]
+        hits += int(sum(row[i] >= kth - tolerance for i in got))
+    return hits / (k * len(queries))
+
+
 def write_cf_vectors(
     store: VectorStore,
     fitted: FittedCF,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import cf, checks, golden, ingest, reports, text
+from assets import audio, cf, checks, golden, ingest, reports, text
 from orchestration.resources import build_resources
 from orchestration.settings import load_settings
 
 settings = load_settings()
 
-ASSET_MODULES = [ingest, golden, text, cf, reports]
+ASSET_MODULES = [ingest, golden, text, cf, audio, reports]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules([checks, *ASSET_MODULES])
@@ -39,6 +39,7 @@ def partitioned_runs() -> list[tuple[str, str]]:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[everything_job],
+    jobs=[everything_job, audio.audio_job],
+    sensors=[audio.audio_folder_sensor],
     resources=resources,
 )

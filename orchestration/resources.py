@@ -92,6 +92,7 @@ class Paths(dg.ConfigurableResource):
     data_dir: str
     feature_repo: str
     audio_dir: str
+    audio_backend: str = "musicnn"
 
     @property
     def root(self) -> Path:
@@ -159,6 +160,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             data_dir=str(settings.data_dir),
             feature_repo=str(settings.feature_repo),
             audio_dir=str(settings.audio_dir),
+            audio_backend=settings.audio_backend,
         ),
         "vector_store": VectorStoreResource(uri=settings.milvus_uri),
         "feature_store": FeatureStoreResource(

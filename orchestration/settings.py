@@ -15,6 +15,7 @@ Environment variables (all optional; defaults give the embedded profile on the b
                             (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
 ``CRATEDIGGER_REDIS_URL``   production: Redis ``host:port`` (default ``127.0.0.1:6379``)
 ``CRATEDIGGER_AUDIO_BACKEND`` ``musicnn`` (default), ``openl3`` or ``dsp``
+``CRATEDIGGER_AUDIO_DIR``   the audio folder the sensor watches (default: the sample's clips)
 ==========================  ===================================================================
 """
 
@@ -47,6 +48,7 @@ class Settings:
     postgres_url: str
     redis_url: str
     audio_backend: str
+    audio_folder: str | None = None
 
     @property
     def warehouse_path(self) -> Path:
@@ -87,6 +89,8 @@ class Settings:
     @property
     def audio_dir(self) -> Path:
         """The folder the audio sensor watches: the sample's synthesised clips by default."""
+        if self.audio_folder:
+            return Path(self.audio_folder).expanduser().resolve()
         return self.sample_dir / "audio" if self.source == "sample" else self.data_dir / "audio"
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -138,4 +142,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
         redis_url=env.get("CRATEDIGGER_REDIS_URL", "127.0.0.1:6379"),
         audio_backend=audio_backend,
+        audio_folder=env.get("CRATEDIGGER_AUDIO_DIR") or None,
     )

@@ -141,6 +141,8 @@ def _expectations(table: str, references: Mapping[str, Iterable[str]], min_rows:
             gxe.ExpectColumnValuesToBeBetween(column="channels", min_value=1, max_value=32),
             gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0.1, max_value=7_200),
         ],
+        "audio_attributes": key("track_id")
+        + [gxe.ExpectColumnValuesToBeBetween(column="tempo_bpm", min_value=0, max_value=400)],
     }
     if table not in suites:
         raise KeyError(f"no expectation suite for golden table {table!r}; known: {sorted(suites)}")

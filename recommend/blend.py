@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("rrf", "zscore", "rank")
 DEFAULT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+NOVELTY_SOURCE = "novelty"
 BLEND_COLUMNS = ["user_id", "item_id", "score", "source", "reason_code", "reason_detail"]
 
 # Tuned on the HetRec validation split (carved from train): see recommend.playlist.evaluate_blend
@@ -134,9 +135,25 @@ def normalise_scores(
 
 
 def fusion_table(
-    candidates: pd.DataFrame, method: str = "rrf", *, rrf_k: float = 60.0
+    candidates: pd.DataFrame,
+    method: str = "rrf",
+    *,
+    rrf_k: float = 60.0,
+    novelty: Mapping[str, float] | pd.Series | None = None,
 ) -> FusionTable:
-    """Pivot candidates into a :class:`FusionTable` (normalise once, fuse many times)."""
+    """Pivot candidates into a :class:`FusionTable` (normalise once, fuse many times).
+
+    Parameters
+    ----------
+    candidates
+        :data:`recommend.candidates.CANDIDATE_COLUMNS`.
+    method, rrf_k
+        Normalisation.
+    novelty
+        ``{item_id: self-information}`` (e.g. :func:`item_novelty`): adds a pseudo-source
+        ``novelty`` scoring every candidate pair by how rarely its item is played, normalised
+        like the real sources; it carries no reason. Its weight trades accuracy for discovery.
+    """
     missing = set(CANDIDATE_COLUMNS) - set(candidates.columns)
     if missing:
         raise ValueError(f"candidates lack columns {sorted(missing)}; build them with "
@@ -149,6 +166,16 @@ def fusion_table(
     # one row per (user, item, source): keep the best if a source repeats a pair
     frame = frame.sort_values("score", ascending=False, kind="mergesort")
     frame = frame.drop_duplicates(["user_id", "item_id", "source"])
+    if novelty is not None:
+        shares = pd.Series(novelty, dtype=float) if not isinstance(novelty, pd.Series) else (
+            novelty.astype(float))
+        extra = frame.drop_duplicates(["user_id", "item_id"])[["user_id", "item_id"]].copy()
+        extra["score"] = extra["item_id"].map(shares).fillna(
+            float(shares.max()) if len(shares) else 0.0).to_numpy()
+        extra["source"] = NOVELTY_SOURCE
+        extra["reason_code"] = None
+        extra["reason_detail"] = None
+        frame = pd.concat([frame, extra[frame.columns]], ignore_index=True)
     frame["normalised"] = normalise_scores(frame, method, rrf_k=rrf_k)
     sources = sorted(frame["source"].unique())
     user_code, user_values = pd.factorize(frame["user_id"], sort=True)
@@ -170,6 +197,17 @@ def fusion_table(
                        item_codes)
 
 
+def item_novelty(listens: pd.DataFrame) -> pd.Series:
+    """Self-information ``-log2(share of users who played the item)`` per item (index item_id).
+    """
+    missing = {"user_id", "item_id"} - set(listens.columns)
+    if missing:
+        raise ValueError(f"listens frame lacks columns {sorted(missing)}")
+    users = listens["user_id"].nunique()
+    listeners = listens.groupby(listens["item_id"].astype(str))["user_id"].nunique()
+    return -np.log2(listeners / max(users, 1))
+
+
 def _weight_vector(table: FusionTable, weights: Mapping[str, float]) -> np.ndarray:
     return np.array([float(weights.get(s, 0.0)) for s in table.sources])
 
@@ -188,7 +226,10 @@ def _ranked_positions(table: FusionTable, scores: np.ndarray) -> tuple[np.ndarra
 
 
 def fuse(
-    candidates: pd.DataFrame | FusionTable, config: BlendConfig | None = None
+    candidates: pd.DataFrame | FusionTable,
+    config: BlendConfig | None = None,
+    *,
+    novelty: Mapping[str, float] | pd.Series | None = None,
 ) -> pd.DataFrame:
     """Blend candidates into one ranked list per user.
 
@@ -198,6 +239,9 @@ def fuse(
         A candidate frame, or a :class:`FusionTable` built with ``config.method``.
     config
         Weights and normalisation (default :class:`BlendConfig`).
+    novelty
+        ``{item_id: self-information}`` for the ``novelty`` weight (:func:`item_novelty`);
+        needed when ``config.weights`` gives ``novelty`` a weight.
 
     Returns
     -------
@@ -207,8 +251,12 @@ def fuse(
         (only zero-weight sources) rank last.
     """
     config = config or BlendConfig()
+    if config.weights.get(NOVELTY_SOURCE, 0.0) > 0 and novelty is None and not isinstance(
+            candidates, FusionTable):
+        raise ValueError("the blend weighs 'novelty' but no item novelty was given; pass "
+                         "novelty=item_novelty(listens)")
     table = candidates if isinstance(candidates, FusionTable) else fusion_table(
-        candidates, config.method, rrf_k=config.rrf_k)
+        candidates, config.method, rrf_k=config.rrf_k, novelty=novelty)
     weights = _weight_vector(table, config.weights)
     if not (weights > 0).any():
         raise ValueError(f"every blend weight is 0 for the sources {table.sources}; give at "
@@ -248,17 +296,26 @@ def source_rankings(candidates: pd.DataFrame, k: int) -> dict[str, dict[str, lis
     return {source: top_k_ranking(group, k) for source, group in ordered.groupby("source")}
 
 
-def _ndcg(table: FusionTable, scores: np.ndarray, relevant: np.ndarray, ideal: np.ndarray,
-          k: int) -> float:
+def _metrics(table: FusionTable, scores: np.ndarray, relevant: np.ndarray, ideal: np.ndarray,
+             k: int, n_users: int, self_information: np.ndarray | None) -> dict[str, float]:
+    """NDCG@k (mean over validation users), coverage@k (distinct items / candidate items) and
+    novelty@k (mean self-information of the top-k pairs) of one blended scoring."""
     order, rank = _ranked_positions(table, scores)
     in_top = rank < k
     hits = relevant[order] & in_top
     gains = np.zeros(len(order))
     gains[hits] = 1.0 / np.log2(rank[hits] + 2.0)
     dcg = np.bincount(table.user_codes[order], weights=gains, minlength=len(ideal))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_user = np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
-    return float(per_user.sum())
+    per_user = np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
+    top_pairs = order[in_top]
+    result = {
+        "ndcg": float(per_user.sum()) / max(n_users, 1),
+        "coverage": len(np.unique(table.item_codes[top_pairs])) / max(
+            int(table.item_codes.max()) + 1, 1),
+    }
+    if self_information is not None:
+        result["novelty"] = float(self_information[top_pairs].mean())
+    return result
 
 
 def _truth_arrays(table: FusionTable, validation: pd.DataFrame, k: int,
@@ -274,18 +331,61 @@ def _truth_arrays(table: FusionTable, validation: pd.DataFrame, k: int,
     return np.asarray(relevant), ideal, int(truth["user_id"].nunique())
 
 
+class _Search:
+    """One normalisation's fusion table, validation truth and constraint target."""
+
+    def __init__(self, table: FusionTable, validation: pd.DataFrame, k: int,
+                 novelty: Mapping[str, float] | pd.Series | None, reference: str | None,
+                 penalty: float, method: str, history: list[dict]) -> None:
+        self.table, self.k, self.penalty = table, k, penalty
+        self.method, self.history = method, history
+        self.relevant, self.ideal, self.n_users = _truth_arrays(table, validation, k)
+        self.self_information = None
+        if novelty is not None:
+            shares = pd.Series(novelty, dtype=float)
+            self.self_information = table.pairs["item_id"].map(shares).fillna(
+                float(shares.max())).to_numpy()
+        self.target: dict[str, float] = {}
+        if reference is not None and reference in table.sources:
+            self.target = self.measure({reference: 1.0})
+            self.target.pop("ndcg")
+
+    def measure(self, weights: Mapping[str, float]) -> dict[str, float]:
+        scores = self.table.matrix @ _weight_vector(self.table, weights)
+        return _metrics(self.table, scores, self.relevant, self.ideal, self.k, self.n_users,
+                        self.self_information)
+
+    def evaluate(self, weights: Mapping[str, float], round_number: int, source: str,
+                 value: float) -> float:
+        measured = self.measure(weights)
+        shortfall = sum(max(0.0, (self.target[name] - measured[name]) / self.target[name])
+                        for name in self.target if self.target[name] > 0)
+        objective = measured["ndcg"] - self.penalty * shortfall
+        self.history.append({"method": self.method, "round": round_number, "source": source,
+                             "weight": value, **measured, "objective": objective})
+        return objective
+
+
 def tune_blend(
     candidates: pd.DataFrame,
     validation: pd.DataFrame,
     *,
     sources: Sequence[str] | None = None,
-    methods: Iterable[str] = ("rrf", "zscore"),
+    methods: Iterable[str] = ("zscore", "rrf"),
     grid: Sequence[float] = DEFAULT_GRID,
     k: int = 10,
     rounds: int = 2,
     rrf_k: float = 60.0,
+    novelty: Mapping[str, float] | pd.Series | None = None,
+    reference: str | None = "als",
+    penalty: float = 1.0,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """Tune blend weights (and the normalisation) on a validation split by coordinate ascent.
+
+    The objective is NDCG@k. With ``novelty`` and a ``reference`` source, a blend whose
+    coverage@k or novelty@k falls below the reference source's own (measured the same way on
+    the same validation candidates) is penalised by ``penalty`` times the relative shortfall,
+    so the search prefers accurate blends that are at least as exploratory as the reference.
 
     Parameters
     ----------
@@ -294,62 +394,65 @@ def tune_blend(
     validation
         Held-out listens carved from train (``user_id, item_id``); never the test split.
     sources
-        Sources whose weight is tuned (default: all present); others stay at 0.
+        Sources whose weight is tuned (default: all present, plus ``novelty`` when given);
+        others stay at 0.
     methods
         Normalisations tried; each is tuned separately and the best kept.
     grid
         Weight values tried per source.
     k
-        NDCG cut-off optimised.
+        Cut-off of NDCG, coverage and novelty.
     rounds
         Passes over the sources.
+    novelty
+        ``{item_id: self-information}`` (:func:`item_novelty` of the fitting part): enables the
+        ``novelty`` pseudo-source and the novelty constraint.
+    reference
+        Source whose coverage and novelty the blend must reach (None: no constraint).
+    penalty
+        Weight of the relative shortfall in the objective.
 
     Returns
     -------
     (BlendConfig, pandas.DataFrame)
-        The best config and the search history (``method, round, source, weight, ndcg``),
-        NDCG averaged over validation users.
+        The best config and the search history (``method, round, source, weight, ndcg,
+        coverage, novelty, objective``); ``history.attrs["reference"]`` holds the reference
+        source's validation metrics.
     """
     if validation.empty:
         raise ValueError("validation split is empty: carve one from train "
                          "(recommend.evaluation.validation_split)")
-    history = []
+    history: list[dict] = []
+    references: dict[str, dict[str, float]] = {}
     best_overall: tuple[float, BlendConfig] | None = None
     for method in methods:
-        table = fusion_table(candidates, method, rrf_k=rrf_k)
-        relevant, ideal, n_users = _truth_arrays(table, validation, k)
+        table = fusion_table(candidates, method, rrf_k=rrf_k, novelty=novelty)
+        search = _Search(table, validation, k, novelty, reference, penalty, method, history)
         tuned = [s for s in (sources or table.sources) if s in table.sources]
         if not tuned:
             raise ValueError(f"none of the sources {sources} is among the candidates' "
                              f"{table.sources}")
-        # start from the single best source
-        start = {}
-        for source in tuned:
-            weights = {source: 1.0}
-            start[source] = _ndcg(table, table.matrix @ _weight_vector(table, weights),
-                                  relevant, ideal, k) / n_users
-            history.append({"method": method, "round": 0, "source": source, "weight": 1.0,
-                            "ndcg": start[source]})
-        first = max(tuned, key=lambda s: (start[s], s))
+        references[method] = search.target
+        # start from the single best real source
+        start = {s: search.evaluate({s: 1.0}, 0, s, 1.0) for s in tuned if s != NOVELTY_SOURCE}
+        first = max(start, key=lambda s: (start[s], s))
         weights = {s: (1.0 if s == first else 0.0) for s in tuned}
         best = start[first]
         for round_number in range(1, rounds + 1):
             for source in tuned:
                 for value in grid:
-                    if value == weights[source]:
-                        continue
                     trial = {**weights, source: value}
-                    vector = _weight_vector(table, trial)
-                    if not (vector > 0).any():
+                    if value == weights[source] or not any(
+                            w > 0 for s, w in trial.items() if s != NOVELTY_SOURCE):
                         continue
-                    score = _ndcg(table, table.matrix @ vector, relevant, ideal, k) / n_users
-                    history.append({"method": method, "round": round_number, "source": source,
-                                    "weight": value, "ndcg": score})
+                    score = search.evaluate(trial, round_number, source, value)
                     if score > best + 1e-9:
                         best, weights = score, trial
-        logger.info("blend tuning (%s): NDCG@%d %.4f with %s", method, k, best, weights)
+        logger.info("blend tuning (%s): objective %.4f with %s", method, best, weights)
         config = BlendConfig(weights=weights, method=method, rrf_k=rrf_k)
         if best_overall is None or best > best_overall[0]:
             best_overall = (best, config)
     assert best_overall is not None
-    return best_overall[1], pd.DataFrame(history)
+    frame = pd.DataFrame(history)
+    frame.attrs["reference"] = references
+    return best_overall[1], frame

@@ -505,6 +505,7 @@ class FeatureStoreClient:
             return
         store._get_provider().teardown_infra(self.project, views, entities)
         store.registry.delete_project(self.project, commit=True)
+        _delete_sql_version_history(store.registry, self.project)
         self._materialized.clear()
         logger.info("tore down Feast project %s", self.project)
 
@@ -830,6 +831,24 @@ class FeatureStoreClient:
         server = FeatureServer(command, f"http://{host}:{port}", log_path, cwd=self.data_dir)
         server.wait_ready(timeout_s)
         return server
+
+
+def _delete_sql_version_history(registry: Any, project: str) -> None:
+    """Drop a project's rows from the SQL registry's version-history table.
+
+    ``SqlRegistry.delete_project`` in Feast 0.67 leaves ``feature_view_version_history`` rows.
+    """
+    engine = getattr(registry, "write_engine", None)
+    if engine is None:
+        return
+    from feast.infra.registry import sql as sql_registry
+    from sqlalchemy import delete
+
+    table = getattr(sql_registry, "feature_view_version_history", None)
+    if table is None or "project_id" not in table.c:
+        return
+    with engine.begin() as connection:
+        connection.execute(delete(table).where(table.c.project_id == project))
 
 
 def _kind(obj: Any) -> str:

@@ -28,7 +28,14 @@ from threadpoolctl import threadpool_limits
 
 from embeddings.cf import CF_PRESETS, CFConfig, FittedCF, fit_cf
 from embeddings.text import normalise_rows
-from recommend.blend import BlendConfig, fuse, source_rankings, top_k_ranking, tune_blend
+from recommend.blend import (
+    BlendConfig,
+    fuse,
+    item_novelty,
+    source_rankings,
+    top_k_ranking,
+    tune_blend,
+)
 from recommend.candidates import (
     FACTOR_KINDS,
     VectorTable,
@@ -277,7 +284,7 @@ def build_discover_weekly(
                 users=with_history, catalog=catalog, n=config.candidates_per_source,
                 exploration_n=config.exploration_candidates, head_share=config.head_share,
                 week_start=week, exploration_model=config.exploration_model)
-            blended = fuse(candidates, config.blend)
+            blended = fuse(candidates, config.blend, novelty=item_novelty(listens))
             pool = candidates[candidates["source"].isin(["new", "exploration"])]
             # brand-new items before the less popular ones in the exploration pool
             pool = pool.assign(score=pool["score"].rank(pct=True)
@@ -450,6 +457,7 @@ def evaluate_blend(
     validation_fraction: float = 0.2,
     validation_seed: int = 7,
     tune_methods: Sequence[str] = ("zscore", "rrf"),
+    reference: str | None = "als",
 ) -> pd.DataFrame:
     """The blend vs each single source on the same holdout; weights tuned on validation.
 
@@ -473,6 +481,9 @@ def evaluate_blend(
         The validation split carved from ``train``.
     tune_methods
         Normalisations tried by the tuning.
+    reference
+        The source whose validation coverage@10 and novelty@10 the tuned blend must reach
+        (:func:`recommend.blend.tune_blend`); None: tune for NDCG@10 alone.
 
     Returns
     -------
@@ -510,8 +521,9 @@ def evaluate_blend(
             exploration_model=config.exploration_model, item_artist=item_artist)
         seconds["validation_candidates"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        blend_config, history = tune_blend(candidates, split.test, methods=tune_methods,
-                                           rrf_k=config.blend.rrf_k)
+        blend_config, history = tune_blend(
+            candidates, split.test, methods=tune_methods, rrf_k=config.blend.rrf_k,
+            novelty=item_novelty(fit_part), reference=reference)
         seconds["tuning"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -527,7 +539,7 @@ def evaluate_blend(
         clock = time.perf_counter()
         k = max(30, config.playlist.size)
         rankings = source_rankings(candidates, k)
-        blended = fuse(candidates, blend_config)
+        blended = fuse(candidates, blend_config, novelty=item_novelty(train))
         rankings["blend"] = top_k_ranking(blended, k)
         pool = candidates[candidates["source"] == "exploration"]
         vectors = _mmr_vectors(config, fitted, text)

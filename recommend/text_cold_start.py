@@ -100,11 +100,16 @@ def tag_popularity(tag_assignments: pd.DataFrame) -> pd.Series:
     else:
         users = pd.Series("", index=tag_assignments.index, dtype="string")
     anonymous = users == ""
-    users = users.where(~anonymous, "<anonymous row>:" + pd.Series(
-        np.arange(len(users)), index=users.index).astype(str))
+    users = users.where(
+        ~anonymous,
+        "<anonymous row>:" + pd.Series(np.arange(len(users)), index=users.index).astype(str),
+    )
     return (
         pd.DataFrame({"artist_id": artists, "user": users})
-        .groupby("artist_id")["user"].nunique().rename("taggers").astype(int)
+        .groupby("artist_id")["user"]
+        .nunique()
+        .rename("taggers")
+        .astype(int)
     )
 
 
@@ -125,8 +130,9 @@ def _recall_at(ranked: np.ndarray, relevant: np.ndarray, ks: Sequence[int]) -> d
     return out
 
 
-def _png(curves: dict[str, dict[int, float]], beta_curve: dict[float, float], k: int,
-         chosen_beta: float) -> bytes:
+def _png(
+    curves: dict[str, dict[int, float]], beta_curve: dict[float, float], k: int, chosen_beta: float
+) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,6 +171,7 @@ def evaluate_text_cold_start(
     betas: Sequence[float] = DEFAULT_BETAS,
     seed: int = 0,
     center: bool = True,
+    make_figure: bool = True,
 ) -> ColdStartResult:
     """Hide a seeded share of artists and measure how well text recommends them.
 
@@ -190,6 +197,8 @@ def evaluate_text_cold_start(
     center : bool, default True
         Score "text" and the combination with centred vectors (the raw cosine is always
         reported as its own row).
+    make_figure : bool, default True
+        Draw the PNG (about a second); ``figure_png`` is ``b""`` when False.
 
     Returns
     -------
@@ -210,8 +219,9 @@ def evaluate_text_cold_start(
     if missing:
         raise ValueError(f"listens lacks column(s) {missing}; pass golden listens.")
     rng = np.random.default_rng(seed)
-    listens = listens.assign(user_id=listens["user_id"].astype(str),
-                             item_id=listens["item_id"].astype(str))
+    listens = listens.assign(
+        user_id=listens["user_id"].astype(str), item_id=listens["item_id"].astype(str)
+    )
     item_ids = np.asarray(item_ids).astype(str)
     item_vectors = normalise_rows(item_vectors)
     vector_row = pd.Series(np.arange(len(item_ids)), index=item_ids)
@@ -246,8 +256,9 @@ def evaluate_text_cold_start(
     user_pos = pd.Series(np.arange(len(users)), index=users)
     relevant = np.zeros((len(users), len(candidates)), dtype=bool)
     scored = scored[scored["user_id"].isin(user_pos.index)]
-    relevant[user_pos[scored["user_id"]].to_numpy(), candidate_col[scored["item_id"]].to_numpy()] \
-        = True
+    relevant[
+        user_pos[scored["user_id"]].to_numpy(), candidate_col[scored["item_id"]].to_numpy()
+    ] = True
 
     shuffled = rng.permutation(len(users))
     n_validation = max(1, int(round(validation_fraction * len(users))))
@@ -260,8 +271,9 @@ def evaluate_text_cold_start(
     text_scores = profiles[user_rows] @ text_vectors[candidate_rows].T
     popularity = tag_popularity(tag_assignments).reindex(candidates).fillna(0).to_numpy(float)
     log_popularity = np.log1p(popularity)
-    popularity_score = log_popularity / log_popularity.max() if log_popularity.max() > 0 \
-        else log_popularity
+    popularity_score = (
+        log_popularity / log_popularity.max() if log_popularity.max() > 0 else log_popularity
+    )
     popularity_matrix = np.broadcast_to(popularity_score, text_scores.shape)
 
     beta_curve = {}
@@ -275,13 +287,16 @@ def evaluate_text_cold_start(
     n_candidates = len(candidates)
     curves = {
         METHOD_RANDOM: {kk: min(kk, n_candidates) / n_candidates for kk in ks},
-        METHOD_TAG_POPULARITY: _recall_at(_ranked(popularity_matrix[evaluation]),
-                                          relevant_eval, ks),
+        METHOD_TAG_POPULARITY: _recall_at(
+            _ranked(popularity_matrix[evaluation]), relevant_eval, ks
+        ),
         METHOD_TEXT_RAW: _recall_at(_ranked(raw_scores[evaluation]), relevant_eval, ks),
         METHOD_TEXT: _recall_at(_ranked(text_scores[evaluation]), relevant_eval, ks),
         METHOD_COMBINED: _recall_at(
             _ranked(text_scores[evaluation] + best_beta * popularity_matrix[evaluation]),
-            relevant_eval, ks),
+            relevant_eval,
+            ks,
+        ),
     }
     random_recall = curves[METHOD_RANDOM][k]
     popularity_recall = curves[METHOD_TAG_POPULARITY][k]
@@ -303,8 +318,13 @@ def evaluate_text_cold_start(
 
     own_tag_share = None
     if "user_id" in tag_assignments.columns:
-        tagged_pairs = set(zip(tag_assignments["user_id"].astype(str),
-                               tag_assignments["artist_id"].astype(str), strict=True))
+        tagged_pairs = set(
+            zip(
+                tag_assignments["user_id"].astype(str),
+                tag_assignments["artist_id"].astype(str),
+                strict=True,
+            )
+        )
         rows, cols = np.nonzero(relevant_eval)
         eval_users = users[evaluation]
         pairs = list(zip(eval_users[rows], candidates[cols], strict=True))
@@ -346,12 +366,27 @@ def evaluate_text_cold_start(
     logger.info(
         "text cold start: recall@%d text %.3f, combined %.3f (beta %g), tag popularity %.3f, "
         "random %.3f over %d users and %d cold candidates (%d cold artists without vector)",
-        k, details["text_recall"], details["combined_recall"], best_beta, popularity_recall,
-        random_recall, len(evaluation), n_candidates, len(without_vector),
+        k,
+        details["text_recall"],
+        details["combined_recall"],
+        best_beta,
+        popularity_recall,
+        random_recall,
+        len(evaluation),
+        n_candidates,
+        len(without_vector),
     )
-    figure_png = _png(
-        {name if name != METHOD_COMBINED else f"text + {best_beta:g} * tag pop.": curve
-         for name, curve in curves.items()},
-        beta_curve, k, best_beta,
+    figure_png = (
+        b""
+        if not make_figure
+        else _png(
+            {
+                name if name != METHOD_COMBINED else f"text + {best_beta:g} * tag pop.": curve
+                for name, curve in curves.items()
+            },
+            beta_curve,
+            k,
+            best_beta,
+        )
     )
     return ColdStartResult(table=table, figure_png=figure_png, details=details)

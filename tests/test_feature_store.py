@@ -278,5 +278,25 @@ def test_production_profile_on_postgres_and_redis(tmp_path: Path) -> None:
         assert list(frame.iloc[0].cf_vector) == pytest.approx(CF_VECTORS["u1"])
     finally:
         client.teardown()
-    fresh = FeatureStoreClient(REPO, tmp_path, "production", project=project, registry_url=url)
-    assert fresh.store.list_feature_views() == []
+    assert _registry_rows(url, project) == {}, "teardown left registry rows behind"
+
+
+def _registry_rows(url: str, project: str) -> dict[str, int]:
+    """Rows per registry table that still belong to ``project`` (read with plain SQL)."""
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE column_name = 'project_id' AND table_schema = current_schema()"
+            )
+        ]
+        counts = {
+            table: connection.execute(
+                f'SELECT count(*) FROM "{table}" WHERE project_id = %s', [project]
+            ).fetchone()[0]
+            for table in tables
+        }
+    return {table: count for table, count in counts.items() if count}

@@ -36,10 +36,39 @@ HETREC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec20
 HETREC_CACHE = Path(tempfile.gettempdir()) / "cratedigger_test_cache" / "hetrec_text_vectors.npz"
 
 VOCABULARY = [
-    "rock", "indie", "pop", "metal", "jazz", "blues", "folk", "ambient", "techno", "house",
-    "punk", "soul", "funk", "reggae", "country", "electronic", "experimental", "psychedelic",
-    "acoustic", "female vocalists", "british", "german", "80s", "90s", "shoegaze", "post rock",
-    "hip hop", "trip hop", "dream pop", "synthpop", "industrial", "gothic", "darkwave",
+    "rock",
+    "indie",
+    "pop",
+    "metal",
+    "jazz",
+    "blues",
+    "folk",
+    "ambient",
+    "techno",
+    "house",
+    "punk",
+    "soul",
+    "funk",
+    "reggae",
+    "country",
+    "electronic",
+    "experimental",
+    "psychedelic",
+    "acoustic",
+    "female vocalists",
+    "british",
+    "german",
+    "80s",
+    "90s",
+    "shoegaze",
+    "post rock",
+    "hip hop",
+    "trip hop",
+    "dream pop",
+    "synthpop",
+    "industrial",
+    "gothic",
+    "darkwave",
 ]
 
 
@@ -262,8 +291,14 @@ def test_text_vectors_round_trip_through_the_vector_store(encoder, tmp_path):
     space = TextSpace(ids, vectors)
     with store_module.VectorStore(str(tmp_path / "vectors.db")) as store:
         store.write_collection(
-            "text_artists", ids.tolist(), vectors, {"text": docs["text"].tolist()},
-            dim=TEXT_DIM, metric="COSINE", index="FLAT", version="test1",
+            "text_artists",
+            ids.tolist(),
+            vectors,
+            {"text": docs["text"].tolist()},
+            dim=TEXT_DIM,
+            metric="COSINE",
+            index="FLAT",
+            version="test1",
         )
         hits = store.search("text_artists", vectors[3], k=6)[0]
         np.testing.assert_allclose(store.get("text_artists", ["a3"])[0], vectors[3], atol=1e-6)
@@ -301,7 +336,9 @@ def _read_hetrec() -> dict[str, pd.DataFrame]:
     return {"tag_assignments": tag_assignments, "artists": artists, "listens": listens}
 
 
-def hetrec_text_vectors() -> tuple[dict, pd.DataFrame, object, object, np.ndarray, np.ndarray, dict]:
+def hetrec_text_vectors() -> tuple[
+    dict, pd.DataFrame, object, object, np.ndarray, np.ndarray, dict
+]:
     """(tables, docs, terms report, docs report, ids, vectors, encode stats) for HetRec."""
     tables = read_hetrec()
     return (tables, *_hetrec_text_vectors())
@@ -328,8 +365,9 @@ def test_hetrec_every_artist_with_terms_has_a_doc_and_a_vector():
     assert with_doc == tagged_in_catalogue - lost_in_catalogue
     assert set(docs_report.artists_without_doc) == catalogue - with_doc
     assert len(catalogue - tagged) + len(lost_in_catalogue) == len(docs_report.artists_without_doc)
-    assert len(docs_report.terms_without_artist) == len(tagged - catalogue - set(
-        terms_report.artists_without_terms))
+    assert len(docs_report.terms_without_artist) == len(
+        tagged - catalogue - set(terms_report.artists_without_terms)
+    )
     assert set(ids) == with_doc and vectors.shape == (len(with_doc), TEXT_DIM)
     assert stats["empty"] == 0
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)

@@ -59,8 +59,9 @@ def test_text_finds_cold_artists_far_above_random_and_reports_every_method():
     assert any(m.startswith("text + ") for m in table.index)
     assert ((table["recall_at_k"] >= 0) & (table["recall_at_k"] <= 1)).all()
     evaluated = details["users_validation"] + details["users_evaluation"]
-    assert evaluated == details["users_with_heldout_candidate"] - details[
-        "users_without_warm_profile"]
+    assert (
+        evaluated == details["users_with_heldout_candidate"] - details["users_without_warm_profile"]
+    )
     assert (table["users"] == details["users_evaluation"]).all()
     assert details["beta"] in details["beta_validation_recall"]
     assert result.figure_png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -68,9 +69,10 @@ def test_text_finds_cold_artists_far_above_random_and_reports_every_method():
 
 def test_same_seed_same_figures_other_seed_other_split():
     listens, ids, vectors, tags = planted_world()
-    first = evaluate_text_cold_start(listens, ids, vectors, tags, k=5, seed=3)
-    again = evaluate_text_cold_start(listens, ids, vectors, tags, k=5, seed=3)
-    other = evaluate_text_cold_start(listens, ids, vectors, tags, k=5, seed=4)
+    kwargs = {"k": 5, "make_figure": False}
+    first = evaluate_text_cold_start(listens, ids, vectors, tags, seed=3, **kwargs)
+    again = evaluate_text_cold_start(listens, ids, vectors, tags, seed=3, **kwargs)
+    other = evaluate_text_cold_start(listens, ids, vectors, tags, seed=4, **kwargs)
     pd.testing.assert_frame_equal(first.table, again.table)
     assert first.details["heldout_plays_rows"] != other.details["heldout_plays_rows"]
 
@@ -78,7 +80,9 @@ def test_same_seed_same_figures_other_seed_other_split():
 def test_cold_artists_without_a_vector_are_excluded_and_counted():
     listens, ids, vectors, tags = planted_world()
     keep = ~np.char.startswith(ids.astype(str), "a3_")  # genre 3 has no text at all
-    result = evaluate_text_cold_start(listens, ids[keep], vectors[keep], tags, k=5, seed=0)
+    result = evaluate_text_cold_start(
+        listens, ids[keep], vectors[keep], tags, k=5, seed=0, make_figure=False
+    )
     details = result.details
     assert details["cold_without_vector"] > 0
     assert details["cold_candidates_with_vector"] + details["cold_without_vector"] == 24
@@ -96,7 +100,7 @@ def test_beta_is_the_validation_argmax_and_noise_text_loses_to_tag_popularity():
         columns=["user_id", "artist_id", "tag"],
     )
     noise = np.random.default_rng(9).normal(size=vectors.shape).astype(np.float32)
-    result = evaluate_text_cold_start(listens, ids, noise, tags, k=5, seed=0)
+    result = evaluate_text_cold_start(listens, ids, noise, tags, k=5, seed=0, make_figure=False)
     curve = result.details["beta_validation_recall"]
     assert curve[result.details["beta"]] == max(curve.values())
     assert result.details["beta"] > 0
@@ -127,7 +131,13 @@ def test_hetrec_text_cold_start_meets_the_acceptance_bar():
 
     tables, _docs, _tr, _dr, ids, vectors, _stats = hetrec_text_vectors()
     result = evaluate_text_cold_start(
-        tables["listens"], ids, vectors, tables["tag_assignments"], k=50, seed=0
+        tables["listens"],
+        ids,
+        vectors,
+        tables["tag_assignments"],
+        k=50,
+        seed=0,
+        make_figure=False,
     )
     details = result.details
     print(result.table.to_string())

@@ -212,7 +212,7 @@ def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path) -> None:
     import pandas as pd
 
     from embeddings.cf import CF_PRESETS, fit_cf
-    from embeddings.vectors import exact_top_k
+    from embeddings.vectors import recall_vs_exact
 
     raw = pd.read_csv(path, sep="\t", dtype=str)
     listens = pd.DataFrame({"user_id": raw.userID, "item_id": raw.artistID,
@@ -220,18 +220,12 @@ def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path) -> None:
     fitted = fit_cf(listens, CF_PRESETS["als"], num_threads=1)
     ids, vectors = fitted.item_ids, fitted.model.item_factors
     queries = np.random.default_rng(0).choice(len(ids), size=200, replace=False)
-    exact, _ = exact_top_k(vectors[queries], vectors, 11, "COSINE")
     with VectorStore(str(tmp_path / "recall.db")) as store:
         for index, goal in (("FLAT", 0.99), ("HNSW", 0.95), ("IVF_FLAT", 0.95)):
             name = f"items_{index.lower()}"
             store.write_collection(name, ids, vectors, dim=vectors.shape[1], metric="COSINE",
                                    index=index, version=fitted.version)
             found = store.search(name, vectors[queries], k=11)
-            hits = 0
-            for q, truth_row, hit_list in zip(queries, exact, found, strict=True):
-                truth = {ids[i] for i in truth_row if i != q}
-                got = [h["id"] for h in hit_list if h["id"] != ids[q]][:10]
-                hits += len(truth & set(got)) if len(truth) == 10 else len(
-                    set(list(truth)[:10]) & set(got))
-            recall = hits / (10 * len(queries))
+            recall = recall_vs_exact([[h["id"] for h in hits] for hits in found], queries, ids,
+                                     vectors, 10, "COSINE")
             assert recall >= goal, (index, recall)
