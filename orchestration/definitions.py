@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import audio, cf, checks, golden, ingest, reports, text
+from assets import audio, cf, checks, features, golden, ingest, reports, text
 from orchestration.resources import build_resources
 from orchestration.settings import load_settings
 
 settings = load_settings()
 
-ASSET_MODULES = [ingest, golden, text, cf, audio, reports]
+ASSET_MODULES = [ingest, golden, text, cf, audio, features, reports]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules([checks, *ASSET_MODULES])

@@ -165,7 +165,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         "vector_store": VectorStoreResource(uri=settings.milvus_uri),
         "feature_store": FeatureStoreResource(
             repo_path=str(settings.feature_repo),
-            data_dir=str(settings.data_dir),
+            data_dir=str(settings.feature_dir),
             profile=settings.profile,
             postgres_url=settings.postgres_url,
             redis_url=settings.redis_url,

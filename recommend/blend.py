@@ -336,7 +336,7 @@ class _Search:
 
     def __init__(self, table: FusionTable, validation: pd.DataFrame, k: int,
                  novelty: Mapping[str, float] | pd.Series | None, reference: str | None,
-                 penalty: float, method: str, history: list[dict]) -> None:
+                 penalty: float, method: str, history: list[dict], margin: float) -> None:
         self.table, self.k, self.penalty = table, k, penalty
         self.method, self.history = method, history
         self.relevant, self.ideal, self.n_users = _truth_arrays(table, validation, k)
@@ -347,8 +347,9 @@ class _Search:
                 float(shares.max())).to_numpy()
         self.target: dict[str, float] = {}
         if reference is not None and reference in table.sources:
-            self.target = self.measure({reference: 1.0})
-            self.target.pop("ndcg")
+            measured = self.measure({reference: 1.0})
+            self.target = {name: value * (1.0 + margin) for name, value in measured.items()
+                           if name != "ndcg"}
 
     def measure(self, weights: Mapping[str, float]) -> dict[str, float]:
         scores = self.table.matrix @ _weight_vector(self.table, weights)
@@ -379,6 +380,7 @@ def tune_blend(
     novelty: Mapping[str, float] | pd.Series | None = None,
     reference: str | None = "als",
     penalty: float = 1.0,
+    margin: float = 0.08,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """Tune blend weights (and the normalisation) on a validation split by coordinate ascent.
 
@@ -411,6 +413,9 @@ def tune_blend(
         Source whose coverage and novelty the blend must reach (None: no constraint).
     penalty
         Weight of the relative shortfall in the objective.
+    margin
+        Safety margin: the targets are the reference's figures times ``1 + margin`` (a blend
+        tuned on validation loses a little when refitted on all of train).
 
     Returns
     -------
@@ -427,7 +432,8 @@ def tune_blend(
     best_overall: tuple[float, BlendConfig] | None = None
     for method in methods:
         table = fusion_table(candidates, method, rrf_k=rrf_k, novelty=novelty)
-        search = _Search(table, validation, k, novelty, reference, penalty, method, history)
+        search = _Search(table, validation, k, novelty, reference, penalty, method, history,
+                         margin)
         tuned = [s for s in (sources or table.sources) if s in table.sources]
         if not tuned:
             raise ValueError(f"none of the sources {sources} is among the candidates' "

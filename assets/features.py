@@ -1,0 +1,147 @@
+"""Feature store assets: feature tables exported to Parquet, ``feast apply``, materialisation."""
+
+import dagster as dg
+import pandas as pd
+
+from assets.cf import current_cf
+from assets.metadata import floats, frame_metadata
+from orchestration.resources import FeatureStoreResource, Paths, Warehouse
+from recommend import features
+
+OWNER = "team:features"
+
+
+def _export(
+    feature_store: FeatureStoreResource, view: str, frame: pd.DataFrame
+) -> dg.MaterializeResult:
+    client = feature_store.client()
+    path = features.export_parquet(frame, client.parquet_path(view))
+    return dg.MaterializeResult(
+        metadata={
+            **frame_metadata(frame),
+            "parquet": dg.MetadataValue.path(str(path)),
+            "feature_view": view,
+        }
+    )
+
+
+def _as_of() -> pd.Timestamp:
+    """Stamp for sources without timestamps: the run time (so Feast TTLs keep the rows)."""
+    return pd.Timestamp.now(tz="UTC").floor("s")
+
+
+@dg.asset(
+    key=["features", "user_listening_stats"],
+    deps=[["golden", "listens"], ["golden", "listen_events"], ["golden", "items"]],
+    group_name="features",
+    kinds={"parquet", "duckdb"},
+    owners=[OWNER],
+    description="Per user: total plays, distinct items and artists, share of the top artist, "
+    "listening entropy, last listen, plays in the last 4 weeks. One row per user per week for "
+    "event sources (point-in-time snapshots), one row per user otherwise. Parquet for Feast.",
+    pool="duckdb",
+)
+def user_listening_stats(
+    warehouse: Warehouse, feature_store: FeatureStoreResource
+) -> dg.MaterializeResult:
+    with warehouse.connect(read_only=True) as con:
+        frame = features.user_listening_stats(con, as_of=_as_of())
+    return _export(feature_store, "user_listening_stats", frame)
+
+
+@dg.asset(
+    key=["features", "artist_stats"],
+    deps=[["golden", "listens"], ["golden", "items"], ["golden", "artist_terms"]],
+    group_name="features",
+    kinds={"parquet", "duckdb"},
+    owners=[OWNER],
+    description="Per artist: listeners, plays, popularity rank, top 5 terms. Parquet for Feast.",
+    pool="duckdb",
+)
+def artist_stats(warehouse: Warehouse, feature_store: FeatureStoreResource) -> dg.MaterializeResult:
+    with warehouse.connect(read_only=True) as con:
+        frame = features.artist_stats(con, as_of=_as_of())
+    return _export(feature_store, "artist_stats", frame)
+
+
+@dg.asset(
+    key=["features", "user_cf_vector"],
+    deps=["cf_model"],
+    group_name="features",
+    kinds={"parquet"},
+    owners=[OWNER],
+    description="CF user vectors (Array(Float32)) with the model version, as a Feast feature "
+    "table; similarity search stays in Milvus (cf_users).",
+)
+def user_cf_vector(paths: Paths, feature_store: FeatureStoreResource) -> dg.MaterializeResult:
+    fitted = current_cf(paths)
+    factors = fitted.model.user_factors
+    if factors is None:
+        raise ValueError(
+            f"CF model {fitted.config.model!r} has no user vectors; configure cf_model with "
+            "model 'als' or 'bpr' to publish user_cf_vector"
+        )
+    vectors = pd.DataFrame(
+        {
+            "user_id": fitted.user_ids,
+            "vector": [row.astype("float32").tolist() for row in factors],
+            "version": fitted.version,
+        }
+    )
+    frame = features.user_cf_vectors(vectors, as_of=_as_of())
+    return _export(feature_store, "user_cf_vector", frame)
+
+
+@dg.asset(
+    deps=[
+        ["features", "user_listening_stats"],
+        ["features", "artist_stats"],
+        ["features", "user_cf_vector"],
+    ],
+    group_name="features",
+    kinds={"feast"},
+    owners=[OWNER],
+    description="`feast apply`: the registry in sync with feature_repo/ (entities, feature views, "
+    "the weekly_playlist_ranking_v1 service); stale objects removed.",
+    pool="feast",
+)
+def feast_apply(feature_store: FeatureStoreResource) -> dg.MaterializeResult:
+    client = feature_store.client()
+    names = client.apply()
+    return dg.MaterializeResult(
+        metadata={
+            "objects": dg.MetadataValue.json(names),
+            "profile": feature_store.profile,
+            "registry": dg.MetadataValue.json(
+                {k: str(v) for k, v in client.config.items() if k != "offline_store"}
+            ),
+        }
+    )
+
+
+@dg.asset(
+    deps=["feast_apply"],
+    group_name="features",
+    kinds={"feast"},
+    owners=[OWNER],
+    description="Feast materialisation: the latest feature row per entity copied to the online "
+    "store (SQLite embedded, Redis in production).",
+    pool="feast",
+)
+def feast_materialize(
+    context: dg.AssetExecutionContext, feature_store: FeatureStoreResource
+) -> dg.MaterializeResult:
+    client = feature_store.client()
+    result = client.materialize(views=["user_listening_stats", "artist_stats", "user_cf_vector"])
+    for view, reason in result.skipped.items():
+        context.log.warning(f"feature view {view} not materialised: {reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "entities_per_view": dg.MetadataValue.json(result.entities),
+            "skipped": dg.MetadataValue.json(result.skipped),
+            "window_start": str(result.start),
+            "window_end": str(result.end),
+            "online_store": str(client.config.get("online_store")),
+            **floats({f"rows/{v}": n for v, n in result.entities.items()}),
+        }
+    )
