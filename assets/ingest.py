@@ -67,6 +67,7 @@ def raw_tables(
         {
             "n_users": max(2, round(600 * scale)),
             "n_artists": max(8, round(240 * scale)),
+            "audio_tracks": max(24, min(400, round(96 * scale))),
         }
         if kind == "sample"
         else {}

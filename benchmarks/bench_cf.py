@@ -140,7 +140,8 @@ def bench_milvus(listens: pd.DataFrame, n_random: int, n_queries: int) -> dict:
                 lambda k, s=similarity: s.similar_items(k, 10), random_keys)
             positions = {key: i for i, key in enumerate(ids)}
             out[f"random_search_only_{index.lower()}"] = _latencies(
-                lambda k, n=name: store.search(n, vectors[positions[k]], k=11), random_keys)
+                lambda k, n=name, p=positions: store.search(n, vectors[p[k]], k=11),
+                random_keys)
             out[f"random_get_only_{index.lower()}"] = _latencies(
                 lambda k, n=name: store.get(n, [k]), random_keys)
             random_queries = rng.choice(n_random, size=min(n_queries, 200), replace=False)

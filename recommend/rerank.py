@@ -56,7 +56,7 @@ class PlaylistConfig:
 
     size: int = 30
     max_per_artist: int = 2
-    mmr_lambda: float = 0.85
+    mmr_lambda: float = 0.9
     pool_size: int = 100
     exploration_slots: int = 3
     exploration_positions: tuple[int, ...] = (12, 21, 30)

@@ -1,0 +1,120 @@
+"""The whole unpartitioned graph on a small sample: re-runs are idempotent, the audio folder
+is watched incrementally, features are served online, vectors are searchable."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.pipeline import run_assets, settings_for
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("graph")
+    settings = settings_for(data_dir, scale=0.3).with_overrides(audio_backend="dsp")
+    from orchestration.definitions import PARTITIONED
+
+    first = run_assets(settings, dg.AssetSelection.all() - PARTITIONED)
+    assert first.success
+    failed = [
+        (c.asset_key, c.check_name) for c in first.get_asset_check_evaluations() if not c.passed
+    ]
+    assert not failed, failed
+    return settings, first
+
+
+def _metadata(result, key) -> dict:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+    assert events, f"{key} was not materialised"
+    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+def test_rerun_does_not_refit_and_leaves_collections_unchanged(graph) -> None:
+    settings, first = graph
+    cf_first = _metadata(first, dg.AssetKey("cf_model"))
+    items_first = _metadata(first, dg.AssetKey("cf_item_vectors"))
+    text_first = _metadata(first, dg.AssetKey("text_vectors"))
+    assert cf_first["refit"] is True and items_first["written"] is True
+    second = run_assets(settings, "key:cf_model or key:cf_item_vectors or key:cf_user_vectors or key:text_vectors")
+    cf_second = _metadata(second, dg.AssetKey("cf_model"))
+    items_second = _metadata(second, dg.AssetKey("cf_item_vectors"))
+    text_second = _metadata(second, dg.AssetKey("text_vectors"))
+    assert cf_second["refit"] is False and cf_second["version"] == cf_first["version"]
+    assert items_second["written"] is False
+    assert items_second["physical_collection"] == items_first["physical_collection"]
+    assert text_second["encoded"] == 0 and text_second["cached"] == text_first["encoded"]
+    assert text_second["written"] is False
+
+
+def test_similarity_api_reads_milvus(graph) -> None:
+    from embeddings.vector_store import VectorStore
+    from recommend.similarity import MilvusSimilarity
+
+    settings, _ = graph
+    with VectorStore(settings.milvus_uri) as store:
+        similarity = MilvusSimilarity(store)
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        item = con.execute(
+            "SELECT item_id FROM golden.listens GROUP BY 1 ORDER BY count(*) DESC"
+        ).fetchone()[0]
+        user = con.execute("SELECT user_id FROM golden.listens LIMIT 1").fetchone()[0]
+        played = {
+            r[0]
+            for r in con.execute(
+                "SELECT item_id FROM golden.listens WHERE user_id = ?", [user]
+            ).fetchall()
+        }
+        con.close()
+        similar = similarity.similar_items(item, k=5)
+        assert len(similar) == 5 and item not in [i for i, _ in similar]
+        recs = similarity.recommend_for_user(user, k=10, user_history=played)
+        assert len(recs) == 10 and not played & {i for i, _ in recs}
+        assert store.count("text_items") > 0
+
+
+def test_features_are_served_online_after_the_run(graph) -> None:
+    from recommend.feature_store import FeatureStoreClient
+
+    settings, _ = graph
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    user = con.execute("SELECT user_id FROM golden.users ORDER BY 1 LIMIT 1").fetchone()[0]
+    plays = con.execute(
+        "SELECT sum(plays) FROM golden.listens WHERE user_id = ?", [user]
+    ).fetchone()[0]
+    con.close()
+    client = FeatureStoreClient(settings.feature_repo, settings.feature_dir)
+    frame = client.online_user_features([user, "no-such-user"])
+    assert frame.loc[0, "status"] == "PRESENT"
+    assert frame.loc[0, "total_plays"] == plays
+    assert frame.loc[1, "status"] == "NOT_FOUND"
+
+
+def test_a_new_file_in_the_watched_folder_is_embedded_alone(graph) -> None:
+    from assets.audio import audio_folder_sensor
+
+    settings, _ = graph
+    folder = settings.audio_dir
+    existing = sorted(folder.glob("*.wav"))
+    assert existing
+    rate = 16_000
+    t = np.arange(rate * 5) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2
+    sf.write(folder / "brand_new_track.wav", tone.astype("float32"), rate)
+    from orchestration.resources import build_resources
+
+    paths = build_resources(settings)["paths"]
+    context = dg.build_sensor_context(cursor="previous-state", resources={"paths": paths})
+    request = audio_folder_sensor(context)
+    assert isinstance(request, dg.RunRequest)
+    result = run_assets(
+        settings, "key:golden/audio_clips or key:audio_vectors or key:golden/audio_attributes"
+    )
+    meta = _metadata(result, dg.AssetKey("audio_vectors"))
+    assert meta["embedded"] == 1
+    assert meta["cached"] == meta["clips"] - 1
+    context2 = dg.build_sensor_context(cursor=context.cursor, resources={"paths": paths})
+    assert isinstance(audio_folder_sensor(context2), dg.SkipReason)
