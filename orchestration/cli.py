@@ -26,35 +26,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     _prepare_home()
     import dagster as dg
 
-    from orchestration import definitions as d
+    from orchestration.runner import run_everything
 
     instance = dg.DagsterInstance.get()
-    run_config = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
     started = time.perf_counter()
-    runs = [(d.EVERYTHING_JOB, None), *d.partitioned_runs()]
-    failed_checks: list[str] = []
-    passed_checks = 0
-    for job_name, partition_key in runs:
-        result = d.defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance,
-            partition_key=partition_key,
-            run_config=run_config,
-            raise_on_error=False,
-        )
-        for evaluation in result.get_asset_check_evaluations():
-            if evaluation.passed:
-                passed_checks += 1
-            else:
-                failed_checks.append(
-                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-                )
-        if not result.success:
-            where = f" for partition {partition_key}" if partition_key else ""
-            print(f"{job_name} failed{where}; see the step errors above or in the UI (make ui).")
-            return 1
-    print(f"\nchecks: {passed_checks} passed, {len(failed_checks)} failed")
-    for name in failed_checks:
+    summary = run_everything(instance, args.log_level)
+    print(f"\nchecks: {summary.passed_checks} passed, {len(summary.failed_checks)} failed")
+    for name in summary.failed_checks:
         print(f"  FAILED CHECK {name}")
+    if not summary.success:
+        print(f"{summary.failed_job} failed; see the step errors above or in the UI (make ui).")
+        return 1
     elapsed = time.perf_counter() - started
     print(where_text(elapsed))
     if not args.no_playlist:

@@ -1,0 +1,66 @@
+"""Run the whole graph in process (what ``cratedigger run`` and the benchmarks do)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+
+@dataclass
+class RunSummary:
+    """Outcome of :func:`run_everything`."""
+
+    success: bool
+    run_ids: list[str] = field(default_factory=list)
+    passed_checks: int = 0
+    failed_checks: list[str] = field(default_factory=list)
+    failed_job: str | None = None
+
+
+def run_everything(instance: dg.DagsterInstance, log_level: str = "INFO") -> RunSummary:
+    """Materialise every unpartitioned asset, then the latest partition of partitioned ones."""
+    from orchestration import definitions as d
+
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    summary = RunSummary(success=True)
+    for job_name, partition_key in [(d.EVERYTHING_JOB, None), *d.partitioned_runs()]:
+        result = d.defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            run_config=run_config,
+            raise_on_error=False,
+        )
+        summary.run_ids.append(result.run_id)
+        for evaluation in result.get_asset_check_evaluations():
+            if evaluation.passed:
+                summary.passed_checks += 1
+            else:
+                summary.failed_checks.append(
+                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                )
+        if not result.success:
+            summary.success = False
+            summary.failed_job = job_name + (f" [{partition_key}]" if partition_key else "")
+            break
+    return summary
+
+
+def step_seconds(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, float]:
+    """Wall seconds per step (asset or check) of the given runs, from the event log."""
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is None or entry.step_key is None:
+                continue
+            if event.event_type_value == "STEP_START":
+                started[entry.step_key] = entry.timestamp
+            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                begin = started.get(entry.step_key)
+                if begin is not None:
+                    seconds[entry.step_key] = seconds.get(entry.step_key, 0.0) + (
+                        entry.timestamp - begin
+                    )
+    return seconds
