@@ -91,30 +91,15 @@ def audio_collection(backend: str) -> str:
     return f"audio_{backend}"
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            "audio_vectors",
-            deps=[AUDIO_CLIPS],
-            group_name="embeddings",
-            kinds={"tensorflow", "milvus"},
-            owners=["team:recsys"],
-            description="Audio embeddings per clip (musicnn by default: mean+max pooled frame "
-            "embeddings; openl3 when installed; librosa DSP baseline) in Milvus collection "
-            "`audio_<backend>` (COSINE) with tempo and top tags as scalar fields. Cached by "
-            "sha256: only new or changed files are embedded.",
-            skippable=False,
-        ),
-        dg.AssetSpec(
-            AUDIO_ATTRIBUTES,
-            deps=[AUDIO_CLIPS],
-            group_name="golden",
-            kinds={"duckdb"},
-            owners=[OWNER],
-            description=f"Golden audio_attributes. {CONTRACTS['audio_attributes']}",
-            skippable=False,
-        ),
-    ],
+@dg.asset(
+    deps=[AUDIO_CLIPS],
+    group_name="embeddings",
+    kinds={"tensorflow", "milvus"},
+    owners=["team:recsys"],
+    description="Audio embeddings per clip (musicnn by default: mean+max pooled frame "
+    "embeddings; openl3 when installed; librosa DSP baseline) in Milvus collection "
+    "`audio_<backend>` (COSINE) with tempo and top tags as scalar fields. Cached by "
+    "sha256: only new or changed files are embedded.",
     pool="milvus",
 )
 def audio_vectors(
@@ -122,7 +107,7 @@ def audio_vectors(
     warehouse: Warehouse,
     paths: Paths,
     vector_store: VectorStoreResource,
-):
+) -> dg.MaterializeResult:
     clips = warehouse.table("golden", "audio_clips")
     backend = paths.audio_backend
     encoder = make_audio_encoder(backend)
@@ -167,8 +152,8 @@ def audio_vectors(
             ids=np.array(ids, dtype=str),
             vectors=vectors,
         )
-    yield dg.MaterializeResult(
-        asset_key="audio_vectors",
+    attributes.to_parquet(paths.sub("models", "audio") / f"{backend}_attributes.parquet")
+    return dg.MaterializeResult(
         metadata={
             "backend": backend,
             "collection": collection,
@@ -183,9 +168,26 @@ def audio_vectors(
             **floats({"seconds": stats["seconds"]}),
         },
     )
-    yield publish(
-        context, warehouse, "audio_attributes", attributes, None, asset_key=AUDIO_ATTRIBUTES
-    )
+
+
+@dg.asset(
+    key=AUDIO_ATTRIBUTES,
+    deps=["audio_vectors"],
+    group_name="golden",
+    kinds={"duckdb"},
+    owners=[OWNER],
+    description=f"Golden audio_attributes. {CONTRACTS['audio_attributes']}",
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8)),
+    pool="duckdb",
+)
+def audio_attributes(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, paths: Paths
+) -> dg.MaterializeResult:
+    saved = paths.root / "models" / "audio" / f"{paths.audio_backend}_attributes.parquet"
+    if not saved.exists():
+        raise FileNotFoundError(f"{saved} is missing; materialise audio_vectors first")
+    frame = pd.read_parquet(saved)
+    return publish(context, warehouse, "audio_attributes", frame, None, asset_key=AUDIO_ATTRIBUTES)
 
 
 def audio_space(paths: Paths) -> tuple[np.ndarray, np.ndarray]:

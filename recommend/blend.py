@@ -43,7 +43,7 @@ BLEND_COLUMNS = ["user_id", "item_id", "score", "source", "reason_code", "reason
 # no audio, so the ``audio`` and ``new`` weights are set by hand, not tuned. Sources absent from
 # the candidates are ignored.
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "item_knn": 1.0, "als": 0.75, "text": 0.75, "ease": 0.1, "audio": 0.5, "new": 0.25,
+    "item_knn": 1.0, "als": 0.5, "text": 0.5, "ease": 0.1, "audio": 0.5, "new": 0.25,
     "popularity": 0.0, "exploration": 0.0, "novelty": 0.0,
 }
 

@@ -97,7 +97,7 @@ class DiscoverWeeklyConfig:
     """
 
     cf_models: Mapping[str, CFConfig] = field(default_factory=_default_models)
-    candidates_per_source: int = 50
+    candidates_per_source: int = 100
     exploration_candidates: int = 30
     head_share: float = 0.1
     blend: BlendConfig = field(default_factory=BlendConfig)
