@@ -173,7 +173,6 @@ def to_markdown(results: dict) -> str:
         "|---|---|---|",
         f"| raw `SentenceTransformer.encode` | {t['raw_docs_per_second']} | {t['raw_median']} |",
         f"| `encode_with_cache` (cold) | {t['cached_docs_per_second']} | {t['cached_median']} |",
-        "",
         f"| raw, docs per CPU-second | {t['raw_docs_per_cpu_second']} | |",
         f"| cached, docs per CPU-second | {t['cached_docs_per_cpu_second']} | |",
         "",

@@ -107,5 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """Console entry point. Exits without interpreter teardown once output is flushed: DuckDB
+    2.0's bindings print reference-leak noise at teardown that would bury the summary."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import audio, cf, checks, features, golden, ingest, reports, text
+from assets import audio, cf, checks, features, golden, ingest, recommend, reports, text
 from orchestration.resources import build_resources
 from orchestration.settings import load_settings
 
 settings = load_settings()
 
-ASSET_MODULES = [ingest, golden, text, cf, audio, features, reports]
+ASSET_MODULES = [ingest, golden, text, cf, audio, features, recommend, reports]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules([checks, *ASSET_MODULES])
@@ -33,13 +33,14 @@ everything_job = dg.define_asset_job(
 
 def partitioned_runs() -> list[tuple[str, str]]:
     """(job, partition key) pairs the CLI runs after the main job: the latest weekly playlist."""
-    return []
+    return [(recommend.discover_weekly_job.name, recommend.WEEKS.get_last_partition_key())]
 
 
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[everything_job, audio.audio_job],
+    jobs=[everything_job, audio.audio_job, recommend.discover_weekly_job],
+    schedules=[recommend.discover_weekly_schedule],
     sensors=[audio.audio_folder_sensor],
     resources=resources,
 )

@@ -19,7 +19,8 @@ telemetry:
 def dagster_yaml(settings: Settings) -> str:
     """The ``dagster.yaml`` text for the profile."""
     if settings.profile == "production":
-        url = settings.postgres_url.replace("postgresql+psycopg://", "postgresql://")
+        # dagster-postgres speaks psycopg2 (its NOTIFY statements fail under psycopg 3)
+        url = settings.postgres_url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
         return (
             POOLS_YAML
             + f"""storage:

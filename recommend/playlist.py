@@ -40,6 +40,7 @@ from recommend.candidates import (
     FACTOR_KINDS,
     VectorTable,
     cold_start_candidates,
+    empty_candidates,
     explain,
     generate_candidates,
     item_listeners,
@@ -214,7 +215,8 @@ def build_discover_weekly(
     text_vectors: VectorTable | None = None,
     audio_vectors: VectorTable | None = None,
     fitted: Mapping[str, FittedCF] | None = None,
-) -> pd.DataFrame:
+    return_candidates: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Weekly playlists: ``config.playlist.size`` never-played items per user, each with a reason.
 
     Parameters
@@ -241,11 +243,15 @@ def build_discover_weekly(
         placed by :func:`project_new_items` as ``new this week``.
     fitted
         Already fitted CF models (keys as ``config.cf_models``); fitted here when None.
+    return_candidates
+        Also return the per-source candidates (``user_id, item_id, score, source,
+        reason_code, reason_detail``) the playlists were blended from.
 
     Returns
     -------
     pandas.DataFrame
-        :data:`PLAYLIST_OUTPUT_COLUMNS` (``week_start`` a date), sorted by user and position.
+        :data:`PLAYLIST_OUTPUT_COLUMNS` (``week_start`` a date), sorted by user and position;
+        with ``return_candidates``, a ``(playlists, candidates)`` pair.
     """
     config = config or DiscoverWeeklyConfig()
     started = time.perf_counter()
@@ -269,6 +275,7 @@ def build_discover_weekly(
     listeners = item_listeners(listens, week_start=week) if not listens.empty else pd.Series(
         dtype=float)
     frames = []
+    candidate_frames: list[pd.DataFrame] = []
     with threadpool_limits(config.num_threads):
         if with_history:
             fitted = dict(fitted) if fitted is not None else _fit_all(
@@ -284,6 +291,7 @@ def build_discover_weekly(
                 users=with_history, catalog=catalog, n=config.candidates_per_source,
                 exploration_n=config.exploration_candidates, head_share=config.head_share,
                 week_start=week, exploration_model=config.exploration_model)
+            candidate_frames.append(candidates)
             blended = fuse(candidates, config.blend, novelty=item_novelty(listens))
             pool = candidates[candidates["source"].isin(["new", "exploration"])]
             # brand-new items before the less popular ones in the exploration pool
@@ -300,6 +308,7 @@ def build_discover_weekly(
                 listeners, cold, n=config.playlist.pool_size,
                 exploration=config.playlist.exploration_slots, head_share=config.head_share,
                 seed=config.seed)
+            candidate_frames.append(cold_candidates)
             pool = cold_candidates[cold_candidates["source"] == "exploration"]
             ranked = cold_candidates[cold_candidates["source"] != "exploration"]
             frames.append(rerank(ranked, pool, {}, item_artist, None, config.playlist,
@@ -313,7 +322,12 @@ def build_discover_weekly(
     playlist = playlist[PLAYLIST_OUTPUT_COLUMNS].sort_values(["user_id", "position"])
     logger.info("discover weekly %s: %d users (%d cold), %d rows in %.1fs", week.date(),
                 len(served), len(cold), len(playlist), time.perf_counter() - started)
-    return playlist.reset_index(drop=True)
+    playlist = playlist.reset_index(drop=True)
+    if return_candidates:
+        found = [f for f in candidate_frames if not f.empty]
+        candidates = pd.concat(found, ignore_index=True) if found else empty_candidates()
+        return playlist, candidates
+    return playlist
 
 
 def _mmr_vectors(config: DiscoverWeeklyConfig, fitted: Mapping[str, FittedCF],
