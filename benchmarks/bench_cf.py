@@ -44,8 +44,9 @@ def load_hetrec(data: Path) -> pd.DataFrame:
     if not path.exists():
         raise SystemExit(f"HetRec Last.fm 2K not found at {path}; pass --data")
     raw = pd.read_csv(path, sep="\t", dtype=str)
-    return pd.DataFrame({"user_id": raw.userID, "item_id": raw.artistID,
-                         "plays": raw.weight.astype("int64")})
+    return pd.DataFrame(
+        {"user_id": raw.userID, "item_id": raw.artistID, "plays": raw.weight.astype("int64")}
+    )
 
 
 def bench_fit(listens: pd.DataFrame, repeats: int) -> dict:
@@ -64,8 +65,11 @@ def bench_fit(listens: pd.DataFrame, repeats: int) -> dict:
         started = time.perf_counter()
         with threadpool_limits(1, "blas"):
             AlternatingLeastSquares(
-                factors=config.factors, regularization=config.regularization,
-                iterations=config.iterations, random_state=config.seed, num_threads=1,
+                factors=config.factors,
+                regularization=config.regularization,
+                iterations=config.iterations,
+                random_state=config.seed,
+                num_threads=1,
             ).fit(matrix, show_progress=False)
         raw_s.append(time.perf_counter() - started)
     with_loss = fit_cf(interactions, config, num_threads=1, compute_loss=True)
@@ -89,12 +93,21 @@ def _latencies(call, keys: list[str]) -> dict:
         started = time.perf_counter()
         call(key)
         times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
-            "queries": len(times)}
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "queries": len(times),
+    }
 
 
-def _recall(store: VectorStore, name: str, ids: list[str], vectors: np.ndarray,
-            queries: np.ndarray, k: int = 10) -> float:
+def _recall(
+    store: VectorStore,
+    name: str,
+    ids: list[str],
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int = 10,
+) -> float:
     found = store.search(name, vectors[queries], k=k + 1)
     return recall_vs_exact([[h["id"] for h in hits] for hits in found], queries, ids, vectors, k)
 
@@ -114,47 +127,70 @@ def bench_milvus(listens: pd.DataFrame, n_random: int, n_queries: int) -> dict:
         memory = CFRecommender(fitted)
         milvus.similar_items(keys[0], 10)  # warm-up (load)
         out["hetrec_items"] = len(fitted.item_ids)
-        out["hetrec_similar_items_milvus_flat"] = _latencies(lambda k: milvus.similar_items(k, 10),
-                                                             keys)
-        out["hetrec_similar_items_in_memory"] = _latencies(lambda k: memory.similar_items(k, 10),
-                                                           keys)
+        out["hetrec_similar_items_milvus_flat"] = _latencies(
+            lambda k: milvus.similar_items(k, 10), keys
+        )
+        out["hetrec_similar_items_in_memory"] = _latencies(
+            lambda k: memory.similar_items(k, 10), keys
+        )
         queries = rng.choice(len(fitted.item_ids), size=n_queries, replace=False)
         out["hetrec_recall@10_flat"] = _recall(store, "cf_items", fitted.item_ids, items, queries)
-        store.write_collection("cf_items_hnsw", fitted.item_ids, items, dim=items.shape[1],
-                               metric="COSINE", index="HNSW", version=fitted.version)
-        out["hetrec_recall@10_hnsw"] = _recall(store, "cf_items_hnsw", fitted.item_ids, items,
-                                               queries)
+        store.write_collection(
+            "cf_items_hnsw",
+            fitted.item_ids,
+            items,
+            dim=items.shape[1],
+            metric="COSINE",
+            index="HNSW",
+            version=fitted.version,
+        )
+        out["hetrec_recall@10_hnsw"] = _recall(
+            store, "cf_items_hnsw", fitted.item_ids, items, queries
+        )
 
         ids = [f"r{i}" for i in range(n_random)]
         vectors = rng.normal(size=(n_random, 64)).astype(np.float32)
         for index in ("FLAT", "HNSW"):
             name = f"random_{index.lower()}"
-            report = store.write_collection(name, ids, vectors, dim=64, metric="COSINE",
-                                            index=index, version="v1", batch_size=2_000)
+            report = store.write_collection(
+                name,
+                ids,
+                vectors,
+                dim=64,
+                metric="COSINE",
+                index=index,
+                version="v1",
+                batch_size=2_000,
+            )
             out[f"random_{index.lower()}_upsert_rows_per_s"] = report.rows_per_second
             out[f"random_{index.lower()}_write_seconds"] = report.seconds
             random_keys = list(rng.choice(ids, size=n_queries, replace=False))
             similarity = MilvusSimilarity(store, items_collection=name, users_collection=None)
             similarity.similar_items(random_keys[0], 10)
             out[f"random_similar_items_{index.lower()}"] = _latencies(
-                lambda k, s=similarity: s.similar_items(k, 10), random_keys)
+                lambda k, s=similarity: s.similar_items(k, 10), random_keys
+            )
             positions = {key: i for i, key in enumerate(ids)}
             out[f"random_search_only_{index.lower()}"] = _latencies(
-                lambda k, n=name, p=positions: store.search(n, vectors[p[k]], k=11),
-                random_keys)
+                lambda k, n=name, p=positions: store.search(n, vectors[p[k]], k=11), random_keys
+            )
             out[f"random_get_only_{index.lower()}"] = _latencies(
-                lambda k, n=name: store.get(n, [k]), random_keys)
+                lambda k, n=name: store.get(n, [k]), random_keys
+            )
             random_queries = rng.choice(n_random, size=min(n_queries, 200), replace=False)
-            out[f"random_recall@10_{index.lower()}"] = _recall(store, name, ids, vectors,
-                                                               random_queries)
+            out[f"random_recall@10_{index.lower()}"] = _recall(
+                store, name, ids, vectors, random_queries
+            )
         out["random_items"] = n_random
     return out
 
 
 def bench_quality(listens: pd.DataFrame) -> pd.DataFrame:
     split = holdout_split(listens, 0.2, seed=SEED)
-    models = {name: CF_PRESETS[name]
-              for name in ("popularity", "item_knn", "als", "als_bm25", "bpr", "ease")}
+    models = {
+        name: CF_PRESETS[name]
+        for name in ("popularity", "item_knn", "als", "als_bm25", "bpr", "ease")
+    }
     return evaluate_models(split.train, split.test, models, k=(10, 30), num_threads=1)
 
 
@@ -187,10 +223,14 @@ def to_markdown(results: dict, table: pd.DataFrame) -> str:
         f"{milvus['random_hnsw_upsert_rows_per_s']:,.0f} |",
     ]
     for key, label in [
-        ("hetrec_similar_items_milvus_flat", f"similar_items {milvus['hetrec_items']:,} items, "
-                                             "Milvus FLAT"),
-        ("hetrec_similar_items_in_memory", f"similar_items {milvus['hetrec_items']:,} items, "
-                                           "in memory (CFRecommender)"),
+        (
+            "hetrec_similar_items_milvus_flat",
+            f"similar_items {milvus['hetrec_items']:,} items, Milvus FLAT",
+        ),
+        (
+            "hetrec_similar_items_in_memory",
+            f"similar_items {milvus['hetrec_items']:,} items, in memory (CFRecommender)",
+        ),
         ("random_similar_items_flat", f"similar_items {milvus['random_items']:,} items, FLAT"),
         ("random_similar_items_hnsw", f"similar_items {milvus['random_items']:,} items, HNSW"),
         ("random_search_only_flat", "of which search by vector, FLAT"),
@@ -198,15 +238,34 @@ def to_markdown(results: dict, table: pd.DataFrame) -> str:
         ("random_get_only_flat", "of which get by id, FLAT"),
         ("random_get_only_hnsw", "of which get by id, HNSW"),
     ]:
-        lines.append(f"| {label} p50 / p99 ms | {milvus[key]['p50_ms']:.2f} / "
-                     f"{milvus[key]['p99_ms']:.2f} |")
-    for key in ("hetrec_recall@10_flat", "hetrec_recall@10_hnsw", "random_recall@10_flat",
-                "random_recall@10_hnsw"):
+        lines.append(
+            f"| {label} p50 / p99 ms | {milvus[key]['p50_ms']:.2f} / {milvus[key]['p99_ms']:.2f} |"
+        )
+    for key in (
+        "hetrec_recall@10_flat",
+        "hetrec_recall@10_hnsw",
+        "random_recall@10_flat",
+        "random_recall@10_hnsw",
+    ):
         lines.append(f"| {key} vs exact numpy (COSINE) | {milvus[key]:.4f} |")
-    columns = ["ndcg@10", "recall@10", "precision@10", "map@10", "coverage@10", "novelty@10",
-               "ndcg@30", "recall@30", "fit_seconds"]
-    lines += ["", "## Quality (20% per-user holdout, seed 42, same split for all)", "",
-              table[columns].to_markdown(floatfmt=".4f"), ""]
+    columns = [
+        "ndcg@10",
+        "recall@10",
+        "precision@10",
+        "map@10",
+        "coverage@10",
+        "novelty@10",
+        "ndcg@30",
+        "recall@30",
+        "fit_seconds",
+    ]
+    lines += [
+        "",
+        "## Quality (20% per-user holdout, seed 42, same split for all)",
+        "",
+        table[columns].to_markdown(floatfmt=".4f"),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -222,9 +281,11 @@ def main() -> None:
     if args.quick:
         args.repeats, args.random_items, args.queries = 2, 20_000, 100
     listens = load_hetrec(args.data)
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
-                          f"python {platform.python_version()}",
-               "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
+        f"python {platform.python_version()}",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     results["fit"] = bench_fit(listens, args.repeats)
     print(f"fit ratio {results['fit']['ratio_median']:.3f}", flush=True)
     results["milvus"] = bench_milvus(listens, args.random_items, args.queries)

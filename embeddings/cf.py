@@ -132,13 +132,27 @@ class CFConfig:
 # epochs 0.106 (lr 0.05-0.1 worse); EASE lambda 300/1000/3000 -> 0.155/0.170/0.179.
 CF_PRESETS: dict[str, CFConfig] = {
     "popularity": CFConfig(model="popularity", weighting="raw"),
-    "als": CFConfig(model="als", factors=64, regularization=5.0, iterations=15,
-                    weighting="log", alpha=5.0),
+    "als": CFConfig(
+        model="als", factors=64, regularization=5.0, iterations=15, weighting="log", alpha=5.0
+    ),
     # the reference configuration of DESIGN.md (implicit used directly: ALS 64 factors, BM25)
-    "als_bm25": CFConfig(model="als", factors=64, regularization=0.05, iterations=15,
-                         weighting="bm25", bm25_k1=100.0, bm25_b=0.8),
-    "bpr": CFConfig(model="bpr", factors=64, learning_rate=0.01, regularization=0.01,
-                    iterations=300, weighting="raw"),
+    "als_bm25": CFConfig(
+        model="als",
+        factors=64,
+        regularization=0.05,
+        iterations=15,
+        weighting="bm25",
+        bm25_k1=100.0,
+        bm25_b=0.8,
+    ),
+    "bpr": CFConfig(
+        model="bpr",
+        factors=64,
+        learning_rate=0.01,
+        regularization=0.01,
+        iterations=300,
+        weighting="raw",
+    ),
     "item_knn": CFConfig(model="item_knn", neighbours=400, weighting="log", alpha=1.0),
     "ease": CFConfig(model="ease", weighting="log", alpha=1.0, ease_lambda=3000.0),
 }
@@ -199,8 +213,9 @@ class Interactions:
         """
         missing = {"user_id", "item_id", "plays"} - set(listens.columns)
         if missing:
-            raise ValueError(f"listens frame lacks columns {sorted(missing)}; it needs "
-                             "user_id, item_id, plays")
+            raise ValueError(
+                f"listens frame lacks columns {sorted(missing)}; it needs user_id, item_id, plays"
+            )
         if user_ids is None and item_ids is None and listens.empty:
             raise ValueError("listens frame is empty: no interactions to build a CF matrix from")
         users = listens["user_id"].astype(str).to_numpy()
@@ -235,8 +250,13 @@ class Interactions:
 
     def weighted(self, config: CFConfig) -> sparse.csr_matrix:
         """Confidence matrix (float32 CSR) from raw plays, per ``config.weighting``."""
-        return weight_plays(self.plays, config.weighting, alpha=config.alpha,
-                            bm25_k1=config.bm25_k1, bm25_b=config.bm25_b)
+        return weight_plays(
+            self.plays,
+            config.weighting,
+            alpha=config.alpha,
+            bm25_k1=config.bm25_k1,
+            bm25_b=config.bm25_b,
+        )
 
     def fingerprint(self) -> str:
         """Hash of ids and plays: same data -> same fingerprint."""
@@ -301,18 +321,22 @@ def weight_plays(
         floor = np.float32(BM25_FLOOR * max(float(weighted.data.max(initial=0.0)), 1e-6))
         low = weighted.data < floor
         if low.any():
-            logger.warning("bm25 weighting: %d of %d plays got a confidence <= 0 (items played by "
-                           "almost every user); raised to %.3g", int(low.sum()), weighted.nnz,
-                           floor)
+            logger.warning(
+                "bm25 weighting: %d of %d plays got a confidence <= 0 (items played by "
+                "almost every user); raised to %.3g",
+                int(low.sum()),
+                weighted.nnz,
+                floor,
+            )
             weighted.data[low] = floor
         return weighted
     raise ValueError(f"weighting {weighting!r} is not one of {WEIGHTINGS}")
 
 
 # ---------------------------------------------------------------------------------- models
-def _top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[
-    np.ndarray, np.ndarray
-]:
+def _top_n(
+    scores: np.ndarray, n: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the ``n`` highest finite scores, best first, minus ``exclude``."""
     scores = np.asarray(scores, dtype=np.float64).copy()
     if exclude is not None and len(exclude):
@@ -372,7 +396,10 @@ class CFModel(ABC):
         return _top_n(scores, n, exclude=row.indices)
 
     def recommend_batch(
-        self, user_indices: np.ndarray, user_items: sparse.csr_matrix, n: int = 10,
+        self,
+        user_indices: np.ndarray,
+        user_items: sparse.csr_matrix,
+        n: int = 10,
         batch_size: int = 256,
     ) -> list[np.ndarray]:
         """Top-``n`` item indices for many users; ``user_items`` rows align with ``user_indices``."""
@@ -393,8 +420,12 @@ class CFModel(ABC):
     def save(self, path: str | Path) -> None:
         """Save the model state to an ``.npz`` file."""
         arrays = self._state()
-        np.savez(path, kind=np.array(self.kind), config=np.array(json.dumps(
-            self.config.to_dict())), **arrays)
+        np.savez(
+            path,
+            kind=np.array(self.kind),
+            config=np.array(json.dumps(self.config.to_dict())),
+            **arrays,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> CFModel:
@@ -470,8 +501,11 @@ class ALSModel(_FactorModel):
         from implicit.cpu.als import AlternatingLeastSquares
 
         model = AlternatingLeastSquares(
-            factors=self.config.factors, regularization=self.config.regularization,
-            alpha=1.0, iterations=self.config.iterations, random_state=self.config.seed,
+            factors=self.config.factors,
+            regularization=self.config.regularization,
+            alpha=1.0,
+            iterations=self.config.iterations,
+            random_state=self.config.seed,
             num_threads=self.num_threads,
         )
         model.fit(user_items, show_progress=False)
@@ -483,8 +517,15 @@ class ALSModel(_FactorModel):
         """implicit's ALS loss on ``user_items`` (one extra pass)."""
         from implicit.cpu._als import calculate_loss
 
-        return float(calculate_loss(user_items, self._require_fitted(self._users), self._items,
-                                    self.config.regularization, num_threads=self.num_threads))
+        return float(
+            calculate_loss(
+                user_items,
+                self._require_fitted(self._users),
+                self._items,
+                self.config.regularization,
+                num_threads=self.num_threads,
+            )
+        )
 
 
 class BPRModel(_FactorModel):
@@ -500,9 +541,12 @@ class BPRModel(_FactorModel):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         model = BayesianPersonalizedRanking(
-            factors=self.config.factors, learning_rate=self.config.learning_rate,
-            regularization=self.config.regularization, iterations=self.config.iterations,
-            random_state=self.config.seed, num_threads=self.num_threads,
+            factors=self.config.factors,
+            learning_rate=self.config.learning_rate,
+            regularization=self.config.regularization,
+            iterations=self.config.iterations,
+            random_state=self.config.seed,
+            num_threads=self.num_threads,
         )
         model.fit(user_items, show_progress=False)
         self._users = np.asarray(model.user_factors)
@@ -523,8 +567,12 @@ class ItemKNNModel(CFModel):
         from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 
         if self.config.model == "item_knn_bm25":
-            model = BM25Recommender(K=self.config.neighbours, K1=self.config.bm25_k1,
-                                    B=self.config.bm25_b, num_threads=self.num_threads)
+            model = BM25Recommender(
+                K=self.config.neighbours,
+                K1=self.config.bm25_k1,
+                B=self.config.bm25_b,
+                num_threads=self.num_threads,
+            )
         else:
             model = CosineRecommender(K=self.config.neighbours, num_threads=self.num_threads)
         with warnings.catch_warnings():  # implicit converts its own bm25 COO output and warns
@@ -545,12 +593,17 @@ class ItemKNNModel(CFModel):
 
     def _state(self) -> dict[str, np.ndarray]:
         sim = self._require_fitted(self.similarity)
-        return {"data": sim.data, "indices": sim.indices, "indptr": sim.indptr,
-                "shape": np.array(sim.shape)}
+        return {
+            "data": sim.data,
+            "indices": sim.indices,
+            "indptr": sim.indptr,
+            "shape": np.array(sim.shape),
+        }
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self.similarity = sparse.csr_matrix(
-            (state["data"], state["indices"], state["indptr"]), shape=tuple(state["shape"]))
+            (state["data"], state["indices"], state["indptr"]), shape=tuple(state["shape"])
+        )
 
 
 class EASEModel(CFModel):
@@ -603,8 +656,11 @@ class EASEModel(CFModel):
         return _top_n(scores, n, exclude=np.array([item_index]))
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"weights": self._require_fitted(self.weights),
-                "modelled_items": self.modelled_items, "n_items": np.array(self.n_items)}
+        return {
+            "weights": self._require_fitted(self.weights),
+            "modelled_items": self.modelled_items,
+            "n_items": np.array(self.n_items),
+        }
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self.weights = state["weights"]
@@ -705,8 +761,11 @@ class FittedCF:
         plays = self.interactions.plays
         np.savez(
             folder / _INTERACTIONS_FILE,
-            user_ids=np.array(self.user_ids, dtype=str), item_ids=np.array(self.item_ids, dtype=str),
-            data=plays.data, indices=plays.indices, indptr=plays.indptr,
+            user_ids=np.array(self.user_ids, dtype=str),
+            item_ids=np.array(self.item_ids, dtype=str),
+            data=plays.data,
+            indices=plays.indices,
+            indptr=plays.indptr,
             shape=np.array(plays.shape),
         )
         meta = {
@@ -774,7 +833,11 @@ def fit_cf(
     version = cf_version(interactions, config)
     logger.info(
         "fitted CF %s on %d users x %d items (%d listens) in %.2fs, version %s",
-        config.model, *interactions.shape, interactions.plays.nnz, fit_seconds, version,
+        config.model,
+        *interactions.shape,
+        interactions.plays.nnz,
+        fit_seconds,
+        version,
     )
     model.loss = loss
     return FittedCF(model, interactions, user_items, config, version, fit_seconds, loss)
@@ -785,19 +848,30 @@ def load_fitted(directory: str | Path) -> FittedCF:
     folder = Path(directory)
     meta_path = folder / _META_FILE
     if not meta_path.exists():
-        raise FileNotFoundError(f"no saved CF model in {folder} ({_META_FILE} missing); "
-                                "fit and save one with fit_cf(...).save(folder)")
+        raise FileNotFoundError(
+            f"no saved CF model in {folder} ({_META_FILE} missing); "
+            "fit and save one with fit_cf(...).save(folder)"
+        )
     meta = json.loads(meta_path.read_text())
     config = CFConfig.from_dict(meta["config"])
     model = CFModel.load(folder / _MODEL_FILE)
     with np.load(folder / _INTERACTIONS_FILE, allow_pickle=False) as data:
-        plays = sparse.csr_matrix((data["data"], data["indices"], data["indptr"]),
-                                  shape=tuple(data["shape"]))
-        interactions = Interactions([str(u) for u in data["user_ids"]],
-                                    [str(i) for i in data["item_ids"]], plays)
+        plays = sparse.csr_matrix(
+            (data["data"], data["indices"], data["indptr"]), shape=tuple(data["shape"])
+        )
+        interactions = Interactions(
+            [str(u) for u in data["user_ids"]], [str(i) for i in data["item_ids"]], plays
+        )
     model.loss = meta.get("loss")
-    return FittedCF(model, interactions, interactions.weighted(config), config, meta["version"],
-                    float(meta["fit_seconds"]), meta.get("loss"))
+    return FittedCF(
+        model,
+        interactions,
+        interactions.weighted(config),
+        config,
+        meta["version"],
+        float(meta["fit_seconds"]),
+        meta.get("loss"),
+    )
 
 
 def saved_version(directory: str | Path) -> str | None:

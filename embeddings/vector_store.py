@@ -410,19 +410,26 @@ class VectorStore:
         if previous == physical:
             properties = self._properties(physical)
             self._ensure_loaded(physical)
-            if (
-                properties.get(PROP_COMPLETE) == "true"
-                and self._count_physical(physical) == len(id_list)
+            if properties.get(PROP_COMPLETE) == "true" and self._count_physical(physical) == len(
+                id_list
             ):
                 dropped = self._drop_old_versions(name, physical, keep_versions)
                 logger.info(
                     "vector collection %s already at version %s with %d rows; nothing to write",
-                    name, version, len(id_list),
+                    name,
+                    version,
+                    len(id_list),
                 )
                 return WriteReport(
-                    name=name, version=version, physical_name=physical, rows=len(id_list),
-                    written=False, seconds=time.perf_counter() - started, rows_per_second=0.0,
-                    previous_physical_name=previous, dropped=dropped,
+                    name=name,
+                    version=version,
+                    physical_name=physical,
+                    rows=len(id_list),
+                    written=False,
+                    seconds=time.perf_counter() - started,
+                    rows_per_second=0.0,
+                    previous_physical_name=previous,
+                    dropped=dropped,
                 )
             raise VectorStoreError(
                 f"vector collection {name!r} points at {physical} but it holds a different row "
@@ -440,8 +447,9 @@ class VectorStore:
             self._forget(physical)
             dropped.append(physical)
 
-        self._create_physical(physical, dim, metric, index, index_params, field_specs,
-                              len(id_list), version)
+        self._create_physical(
+            physical, dim, metric, index, index_params, field_specs, len(id_list), version
+        )
         upsert_started = time.perf_counter()
         field_names = list(field_specs)
         for start in range(0, len(id_list), batch_size):
@@ -476,14 +484,24 @@ class VectorStore:
         self._search_defaults.pop(name, None)
         logger.info(
             "vector collection %s -> %s (%d rows, %s, %s; was %s)",
-            name, physical, rows, metric, index, previous,
+            name,
+            physical,
+            rows,
+            metric,
+            index,
+            previous,
         )
         dropped += self._drop_old_versions(name, physical, keep_versions)
         return WriteReport(
-            name=name, version=version, physical_name=physical, rows=rows, written=True,
+            name=name,
+            version=version,
+            physical_name=physical,
+            rows=rows,
+            written=True,
             seconds=time.perf_counter() - started,
             rows_per_second=len(id_list) / max(upsert_seconds, 1e-9),
-            previous_physical_name=previous, dropped=dropped,
+            previous_physical_name=previous,
+            dropped=dropped,
         )
 
     def _create_physical(
@@ -609,8 +627,9 @@ class VectorStore:
         if queries.ndim == 1:
             queries = queries[None, :]
         if queries.ndim != 2 or queries.shape[0] == 0:
-            raise ValueError(f"query vectors for {name!r} must be (dim,) or (n, dim), got "
-                             f"shape {queries.shape}")
+            raise ValueError(
+                f"query vectors for {name!r} must be (dim,) or (n, dim), got shape {queries.shape}"
+            )
         _, _, index = self._search_setup(name)
         params = _default_search_params(index, k)
         params.update(search_params or {})
@@ -625,8 +644,10 @@ class VectorStore:
             timeout=self._timeout,
         )
         return [
-            [{**hit.get("entity", {}), "id": hit["id"], "score": float(hit["distance"])}
-             for hit in hits]
+            [
+                {**hit.get("entity", {}), "id": hit["id"], "score": float(hit["distance"])}
+                for hit in hits
+            ]
             for hits in results
         ]
 
@@ -672,7 +693,9 @@ class VectorStore:
         self._ensure_loaded(target)
         fields = list(output_fields or [])
         iterator = self._client.query_iterator(
-            name, batch_size=batch_size, filter="",
+            name,
+            batch_size=batch_size,
+            filter="",
             output_fields=[ID_FIELD, VECTOR_FIELD, *fields],
         )
         rows: list[dict[str, Any]] = []
@@ -689,7 +712,8 @@ class VectorStore:
         ids = [r[ID_FIELD] for r in rows]
         vectors = (
             np.asarray([r[VECTOR_FIELD] for r in rows], dtype=np.float32)
-            if rows else np.zeros((0, dim), dtype=np.float32)
+            if rows
+            else np.zeros((0, dim), dtype=np.float32)
         )
         return ids, vectors, {f: [r.get(f) for r in rows] for f in fields}
 
@@ -792,8 +816,9 @@ def _infer_fields(
         elif kinds <= {int, float}:
             if any(isinstance(v, float) and not math.isfinite(v) for v in present):
                 raise ValueError(f"field {field_name!r} for {name!r} holds NaN or inf")
-            specs[field_name] = _FieldSpec("DOUBLE", [None if v is None else float(v)
-                                                      for v in values], nullable)
+            specs[field_name] = _FieldSpec(
+                "DOUBLE", [None if v is None else float(v) for v in values], nullable
+            )
         else:
             raise ValueError(
                 f"field {field_name!r} for {name!r} mixes or uses unsupported types "

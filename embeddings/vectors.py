@@ -137,16 +137,30 @@ def write_cf_vectors(
         item_fields["name"] = [str(item_names.get(i, "")) for i in fitted.item_ids]
     reports = {
         items_collection: store.write_collection(
-            items_collection, fitted.item_ids, items, item_fields, dim=items.shape[1],
-            metric=metric, index=index, version=fitted.version, batch_size=batch_size,
+            items_collection,
+            fitted.item_ids,
+            items,
+            item_fields,
+            dim=items.shape[1],
+            metric=metric,
+            index=index,
+            version=fitted.version,
+            batch_size=batch_size,
             progress=progress,
         )
     }
     if users_collection is not None:
         played = np.diff(fitted.interactions.plays.indptr)
         reports[users_collection] = store.write_collection(
-            users_collection, fitted.user_ids, users, {"listens": [int(n) for n in played]},
-            dim=users.shape[1], metric=metric, index=index, version=fitted.version,
-            batch_size=batch_size, progress=progress,
+            users_collection,
+            fitted.user_ids,
+            users,
+            {"listens": [int(n) for n in played]},
+            dim=users.shape[1],
+            metric=metric,
+            index=index,
+            version=fitted.version,
+            batch_size=batch_size,
+            progress=progress,
         )
     return reports

@@ -43,8 +43,15 @@ BLEND_COLUMNS = ["user_id", "item_id", "score", "source", "reason_code", "reason
 # no audio, so the ``audio`` and ``new`` weights are set by hand, not tuned. Sources absent from
 # the candidates are ignored.
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "item_knn": 1.0, "als": 0.5, "text": 0.5, "ease": 0.1, "audio": 0.5, "new": 0.25,
-    "popularity": 0.0, "exploration": 0.0, "novelty": 0.0,
+    "item_knn": 1.0,
+    "als": 0.5,
+    "text": 0.5,
+    "ease": 0.1,
+    "audio": 0.5,
+    "new": 0.25,
+    "popularity": 0.0,
+    "exploration": 0.0,
+    "novelty": 0.0,
 }
 
 
@@ -158,8 +165,9 @@ def fusion_table(
     """
     missing = set(CANDIDATE_COLUMNS) - set(candidates.columns)
     if missing:
-        raise ValueError(f"candidates lack columns {sorted(missing)}; build them with "
-                         "recommend.candidates")
+        raise ValueError(
+            f"candidates lack columns {sorted(missing)}; build them with recommend.candidates"
+        )
     if candidates.empty:
         raise ValueError("no candidates to blend")
     frame = candidates[CANDIDATE_COLUMNS].copy()
@@ -169,11 +177,18 @@ def fusion_table(
     frame = frame.sort_values("score", ascending=False, kind="mergesort")
     frame = frame.drop_duplicates(["user_id", "item_id", "source"])
     if novelty is not None:
-        shares = pd.Series(novelty, dtype=float) if not isinstance(novelty, pd.Series) else (
-            novelty.astype(float))
+        shares = (
+            pd.Series(novelty, dtype=float)
+            if not isinstance(novelty, pd.Series)
+            else (novelty.astype(float))
+        )
         extra = frame.drop_duplicates(["user_id", "item_id"])[["user_id", "item_id"]].copy()
-        extra["score"] = extra["item_id"].map(shares).fillna(
-            float(shares.max()) if len(shares) else 0.0).to_numpy()
+        extra["score"] = (
+            extra["item_id"]
+            .map(shares)
+            .fillna(float(shares.max()) if len(shares) else 0.0)
+            .to_numpy()
+        )
         extra["source"] = NOVELTY_SOURCE
         extra["reason_code"] = None
         extra["reason_detail"] = None
@@ -182,8 +197,9 @@ def fusion_table(
     sources = sorted(frame["source"].unique())
     user_code, user_values = pd.factorize(frame["user_id"], sort=True)
     item_code, item_values = pd.factorize(frame["item_id"], sort=True)
-    keys, codes = np.unique(user_code.astype(np.int64) * len(item_values) + item_code,
-                            return_inverse=True)
+    keys, codes = np.unique(
+        user_code.astype(np.int64) * len(item_values) + item_code, return_inverse=True
+    )
     source_col = pd.Categorical(frame["source"], categories=sources).codes
     matrix = np.zeros((len(keys), len(sources)))
     matrix[codes, source_col] = frame["normalised"].to_numpy()
@@ -193,15 +209,17 @@ def fusion_table(
     reason_details[codes, source_col] = frame["reason_detail"].to_numpy()
     user_codes = keys // len(item_values)
     item_codes = keys % len(item_values)
-    pairs = pd.DataFrame({"user_id": np.asarray(user_values, dtype=object)[user_codes],
-                          "item_id": np.asarray(item_values, dtype=object)[item_codes]})
-    return FusionTable(pairs, sources, matrix, reason_codes, reason_details, user_codes,
-                       item_codes)
+    pairs = pd.DataFrame(
+        {
+            "user_id": np.asarray(user_values, dtype=object)[user_codes],
+            "item_id": np.asarray(item_values, dtype=object)[item_codes],
+        }
+    )
+    return FusionTable(pairs, sources, matrix, reason_codes, reason_details, user_codes, item_codes)
 
 
 def item_novelty(listens: pd.DataFrame) -> pd.Series:
-    """Self-information ``-log2(share of users who played the item)`` per item (index item_id).
-    """
+    """Self-information ``-log2(share of users who played the item)`` per item (index item_id)."""
     missing = {"user_id", "item_id"} - set(listens.columns)
     if missing:
         raise ValueError(f"listens frame lacks columns {sorted(missing)}")
@@ -253,16 +271,26 @@ def fuse(
         (only zero-weight sources) rank last.
     """
     config = config or BlendConfig()
-    if config.weights.get(NOVELTY_SOURCE, 0.0) > 0 and novelty is None and not isinstance(
-            candidates, FusionTable):
-        raise ValueError("the blend weighs 'novelty' but no item novelty was given; pass "
-                         "novelty=item_novelty(listens)")
-    table = candidates if isinstance(candidates, FusionTable) else fusion_table(
-        candidates, config.method, rrf_k=config.rrf_k, novelty=novelty)
+    if (
+        config.weights.get(NOVELTY_SOURCE, 0.0) > 0
+        and novelty is None
+        and not isinstance(candidates, FusionTable)
+    ):
+        raise ValueError(
+            "the blend weighs 'novelty' but no item novelty was given; pass "
+            "novelty=item_novelty(listens)"
+        )
+    table = (
+        candidates
+        if isinstance(candidates, FusionTable)
+        else fusion_table(candidates, config.method, rrf_k=config.rrf_k, novelty=novelty)
+    )
     weights = _weight_vector(table, config.weights)
     if not (weights > 0).any():
-        raise ValueError(f"every blend weight is 0 for the sources {table.sources}; give at "
-                         "least one source a positive weight")
+        raise ValueError(
+            f"every blend weight is 0 for the sources {table.sources}; give at "
+            "least one source a positive weight"
+        )
     contributions = table.matrix * weights
     scores = contributions.sum(axis=1)
     # the reason comes from the strongest contributing source; ties: the higher weight
@@ -271,14 +299,20 @@ def fuse(
     best = np.argmax(strength, axis=1)
     order, rank = _ranked_positions(table, scores)
     rows = np.arange(len(scores))
-    out = pd.DataFrame({
-        "user_id": table.pairs["user_id"].to_numpy(),
-        "item_id": table.pairs["item_id"].to_numpy(),
-        "score": scores,
-        "source": np.asarray(table.sources, dtype=object)[best],
-        "reason_code": table.reason_codes[rows, best],
-        "reason_detail": table.reason_details[rows, best],
-    }).iloc[order].reset_index(drop=True)
+    out = (
+        pd.DataFrame(
+            {
+                "user_id": table.pairs["user_id"].to_numpy(),
+                "item_id": table.pairs["item_id"].to_numpy(),
+                "score": scores,
+                "source": np.asarray(table.sources, dtype=object)[best],
+                "reason_code": table.reason_codes[rows, best],
+                "reason_detail": table.reason_details[rows, best],
+            }
+        )
+        .iloc[order]
+        .reset_index(drop=True)
+    )
     out["rank"] = rank + 1
     return out
 
@@ -293,13 +327,23 @@ def top_k_ranking(blended: pd.DataFrame, k: int) -> dict[str, list[str]]:
 
 def source_rankings(candidates: pd.DataFrame, k: int) -> dict[str, dict[str, list[str]]]:
     """Each single source's own top-``k`` per user: ``{source: {user: [items]}}``."""
-    ordered = candidates.sort_values(["source", "user_id", "score", "item_id"],
-                                     ascending=[True, True, False, True], kind="mergesort")
+    ordered = candidates.sort_values(
+        ["source", "user_id", "score", "item_id"],
+        ascending=[True, True, False, True],
+        kind="mergesort",
+    )
     return {source: top_k_ranking(group, k) for source, group in ordered.groupby("source")}
 
 
-def _metrics(table: FusionTable, scores: np.ndarray, relevant: np.ndarray, ideal: np.ndarray,
-             k: int, n_users: int, self_information: np.ndarray | None) -> dict[str, float]:
+def _metrics(
+    table: FusionTable,
+    scores: np.ndarray,
+    relevant: np.ndarray,
+    ideal: np.ndarray,
+    k: int,
+    n_users: int,
+    self_information: np.ndarray | None,
+) -> dict[str, float]:
     """NDCG@k (mean over validation users), coverage@k (distinct items / candidate items) and
     novelty@k (mean self-information of the top-k pairs) of one blended scoring."""
     order, rank = _ranked_positions(table, scores)
@@ -312,16 +356,19 @@ def _metrics(table: FusionTable, scores: np.ndarray, relevant: np.ndarray, ideal
     top_pairs = order[in_top]
     result = {
         "ndcg": float(per_user.sum()) / max(n_users, 1),
-        "coverage": len(np.unique(table.item_codes[top_pairs])) / max(
-            int(table.item_codes.max()) + 1, 1),
+        "coverage": len(np.unique(table.item_codes[top_pairs]))
+        / max(int(table.item_codes.max()) + 1, 1),
     }
     if self_information is not None:
         result["novelty"] = float(self_information[top_pairs].mean())
     return result
 
 
-def _truth_arrays(table: FusionTable, validation: pd.DataFrame, k: int,
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
+def _truth_arrays(
+    table: FusionTable,
+    validation: pd.DataFrame,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
     truth = validation[["user_id", "item_id"]].astype(str).drop_duplicates()
     keys = pd.MultiIndex.from_frame(truth)
     pair_keys = pd.MultiIndex.from_frame(table.pairs)
@@ -336,36 +383,66 @@ def _truth_arrays(table: FusionTable, validation: pd.DataFrame, k: int,
 class _Search:
     """One normalisation's fusion table, validation truth and constraint target."""
 
-    def __init__(self, table: FusionTable, validation: pd.DataFrame, k: int,
-                 novelty: Mapping[str, float] | pd.Series | None, reference: str | None,
-                 penalty: float, method: str, history: list[dict], margin: float) -> None:
+    def __init__(
+        self,
+        table: FusionTable,
+        validation: pd.DataFrame,
+        k: int,
+        novelty: Mapping[str, float] | pd.Series | None,
+        reference: str | None,
+        penalty: float,
+        method: str,
+        history: list[dict],
+        margin: float,
+    ) -> None:
         self.table, self.k, self.penalty = table, k, penalty
         self.method, self.history = method, history
         self.relevant, self.ideal, self.n_users = _truth_arrays(table, validation, k)
         self.self_information = None
         if novelty is not None:
             shares = pd.Series(novelty, dtype=float)
-            self.self_information = table.pairs["item_id"].map(shares).fillna(
-                float(shares.max())).to_numpy()
+            self.self_information = (
+                table.pairs["item_id"].map(shares).fillna(float(shares.max())).to_numpy()
+            )
         self.target: dict[str, float] = {}
         if reference is not None and reference in table.sources:
             measured = self.measure({reference: 1.0})
-            self.target = {name: value * (1.0 + margin) for name, value in measured.items()
-                           if name != "ndcg"}
+            self.target = {
+                name: value * (1.0 + margin) for name, value in measured.items() if name != "ndcg"
+            }
 
     def measure(self, weights: Mapping[str, float]) -> dict[str, float]:
         scores = self.table.matrix @ _weight_vector(self.table, weights)
-        return _metrics(self.table, scores, self.relevant, self.ideal, self.k, self.n_users,
-                        self.self_information)
+        return _metrics(
+            self.table,
+            scores,
+            self.relevant,
+            self.ideal,
+            self.k,
+            self.n_users,
+            self.self_information,
+        )
 
-    def evaluate(self, weights: Mapping[str, float], round_number: int, source: str,
-                 value: float) -> float:
+    def evaluate(
+        self, weights: Mapping[str, float], round_number: int, source: str, value: float
+    ) -> float:
         measured = self.measure(weights)
-        shortfall = sum(max(0.0, (self.target[name] - measured[name]) / self.target[name])
-                        for name in self.target if self.target[name] > 0)
+        shortfall = sum(
+            max(0.0, (self.target[name] - measured[name]) / self.target[name])
+            for name in self.target
+            if self.target[name] > 0
+        )
         objective = measured["ndcg"] - self.penalty * shortfall
-        self.history.append({"method": self.method, "round": round_number, "source": source,
-                             "weight": value, **measured, "objective": objective})
+        self.history.append(
+            {
+                "method": self.method,
+                "round": round_number,
+                "source": source,
+                "weight": value,
+                **measured,
+                "objective": objective,
+            }
+        )
         return objective
 
 
@@ -427,19 +504,21 @@ def tune_blend(
         source's validation metrics.
     """
     if validation.empty:
-        raise ValueError("validation split is empty: carve one from train "
-                         "(recommend.evaluation.validation_split)")
+        raise ValueError(
+            "validation split is empty: carve one from train "
+            "(recommend.evaluation.validation_split)"
+        )
     history: list[dict] = []
     references: dict[str, dict[str, float]] = {}
     best_overall: tuple[float, BlendConfig] | None = None
     for method in methods:
         table = fusion_table(candidates, method, rrf_k=rrf_k, novelty=novelty)
-        search = _Search(table, validation, k, novelty, reference, penalty, method, history,
-                         margin)
+        search = _Search(table, validation, k, novelty, reference, penalty, method, history, margin)
         tuned = [s for s in (sources or table.sources) if s in table.sources]
         if not tuned:
-            raise ValueError(f"none of the sources {sources} is among the candidates' "
-                             f"{table.sources}")
+            raise ValueError(
+                f"none of the sources {sources} is among the candidates' {table.sources}"
+            )
         references[method] = search.target
         # start from the single best real source
         start = {s: search.evaluate({s: 1.0}, 0, s, 1.0) for s in tuned if s != NOVELTY_SOURCE}
@@ -451,7 +530,8 @@ def tune_blend(
                 for value in grid:
                     trial = {**weights, source: value}
                     if value == weights[source] or not any(
-                            w > 0 for s, w in trial.items() if s != NOVELTY_SOURCE):
+                        w > 0 for s, w in trial.items() if s != NOVELTY_SOURCE
+                    ):
                         continue
                     score = search.evaluate(trial, round_number, source, value)
                     if score > best + 1e-9:

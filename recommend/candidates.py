@@ -68,28 +68,39 @@ VectorTable = tuple[Sequence[str], np.ndarray]
 # ---------------------------------------------------------------------------------- helpers
 def empty_candidates() -> pd.DataFrame:
     """An empty candidate frame with the right columns and dtypes."""
-    return pd.DataFrame({
-        "user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
-        "score": pd.Series(dtype=float), "source": pd.Series(dtype=object),
-        "reason_code": pd.Series(dtype=object), "reason_detail": pd.Series(dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": pd.Series(dtype=object),
+            "item_id": pd.Series(dtype=object),
+            "score": pd.Series(dtype=float),
+            "source": pd.Series(dtype=object),
+            "reason_code": pd.Series(dtype=object),
+            "reason_detail": pd.Series(dtype=object),
+        }
+    )
 
 
 def _frame(
-    users: list[str], items: list[str], scores: list[float], source: str,
-    codes: list[str] | str, details: list[str] | str,
+    users: list[str],
+    items: list[str],
+    scores: list[float],
+    source: str,
+    codes: list[str] | str,
+    details: list[str] | str,
 ) -> pd.DataFrame:
     if not users:
         return empty_candidates()
     size = len(users)
-    return pd.DataFrame({
-        "user_id": users,
-        "item_id": items,
-        "score": np.asarray(scores, dtype=float),
-        "source": [source] * size,
-        "reason_code": codes if isinstance(codes, list) else [codes] * size,
-        "reason_detail": details if isinstance(details, list) else [details] * size,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "score": np.asarray(scores, dtype=float),
+            "source": [source] * size,
+            "reason_code": codes if isinstance(codes, list) else [codes] * size,
+            "reason_detail": details if isinstance(details, list) else [details] * size,
+        }
+    )
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], name: str) -> None:
@@ -106,8 +117,11 @@ def _check_n(n: int) -> None:
 def _top_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row: indices of the ``n`` best finite scores (best first, ties by index), a mask."""
     n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else (
-        np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1)))
+    part = (
+        np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        if n < scores.shape[1]
+        else (np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1)))
+    )
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     top = np.take_along_axis(part, order, axis=1)
@@ -187,14 +201,15 @@ def cf_candidates(
     codes: list[str] = []
     details: list[str] = []
     for start in range(0, len(rows), batch_size):
-        batch = rows[start:start + batch_size]
+        batch = rows[start : start + batch_size]
         batch_items = user_items[batch]
         scores = np.asarray(fitted.model.score_users(batch, batch_items), dtype=np.float64)
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
         played_rows = plays[batch]
-        scores[np.repeat(np.arange(len(batch)), np.diff(played_rows.indptr)),
-               played_rows.indices] = -np.inf
+        scores[
+            np.repeat(np.arange(len(batch)), np.diff(played_rows.indptr)), played_rows.indices
+        ] = -np.inf
         top, finite = _top_rows(scores, n)
         for offset, row in enumerate(batch):
             chosen = top[offset][finite[offset]]
@@ -254,7 +269,8 @@ class _CFExplainer:
                 contribution = np.zeros((played.nnz, len(chosen)))
                 ok_p, ok_c = played_pos >= 0, chosen_pos >= 0
                 contribution[np.ix_(ok_p, ok_c)] = self.weights[
-                    np.ix_(played_pos[ok_p], chosen_pos[ok_c])]
+                    np.ix_(played_pos[ok_p], chosen_pos[ok_c])
+                ]
             else:
                 contribution = self.similarity[played.indices][:, chosen].toarray()
             contribution = contribution * played.data[:, None]
@@ -266,7 +282,7 @@ class _CFExplainer:
         if self.kind in FACTOR_KINDS:
             similarity = self.user_vectors @ self.user_vectors[row]
             similarity[row] = -np.inf
-            nearest = np.argpartition(-similarity, self.neighbours - 1)[:self.neighbours]
+            nearest = np.argpartition(-similarity, self.neighbours - 1)[: self.neighbours]
             counts = np.asarray(self.binary[nearest][:, chosen].sum(axis=0)).ravel()
             details = [f"{int(c)}/{self.neighbours}" for c in counts]
             codes = ["listeners_like_you" if c > 0 else "taste_profile" for c in counts]
@@ -319,18 +335,18 @@ def normalise_sparse(matrix: sparse.spmatrix) -> sparse.csr_matrix:
 
 def _term_matrix(artist_terms: pd.DataFrame) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
     _require(artist_terms, ("artist_id", "term", "weight"), "artist_terms")
-    artists, artist_rows = np.unique(artist_terms["artist_id"].astype(str).to_numpy(),
-                                     return_inverse=True)
+    artists, artist_rows = np.unique(
+        artist_terms["artist_id"].astype(str).to_numpy(), return_inverse=True
+    )
     terms, term_cols = np.unique(artist_terms["term"].astype(str).to_numpy(), return_inverse=True)
     matrix = sparse.csr_matrix(
         (artist_terms["weight"].to_numpy(dtype=np.float64), (artist_rows, term_cols)),
-        shape=(len(artists), len(terms)))
+        shape=(len(artists), len(terms)),
+    )
     return matrix, artists, terms
 
 
-def item_vectors_from_artists(
-    items: pd.DataFrame, artist_vectors: VectorTable
-) -> VectorTable:
+def item_vectors_from_artists(items: pd.DataFrame, artist_vectors: VectorTable) -> VectorTable:
     """Give each item its artist's vector (track-level catalogs); items of unknown artists drop.
 
     Parameters
@@ -412,8 +428,7 @@ def content_candidates(
     position = pd.Series(np.arange(len(item_ids)), index=pd.Index(item_ids))
     history = listens.assign(row=listens["item_id"].astype(str).map(position))
     history = history[history["row"].notna()]
-    played_rows = {str(u): g.to_numpy(dtype=np.int64)
-                   for u, g in history.groupby("user_id")["row"]}
+    played_rows = {str(u): g.to_numpy(dtype=np.int64) for u, g in history.groupby("user_id")["row"]}
     all_played = played_items(listens)
     allowed = _catalog_mask(item_ids.tolist(), catalog)
     describer = None
@@ -425,8 +440,8 @@ def content_candidates(
     codes: list[str] = []
     details: list[str] = []
     for start in range(0, len(profile_users), batch_size):
-        batch_users = profile_users[start:start + batch_size]
-        scores = (profiles[start:start + batch_size] @ matrix.T).astype(np.float64)
+        batch_users = profile_users[start : start + batch_size]
+        scores = (profiles[start : start + batch_size] @ matrix.T).astype(np.float64)
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
         for offset, user in enumerate(batch_users):
@@ -436,8 +451,9 @@ def content_candidates(
             user = str(user)
             chosen = top[offset][finite[offset]]
             # items played but without a vector row are already excluded; guard the rest
-            chosen = np.array([c for c in chosen if item_ids[c] not in all_played.get(user, ())],
-                              dtype=np.int64)[:n]
+            chosen = np.array(
+                [c for c in chosen if item_ids[c] not in all_played.get(user, ())], dtype=np.int64
+            )[:n]
             if len(chosen) == 0:
                 continue
             out_users.extend([user] * len(chosen))
@@ -458,33 +474,41 @@ def content_candidates(
                 closest = rows[np.argmax(matrix[rows] @ matrix[chosen].T, axis=0)]
                 codes.extend(["sounds_like"] * len(chosen))
                 details.extend(item_ids[closest].tolist())
-    logger.info("%s candidates: %d rows for %d users", source, len(out_users),
-                len(profile_users))
+    logger.info("%s candidates: %d rows for %d users", source, len(out_users), len(profile_users))
     return _frame(out_users, out_items, out_scores, source, codes, details)
 
 
 class _TermDescriber:
     """The candidate's terms that best match the terms of what the user played."""
 
-    def __init__(self, artist_terms: pd.DataFrame, item_ids: np.ndarray,
-                 item_artist: Mapping[str, str] | None, history: pd.DataFrame,
-                 top_terms: int = 2) -> None:
+    def __init__(
+        self,
+        artist_terms: pd.DataFrame,
+        item_ids: np.ndarray,
+        item_artist: Mapping[str, str] | None,
+        history: pd.DataFrame,
+        top_terms: int = 2,
+    ) -> None:
         matrix, artists, self.terms = _term_matrix(artist_terms)
         artist_row = pd.Series(np.arange(len(artists)), index=pd.Index(artists))
         item_artists = pd.Series(item_ids).map(
-            (lambda i: item_artist.get(i, i)) if item_artist is not None else (lambda i: i))
+            (lambda i: item_artist.get(i, i)) if item_artist is not None else (lambda i: i)
+        )
         rows = item_artists.map(artist_row)
         known = rows.notna().to_numpy()
         selector = sparse.csr_matrix(
             (np.ones(int(known.sum())), (np.flatnonzero(known), rows[known].to_numpy(dtype=int))),
-            shape=(len(item_ids), len(artists)))
+            shape=(len(item_ids), len(artists)),
+        )
         self.item_terms = (selector @ matrix).tocsr()
-        users, user_rows = np.unique(history["user_id"].astype(str).to_numpy(),
-                                     return_inverse=True)
+        users, user_rows = np.unique(history["user_id"].astype(str).to_numpy(), return_inverse=True)
         weights = sparse.csr_matrix(
-            (np.log1p(history["plays"].to_numpy(dtype=float)),
-             (user_rows, history["row"].to_numpy(dtype=np.int64))),
-            shape=(len(users), len(item_ids)))
+            (
+                np.log1p(history["plays"].to_numpy(dtype=float)),
+                (user_rows, history["row"].to_numpy(dtype=np.int64)),
+            ),
+            shape=(len(users), len(item_ids)),
+        )
         self.user_terms = (weights @ self.item_terms).tocsr()
         self.user_row = {u: i for i, u in enumerate(users)}
         self.top_terms = top_terms
@@ -503,7 +527,7 @@ class _TermDescriber:
             match = candidate_terms.data[start:stop] * profile[columns]
             if match.max() <= 0:  # nothing shared: the candidate's own strongest terms
                 match = candidate_terms.data[start:stop]
-            order = np.lexsort((columns, -match))[:self.top_terms]
+            order = np.lexsort((columns, -match))[: self.top_terms]
             codes.append("described_as")
             details.append(", ".join(self.terms[columns[order]]))
         return codes, details
@@ -546,7 +570,8 @@ def new_item_candidates(
     if user_matrix.shape[1] != item_matrix.shape[1]:
         raise ValueError(
             f"new item factors have {item_matrix.shape[1]} dimensions but user factors have "
-            f"{user_matrix.shape[1]}; project the audio into the same CF model's space")
+            f"{user_matrix.shape[1]}; project the audio into the same CF model's space"
+        )
     scores = user_matrix @ item_matrix.T
     for row, user in enumerate(user_ids):
         seen = played.get(str(user), set())
@@ -563,7 +588,9 @@ def new_item_candidates(
 
 
 def item_listeners(
-    listens: pd.DataFrame, *, week_start: pd.Timestamp | str | None = None,
+    listens: pd.DataFrame,
+    *,
+    week_start: pd.Timestamp | str | None = None,
     recent_weeks: int = 4,
 ) -> pd.Series:
     """Distinct listeners per item, over the ``recent_weeks`` before ``week_start`` when
@@ -672,8 +699,9 @@ def exploration_candidates(
         :data:`CANDIDATE_COLUMNS`, source ``exploration``, reason ``exploration``.
     """
     if fitted.config.model not in FACTOR_KINDS:
-        raise ValueError(f"exploration needs a factor model (als or bpr), got "
-                         f"{fitted.config.model!r}")
+        raise ValueError(
+            f"exploration needs a factor model (als or bpr), got {fitted.config.model!r}"
+        )
     frame = cf_candidates(fitted, "exploration", n, users=users, catalog=tail, explain=False)
     if frame.empty:
         return frame
@@ -726,8 +754,16 @@ def cold_start_candidates(
         for user in users:
             picks = rng.choice(len(tail), size=size, replace=False, p=weights)
             rows.extend((user, tail[p], float(size - j)) for j, p in enumerate(picks))
-        frames.append(_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                             "exploration", "cold_start", ""))
+        frames.append(
+            _frame(
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                "exploration",
+                "cold_start",
+                "",
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -784,20 +820,41 @@ def generate_candidates(
         :data:`CANDIDATE_COLUMNS`.
     """
     _require(listens, ("user_id", "item_id", "plays"), "listens")
-    user_list = sorted(set(listens["user_id"].astype(str))) if users is None else [
-        str(u) for u in users]
+    user_list = (
+        sorted(set(listens["user_id"].astype(str))) if users is None else [str(u) for u in users]
+    )
     played = played_items(listens)
     frames = []
     for label, model in fitted.items():
-        frames.append(cf_candidates(model, label, n, users=user_list, catalog=catalog,
-                                    explain=explain))
+        frames.append(
+            cf_candidates(model, label, n, users=user_list, catalog=catalog, explain=explain)
+        )
     if text_vectors is not None:
-        frames.append(content_candidates(listens, text_vectors, n, source="text",
-                                         users=user_list, catalog=catalog, explain=explain,
-                                         artist_terms=artist_terms, item_artist=item_artist))
+        frames.append(
+            content_candidates(
+                listens,
+                text_vectors,
+                n,
+                source="text",
+                users=user_list,
+                catalog=catalog,
+                explain=explain,
+                artist_terms=artist_terms,
+                item_artist=item_artist,
+            )
+        )
     if audio_vectors is not None:
-        frames.append(content_candidates(listens, audio_vectors, n, source="audio",
-                                         users=user_list, catalog=catalog, explain=explain))
+        frames.append(
+            content_candidates(
+                listens,
+                audio_vectors,
+                n,
+                source="audio",
+                users=user_list,
+                catalog=catalog,
+                explain=explain,
+            )
+        )
     listeners = item_listeners(listens, week_start=week_start)
     frames.append(popularity_candidates(listeners, played, user_list, n, catalog=catalog))
     explorer = fitted.get(exploration_model)
@@ -805,14 +862,16 @@ def generate_candidates(
         tail = tail_items(listeners, head_share)
         if catalog is not None:
             tail &= set(map(str, catalog))
-        frames.append(exploration_candidates(explorer, tail, exploration_n, users=user_list,
-                                             explain=explain))
+        frames.append(
+            exploration_candidates(explorer, tail, exploration_n, users=user_list, explain=explain)
+        )
         if new_item_vectors is not None:
             index = explorer.interactions.user_index
             known = [u for u in user_list if u in index]
             factors = explorer.model.user_factors[[index[u] for u in known]]
-            frames.append(new_item_candidates((known, factors), new_item_vectors, played,
-                                              n=min(n, 20)))
+            frames.append(
+                new_item_candidates((known, factors), new_item_vectors, played, n=min(n, 20))
+            )
     frames = [f for f in frames if not f.empty]
     if not frames:
         return empty_candidates()
@@ -860,8 +919,11 @@ def explain(reason_code: str, reason_detail: str, names: Mapping[str, str] | Non
     if reason_code == "popular_now":
         return "popular right now"
     if reason_code == "exploration":
-        return (f"off the beaten track, close to {name}" if detail
-                else "off the beaten track, close to your taste")
+        return (
+            f"off the beaten track, close to {name}"
+            if detail
+            else "off the beaten track, close to your taste"
+        )
     if reason_code == "cold_start":
         return "a less-known pick to start exploring"
     return "close to your taste"

@@ -94,7 +94,8 @@ def holdout_split(
     keys = rng.random(len(frame))
     frame_rank = (
         pd.DataFrame({"user_id": frame["user_id"].to_numpy(), "key": keys})
-        .groupby("user_id")["key"].rank(method="first")
+        .groupby("user_id")["key"]
+        .rank(method="first")
         .to_numpy()
     )
     sizes = frame.groupby("user_id")["item_id"].transform("size").to_numpy()
@@ -126,14 +127,18 @@ def time_split(
     """
     _check_listens(listens)
     if timestamp_column not in listens.columns:
-        raise ValueError(f"listens has no {timestamp_column!r} column; a time split needs "
-                         "timestamps, use holdout_split instead")
+        raise ValueError(
+            f"listens has no {timestamp_column!r} column; a time split needs "
+            "timestamps, use holdout_split instead"
+        )
     stamps = pd.to_datetime(listens[timestamp_column], utc=True, errors="coerce")
     if stamps.isna().all():
         raise ValueError(f"listens.{timestamp_column} holds no timestamps; use holdout_split")
     if stamps.isna().any():
-        raise ValueError(f"{int(stamps.isna().sum())} listens rows lack {timestamp_column}; "
-                         "a time split cannot place them")
+        raise ValueError(
+            f"{int(stamps.isna().sum())} listens rows lack {timestamp_column}; "
+            "a time split cannot place them"
+        )
     cutoff = stamps.max() - pd.Timedelta(weeks=weeks)
     frame = listens.reset_index(drop=True)
     return _finish_split(frame, (stamps > cutoff).to_numpy(), f"time (after {cutoff})")
@@ -143,14 +148,23 @@ def _finish_split(frame: pd.DataFrame, is_test: np.ndarray, kind: str) -> Split:
     train = frame.loc[~is_test]
     test = frame.loc[is_test]
     cold = ~test["item_id"].isin(set(train["item_id"])) | ~test["user_id"].isin(
-        set(train["user_id"]))
+        set(train["user_id"])
+    )
     if cold.any():
-        logger.info("%s split: %d test rows with an item or user unseen in train moved to train",
-                    kind, int(cold.sum()))
+        logger.info(
+            "%s split: %d test rows with an item or user unseen in train moved to train",
+            kind,
+            int(cold.sum()),
+        )
         train = pd.concat([train, test.loc[cold]])
         test = test.loc[~cold]
-    logger.info("%s split: %d train rows, %d test rows, %d test users", kind, len(train),
-                len(test), test["user_id"].nunique())
+    logger.info(
+        "%s split: %d train rows, %d test rows, %d test users",
+        kind,
+        len(train),
+        len(test),
+        test["user_id"].nunique(),
+    )
     return Split(train.reset_index(drop=True), test.reset_index(drop=True))
 
 
@@ -262,8 +276,9 @@ def item_popularity(train: pd.DataFrame) -> pd.Series:
     return train.groupby("item_id")["user_id"].nunique() / users
 
 
-def novelty(ranking: Ranking, popularity: Mapping[str, float] | pd.Series,
-            k: int | None = None) -> float:
+def novelty(
+    ranking: Ranking, popularity: Mapping[str, float] | pd.Series, k: int | None = None
+) -> float:
     """Mean self-information ``-log2(popularity share)`` of recommended items (higher = rarer).
 
     Items missing from ``popularity`` (never played in train) raise KeyError.
@@ -274,14 +289,17 @@ def novelty(ranking: Ranking, popularity: Mapping[str, float] | pd.Series,
         for item in list(items)[:k]:
             share = shares.get(item)
             if share is None or share <= 0:
-                raise KeyError(f"item {item!r} has no training popularity; novelty needs a share "
-                               "> 0 for every recommended item")
+                raise KeyError(
+                    f"item {item!r} has no training popularity; novelty needs a share "
+                    "> 0 for every recommended item"
+                )
             values.append(-np.log2(share))
     return float(np.mean(values)) if values else 0.0
 
 
 def intra_list_diversity(
-    ranking: Ranking, item_vectors: Mapping[str, np.ndarray] | tuple[Sequence[str], np.ndarray],
+    ranking: Ranking,
+    item_vectors: Mapping[str, np.ndarray] | tuple[Sequence[str], np.ndarray],
     k: int | None = None,
 ) -> float:
     """Mean over users of the mean pairwise cosine distance between their top-``k`` items.
@@ -379,21 +397,26 @@ def evaluate_models(
     for label, config in models.items():
         if isinstance(config, str):
             if config != "popularity":
-                raise ValueError(f"model {label!r}: {config!r} is neither a CFConfig nor "
-                                 "'popularity'")
+                raise ValueError(
+                    f"model {label!r}: {config!r} is neither a CFConfig nor 'popularity'"
+                )
             config = CFConfig(model="popularity", weighting="raw")
         fitted = fit_cf(interactions, config, num_threads=num_threads, compute_loss=False)
         ranking = rank_fitted(fitted, users, max(k))
         row = evaluate_ranking(ranking, test, train, ks=k, item_vectors=item_vectors)
         row["fit_seconds"] = fitted.fit_seconds
         rows.append({"model": label, **row})
-        logger.info("evaluated %s: %s", label,
-                    {key: round(v, 4) for key, v in row.items() if key.startswith("ndcg")})
+        logger.info(
+            "evaluated %s: %s",
+            label,
+            {key: round(v, 4) for key, v in row.items() if key.startswith("ndcg")},
+        )
     return pd.DataFrame(rows).set_index("model")
 
 
 def metrics_bar_chart(
-    table: pd.DataFrame, metrics: Sequence[str] = ("ndcg@10", "recall@10", "coverage@10"),
+    table: pd.DataFrame,
+    metrics: Sequence[str] = ("ndcg@10", "recall@10", "coverage@10"),
     title: str = "Offline evaluation",
 ) -> bytes:
     """A grouped bar chart (PNG bytes) of ``metrics`` per model from :func:`evaluate_models`."""

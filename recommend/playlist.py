@@ -53,17 +53,35 @@ from recommend.rerank import PlaylistConfig, rerank
 
 logger = logging.getLogger(__name__)
 
-PLAYLIST_OUTPUT_COLUMNS = ["week_start", "user_id", "position", "item_id", "artist_id", "name",
-                           "score", "source", "reason"]
+PLAYLIST_OUTPUT_COLUMNS = [
+    "week_start",
+    "user_id",
+    "position",
+    "item_id",
+    "artist_id",
+    "name",
+    "score",
+    "source",
+    "reason",
+]
 SIMILAR_COLUMNS = ["artist_id", "rank", "similar_artist_id", "score", "reason"]
 PLAYLIST_TABLE = "recommend.discover_weekly"
-EVALUATION_METRICS = ("ndcg@10", "ndcg@30", "recall@30", "coverage@30", "novelty@30",
-                      "diversity@30")
+EVALUATION_METRICS = (
+    "ndcg@10",
+    "ndcg@30",
+    "recall@30",
+    "coverage@30",
+    "novelty@30",
+    "diversity@30",
+)
 
 
 def _default_models() -> dict[str, CFConfig]:
-    return {"ease": CF_PRESETS["ease"], "item_knn": CF_PRESETS["item_knn"],
-            "als": CF_PRESETS["als"]}
+    return {
+        "ease": CF_PRESETS["ease"],
+        "item_knn": CF_PRESETS["item_knn"],
+        "als": CF_PRESETS["als"],
+    }
 
 
 @dataclass(frozen=True)
@@ -120,8 +138,10 @@ class DiscoverWeeklyConfig:
 def _check_items(items: pd.DataFrame) -> pd.DataFrame:
     missing = {"item_id", "artist_id", "name"} - set(items.columns)
     if missing:
-        raise ValueError(f"items frame lacks columns {sorted(missing)}; it needs item_id, "
-                         "artist_id, name (golden items)")
+        raise ValueError(
+            f"items frame lacks columns {sorted(missing)}; it needs item_id, "
+            "artist_id, name (golden items)"
+        )
     out = items.copy()
     out["item_id"] = out["item_id"].astype(str)
     out["artist_id"] = out["artist_id"].astype(str)
@@ -131,8 +151,10 @@ def _check_items(items: pd.DataFrame) -> pd.DataFrame:
 def _check_listens(listens: pd.DataFrame) -> pd.DataFrame:
     missing = {"user_id", "item_id", "plays"} - set(listens.columns)
     if missing:
-        raise ValueError(f"listens frame lacks columns {sorted(missing)}; it needs user_id, "
-                         "item_id, plays (golden listens)")
+        raise ValueError(
+            f"listens frame lacks columns {sorted(missing)}; it needs user_id, "
+            "item_id, plays (golden listens)"
+        )
     out = listens.copy()
     out["user_id"] = out["user_id"].astype(str)
     out["item_id"] = out["item_id"].astype(str)
@@ -157,8 +179,11 @@ def _text_space(
     return item_vectors_from_artists(items, artist_vectors)
 
 
-def _fit_all(listens: pd.DataFrame, models: Mapping[str, CFConfig], num_threads: int,
-             ) -> dict[str, FittedCF]:
+def _fit_all(
+    listens: pd.DataFrame,
+    models: Mapping[str, CFConfig],
+    num_threads: int,
+) -> dict[str, FittedCF]:
     fitted = {}
     for label, cf_config in models.items():
         fitted[label] = fit_cf(listens, cf_config, num_threads=num_threads, compute_loss=False)
@@ -188,8 +213,9 @@ def project_new_items(
     from embeddings.audio_to_cf import AudioToCF
 
     if fitted.config.model not in FACTOR_KINDS:
-        raise ValueError(f"new items are placed in a factor model's space, got "
-                         f"{fitted.config.model!r}")
+        raise ValueError(
+            f"new items are placed in a factor model's space, got {fitted.config.model!r}"
+        )
     ids = [str(i) for i in audio_vectors[0]]
     matrix = np.asarray(audio_vectors[1], dtype=np.float64)
     index = fitted.interactions.item_index
@@ -198,8 +224,9 @@ def project_new_items(
     new = [r for r, i in enumerate(ids) if i not in index and i in allowed]
     if not new or len(known) < min_pairs:
         return None
-    regressor = AudioToCF().fit(matrix[known], fitted.model.item_factors[
-        [index[ids[r]] for r in known]])
+    regressor = AudioToCF().fit(
+        matrix[known], fitted.model.item_factors[[index[ids[r]] for r in known]]
+    )
     return [ids[r] for r in new], regressor.predict(matrix[new])
 
 
@@ -263,65 +290,103 @@ def build_discover_weekly(
     catalog = set(items["item_id"])
     unknown = set(listens["item_id"]) - catalog
     if unknown:
-        raise ValueError(f"{len(unknown)} listened items are not in the items catalog, e.g. "
-                         f"{sorted(unknown)[:5]}; build items and listens from the same golden "
-                         "tables")
+        raise ValueError(
+            f"{len(unknown)} listened items are not in the items catalog, e.g. "
+            f"{sorted(unknown)[:5]}; build items and listens from the same golden "
+            "tables"
+        )
     item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
     names = dict(zip(items["item_id"], items["name"].astype(str), strict=True))
     served = sorted(set(listens["user_id"])) if users is None else [str(u) for u in users]
     with_history = sorted(set(served) & set(listens["user_id"]))
     cold = sorted(set(served) - set(with_history))
     played = played_items(listens)
-    listeners = item_listeners(listens, week_start=week) if not listens.empty else pd.Series(
-        dtype=float)
+    listeners = (
+        item_listeners(listens, week_start=week) if not listens.empty else pd.Series(dtype=float)
+    )
     frames = []
     candidate_frames: list[pd.DataFrame] = []
     with threadpool_limits(config.num_threads):
         if with_history:
-            fitted = dict(fitted) if fitted is not None else _fit_all(
-                listens, config.cf_models, config.num_threads)
+            fitted = (
+                dict(fitted)
+                if fitted is not None
+                else _fit_all(listens, config.cf_models, config.num_threads)
+            )
             text = _text_space(items, artist_terms, text_vectors, config.text_dim, config.seed)
             explorer = fitted.get(config.exploration_model)
             new_items = None
             if audio_vectors is not None and explorer is not None:
                 new_items = project_new_items(explorer, audio_vectors, catalog)
             candidates = generate_candidates(
-                listens, fitted, text_vectors=text, audio_vectors=audio_vectors,
-                new_item_vectors=new_items, artist_terms=artist_terms, item_artist=item_artist,
-                users=with_history, catalog=catalog, n=config.candidates_per_source,
-                exploration_n=config.exploration_candidates, head_share=config.head_share,
-                week_start=week, exploration_model=config.exploration_model)
+                listens,
+                fitted,
+                text_vectors=text,
+                audio_vectors=audio_vectors,
+                new_item_vectors=new_items,
+                artist_terms=artist_terms,
+                item_artist=item_artist,
+                users=with_history,
+                catalog=catalog,
+                n=config.candidates_per_source,
+                exploration_n=config.exploration_candidates,
+                head_share=config.head_share,
+                week_start=week,
+                exploration_model=config.exploration_model,
+            )
             candidate_frames.append(candidates)
             blended = fuse(candidates, config.blend, novelty=item_novelty(listens))
             pool = candidates[candidates["source"].isin(["new", "exploration"])]
             # brand-new items before the less popular ones in the exploration pool
-            pool = pool.assign(score=pool["score"].rank(pct=True)
-                               + (pool["source"] == "new").astype(float))
+            pool = pool.assign(
+                score=pool["score"].rank(pct=True) + (pool["source"] == "new").astype(float)
+            )
             vectors = _mmr_vectors(config, fitted, text)
-            frames.append(rerank(blended, pool, played, item_artist, vectors, config.playlist,
-                                 users=with_history))
+            frames.append(
+                rerank(
+                    blended, pool, played, item_artist, vectors, config.playlist, users=with_history
+                )
+            )
         if cold:
             if listeners.empty:
-                raise ValueError(f"{len(cold)} users have no history and listens is empty: "
-                                 "there is no popularity to start them with")
+                raise ValueError(
+                    f"{len(cold)} users have no history and listens is empty: "
+                    "there is no popularity to start them with"
+                )
             cold_candidates = cold_start_candidates(
-                listeners, cold, n=config.playlist.pool_size,
-                exploration=config.playlist.exploration_slots, head_share=config.head_share,
-                seed=config.seed)
+                listeners,
+                cold,
+                n=config.playlist.pool_size,
+                exploration=config.playlist.exploration_slots,
+                head_share=config.head_share,
+                seed=config.seed,
+            )
             candidate_frames.append(cold_candidates)
             pool = cold_candidates[cold_candidates["source"] == "exploration"]
             ranked = cold_candidates[cold_candidates["source"] != "exploration"]
-            frames.append(rerank(ranked, pool, {}, item_artist, None, config.playlist,
-                                 users=cold))
-    playlist = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
-        not f.empty for f in frames) else pd.DataFrame(columns=PLAYLIST_OUTPUT_COLUMNS)
+            frames.append(rerank(ranked, pool, {}, item_artist, None, config.playlist, users=cold))
+    playlist = (
+        pd.concat([f for f in frames if not f.empty], ignore_index=True)
+        if any(not f.empty for f in frames)
+        else pd.DataFrame(columns=PLAYLIST_OUTPUT_COLUMNS)
+    )
     playlist["week_start"] = week.date()
     playlist["name"] = playlist["item_id"].map(names)
-    playlist["reason"] = [explain(c, d, names) for c, d in zip(
-        playlist.get("reason_code", []), playlist.get("reason_detail", []), strict=True)]
+    playlist["reason"] = [
+        explain(c, d, names)
+        for c, d in zip(
+            playlist.get("reason_code", []), playlist.get("reason_detail", []), strict=True
+        )
+    ]
     playlist = playlist[PLAYLIST_OUTPUT_COLUMNS].sort_values(["user_id", "position"])
-    logger.info("discover weekly %s: %d users (%d cold), %d rows in %.1fs", week.date(),
-                len(served), len(cold), len(playlist), time.perf_counter() - started)
+    logger.info(
+        "discover weekly %s: %d users (%d cold), %d rows in %.1fs",
+        week.date(),
+        len(served),
+        len(cold),
+        len(playlist),
+        time.perf_counter() - started,
+    )
     playlist = playlist.reset_index(drop=True)
     if return_candidates:
         found = [f for f in candidate_frames if not f.empty]
@@ -330,8 +395,9 @@ def build_discover_weekly(
     return playlist
 
 
-def _mmr_vectors(config: DiscoverWeeklyConfig, fitted: Mapping[str, FittedCF],
-                 text: VectorTable | None) -> VectorTable | None:
+def _mmr_vectors(
+    config: DiscoverWeeklyConfig, fitted: Mapping[str, FittedCF], text: VectorTable | None
+) -> VectorTable | None:
     if config.mmr_space == "text":
         return text
     model = fitted.get(config.exploration_model)
@@ -385,20 +451,28 @@ def similar_artists(
         raise ValueError(f"cf_weight must be in [0, 1], got {cf_weight}")
     listens = _check_listens(listens)
     items = _check_items(items)
-    artist_listens = (listens.merge(items[["item_id", "artist_id"]], on="item_id", how="inner")
-                      .groupby(["user_id", "artist_id"], as_index=False)["plays"].sum()
-                      .rename(columns={"artist_id": "item_id"}))
+    artist_listens = (
+        listens.merge(items[["item_id", "artist_id"]], on="item_id", how="inner")
+        .groupby(["user_id", "artist_id"], as_index=False)["plays"]
+        .sum()
+        .rename(columns={"artist_id": "item_id"})
+    )
     pairs: dict[tuple[str, str], list[float]] = {}
     with threadpool_limits(num_threads):
         if cf_weight > 0 and not artist_listens.empty:
-            cf = fit_cf(artist_listens, cf_config or CF_PRESETS["item_knn"],
-                        num_threads=num_threads, compute_loss=False)
+            cf = fit_cf(
+                artist_listens,
+                cf_config or CF_PRESETS["item_knn"],
+                num_threads=num_threads,
+                compute_loss=False,
+            )
             for row, artist in enumerate(cf.item_ids):
                 neighbours, scores = cf.model.similar_items(row, n=k)
                 for neighbour, score in zip(neighbours, scores, strict=True):
                     if np.isfinite(score) and score > 0:
-                        pairs.setdefault((artist, cf.item_ids[neighbour]), [0.0, 0.0])[0] = (
-                            float(score))
+                        pairs.setdefault((artist, cf.item_ids[neighbour]), [0.0, 0.0])[0] = float(
+                            score
+                        )
         text = text_vectors
         if text is None and artist_terms is not None and not artist_terms.empty:
             text = term_vectors(artist_terms, text_dim, seed=seed)
@@ -407,9 +481,8 @@ def similar_artists(
             unit = normalise_rows(np.asarray(text[1], dtype=np.float32))
             top_n = min(k, len(ids) - 1)
             for start in range(0, len(ids), batch_size):
-                block = unit[start:start + batch_size] @ unit.T
-                block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = (
-                    -np.inf)
+                block = unit[start : start + batch_size] @ unit.T
+                block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = -np.inf
                 if top_n <= 0:
                     break
                 top = np.argpartition(-block, top_n - 1, axis=1)[:, :top_n]
@@ -423,30 +496,39 @@ def similar_artists(
         return pd.DataFrame(columns=SIMILAR_COLUMNS)
     keys = np.array(list(pairs.keys()), dtype=object)
     values = np.array(list(pairs.values()))
-    frame = pd.DataFrame({"artist_id": keys[:, 0], "similar_artist_id": keys[:, 1],
-                          "cf": values[:, 0], "text": values[:, 1]})
+    frame = pd.DataFrame(
+        {
+            "artist_id": keys[:, 0],
+            "similar_artist_id": keys[:, 1],
+            "cf": values[:, 0],
+            "text": values[:, 1],
+        }
+    )
     frame["score"] = cf_weight * frame["cf"] + (1 - cf_weight) * frame["text"]
-    frame = frame.sort_values(["artist_id", "score", "similar_artist_id"],
-                              ascending=[True, False, True], kind="mergesort")
+    frame = frame.sort_values(
+        ["artist_id", "score", "similar_artist_id"], ascending=[True, False, True], kind="mergesort"
+    )
     frame = frame.groupby("artist_id", sort=False).head(k).copy()
     frame["rank"] = frame.groupby("artist_id", sort=False).cumcount() + 1
     frame["reason"] = _similar_reasons(frame, artist_terms, cf_weight)
     return frame[SIMILAR_COLUMNS].reset_index(drop=True)
 
 
-def _similar_reasons(frame: pd.DataFrame, artist_terms: pd.DataFrame | None,
-                     cf_weight: float) -> list[str]:
+def _similar_reasons(
+    frame: pd.DataFrame, artist_terms: pd.DataFrame | None, cf_weight: float
+) -> list[str]:
     top_terms: dict[str, dict[str, float]] = {}
     if artist_terms is not None and not artist_terms.empty:
         for artist, group in artist_terms.groupby(artist_terms["artist_id"].astype(str)):
-            top_terms[artist] = dict(zip(group["term"].astype(str), group["weight"],
-                                         strict=True))
+            top_terms[artist] = dict(zip(group["term"].astype(str), group["weight"], strict=True))
     reasons = []
-    for artist, other, cf, text in zip(frame["artist_id"], frame["similar_artist_id"],
-                                       frame["cf"], frame["text"], strict=True):
+    for artist, other, cf, text in zip(
+        frame["artist_id"], frame["similar_artist_id"], frame["cf"], frame["text"], strict=True
+    ):
         shared = set(top_terms.get(artist, {})) & set(top_terms.get(other, {}))
-        terms = sorted(shared, key=lambda t: (-min(top_terms[artist][t], top_terms[other][t]),
-                                              t))[:2]
+        terms = sorted(shared, key=lambda t: (-min(top_terms[artist][t], top_terms[other][t]), t))[
+            :2
+        ]
         if cf * cf_weight >= text * (1 - cf_weight) and cf > 0:
             reason = "played by the same listeners"
             if terms:
@@ -509,8 +591,11 @@ def evaluate_blend(
     """
     config = config or DiscoverWeeklyConfig()
     train = _check_listens(train)
-    test = _check_listens(test) if "plays" in test.columns else test.astype(
-        {"user_id": str, "item_id": str})
+    test = (
+        _check_listens(test)
+        if "plays" in test.columns
+        else test.astype({"user_id": str, "item_id": str})
+    )
     if items is None:
         item_table = pd.DataFrame({"item_id": sorted(set(train["item_id"]))})
         item_table["artist_id"] = item_table["item_id"]
@@ -520,8 +605,13 @@ def evaluate_blend(
     seconds: dict[str, float] = {}
     with threadpool_limits(config.num_threads):
         clock = time.perf_counter()
-        text = _text_space(item_table if items is not None else None, artist_terms,
-                           text_vectors, config.text_dim, config.seed)
+        text = _text_space(
+            item_table if items is not None else None,
+            artist_terms,
+            text_vectors,
+            config.text_dim,
+            config.seed,
+        )
         seconds["text_vectors"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -529,25 +619,45 @@ def evaluate_blend(
         fit_part = _check_listens(split.train)
         fitted = _fit_all(fit_part, config.cf_models, config.num_threads)
         candidates = generate_candidates(
-            fit_part, fitted, text_vectors=text, catalog=set(fit_part["item_id"]),
-            n=config.candidates_per_source, exploration_n=config.exploration_candidates,
-            head_share=config.head_share, explain=False,
-            exploration_model=config.exploration_model, item_artist=item_artist)
+            fit_part,
+            fitted,
+            text_vectors=text,
+            catalog=set(fit_part["item_id"]),
+            n=config.candidates_per_source,
+            exploration_n=config.exploration_candidates,
+            head_share=config.head_share,
+            explain=False,
+            exploration_model=config.exploration_model,
+            item_artist=item_artist,
+        )
         seconds["validation_candidates"] = time.perf_counter() - clock
         clock = time.perf_counter()
         blend_config, history = tune_blend(
-            candidates, split.test, methods=tune_methods, rrf_k=config.blend.rrf_k,
-            novelty=item_novelty(fit_part), reference=reference)
+            candidates,
+            split.test,
+            methods=tune_methods,
+            rrf_k=config.blend.rrf_k,
+            novelty=item_novelty(fit_part),
+            reference=reference,
+        )
         seconds["tuning"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         fitted = _fit_all(train, config.cf_models, config.num_threads)
         test_users = sorted(set(test["user_id"]))
         candidates = generate_candidates(
-            train, fitted, text_vectors=text, catalog=set(train["item_id"]), users=test_users,
-            n=config.candidates_per_source, exploration_n=config.exploration_candidates,
-            head_share=config.head_share, explain=False,
-            exploration_model=config.exploration_model, item_artist=item_artist)
+            train,
+            fitted,
+            text_vectors=text,
+            catalog=set(train["item_id"]),
+            users=test_users,
+            n=config.candidates_per_source,
+            exploration_n=config.exploration_candidates,
+            head_share=config.head_share,
+            explain=False,
+            exploration_model=config.exploration_model,
+            item_artist=item_artist,
+        )
         seconds["test_candidates"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -557,18 +667,27 @@ def evaluate_blend(
         rankings["blend"] = top_k_ranking(blended, k)
         pool = candidates[candidates["source"] == "exploration"]
         vectors = _mmr_vectors(config, fitted, text)
-        playlist = rerank(blended, pool, played_items(train), item_artist, vectors,
-                          config.playlist, users=test_users)
-        rankings["discover_weekly"] = {u: list(g) for u, g in
-                                       playlist.groupby("user_id")["item_id"]}
+        playlist = rerank(
+            blended,
+            pool,
+            played_items(train),
+            item_artist,
+            vectors,
+            config.playlist,
+            users=test_users,
+        )
+        rankings["discover_weekly"] = {
+            u: list(g) for u, g in playlist.groupby("user_id")["item_id"]
+        }
         seconds["blend_and_rerank"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         diversity_vectors = vectors if vectors is not None else text
         rows = []
         for label, ranking in rankings.items():
-            row = evaluate_ranking(ranking, test, train, ks=(10, 30),
-                                   item_vectors=diversity_vectors)
+            row = evaluate_ranking(
+                ranking, test, train, ks=(10, 30), item_vectors=diversity_vectors
+            )
             rows.append({"ranking": label, **row})
         seconds["metrics"] = time.perf_counter() - clock
     table = pd.DataFrame(rows).set_index("ranking")
@@ -583,9 +702,9 @@ def evaluate_blend(
     return table
 
 
-def blend_chart_png(table: pd.DataFrame,
-                    metrics: Sequence[str] = ("ndcg@10", "ndcg@30", "recall@30",
-                                              "coverage@30")) -> bytes:
+def blend_chart_png(
+    table: pd.DataFrame, metrics: Sequence[str] = ("ndcg@10", "ndcg@30", "recall@30", "coverage@30")
+) -> bytes:
     """A grouped bar chart (PNG bytes) of the blend vs single sources."""
     present = [m for m in metrics if m in table.columns]
     return metrics_bar_chart(table, present, title="Discover Weekly: blend vs single sources")
@@ -594,8 +713,9 @@ def blend_chart_png(table: pd.DataFrame,
 # ---------------------------------------------------------------------------------- CLI text
 def _table_exists(connection, schema: str, table: str) -> bool:
     found = connection.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and "
-        "table_name = ?", [schema, table]).fetchone()
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()
     return bool(found and found[0])
 
 
@@ -625,24 +745,40 @@ def playlist_text(warehouse_path: str | Path, user_id: str, week: str | None = N
     schema, table = PLAYLIST_TABLE.split(".")
     with duckdb.connect(str(path), read_only=True) as connection:
         if not _table_exists(connection, schema, table):
-            return (f"No {PLAYLIST_TABLE} table in {path}: materialize the discover_weekly "
-                    "asset first.")
+            return (
+                f"No {PLAYLIST_TABLE} table in {path}: materialize the discover_weekly asset first."
+            )
         user_id = str(user_id)
-        weeks = [str(r[0]) for r in connection.execute(
-            f"select distinct cast(week_start as varchar) from {PLAYLIST_TABLE} "
-            "where user_id = ? order by 1", [user_id]).fetchall()]
+        weeks = [
+            str(r[0])
+            for r in connection.execute(
+                f"select distinct cast(week_start as varchar) from {PLAYLIST_TABLE} "
+                "where user_id = ? order by 1",
+                [user_id],
+            ).fetchall()
+        ]
         if not weeks:
-            examples = [r[0] for r in connection.execute(
-                f"select distinct user_id from {PLAYLIST_TABLE} order by 1 limit 5").fetchall()]
-            return (f"Unknown user {user_id!r}: no Discover Weekly playlist for them. "
-                    f"Users with playlists include {', '.join(map(str, examples))}.")
+            examples = [
+                r[0]
+                for r in connection.execute(
+                    f"select distinct user_id from {PLAYLIST_TABLE} order by 1 limit 5"
+                ).fetchall()
+            ]
+            return (
+                f"Unknown user {user_id!r}: no Discover Weekly playlist for them. "
+                f"Users with playlists include {', '.join(map(str, examples))}."
+            )
         chosen = weeks[-1] if week is None else str(pd.Timestamp(week).date())
         if chosen not in weeks:
-            return (f"No Discover Weekly for user {user_id!r} in the week of {chosen}; "
-                    f"weeks available: {', '.join(weeks)}.")
+            return (
+                f"No Discover Weekly for user {user_id!r} in the week of {chosen}; "
+                f"weeks available: {', '.join(weeks)}."
+            )
         rows = connection.execute(
             f"select position, name, item_id, reason from {PLAYLIST_TABLE} where user_id = ? "
-            "and cast(week_start as varchar) = ? order by position", [user_id, chosen]).fetchall()
+            "and cast(week_start as varchar) = ? order by position",
+            [user_id, chosen],
+        ).fetchall()
     lines = [f"Discover Weekly for user {user_id}, week of {chosen}"]
     for position, name, item_id, reason in rows:
         title = name if name not in (None, "") else item_id
@@ -662,5 +798,6 @@ def first_user_playlist_text(warehouse_path: str | Path) -> str:
         if not _table_exists(connection, schema, table):
             return ""
         row = connection.execute(
-            f"select user_id from {PLAYLIST_TABLE} order by user_id limit 1").fetchone()
+            f"select user_id from {PLAYLIST_TABLE} order by user_id limit 1"
+        ).fetchone()
     return "" if row is None else playlist_text(path, row[0])

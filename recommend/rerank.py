@@ -28,8 +28,16 @@ from embeddings.text import normalise_rows
 
 logger = logging.getLogger(__name__)
 
-PLAYLIST_COLUMNS = ["user_id", "position", "item_id", "artist_id", "score", "source",
-                    "reason_code", "reason_detail"]
+PLAYLIST_COLUMNS = [
+    "user_id",
+    "position",
+    "item_id",
+    "artist_id",
+    "score",
+    "source",
+    "reason_code",
+    "reason_detail",
+]
 _ROW_COLUMNS = ["item_id", "score", "source", "reason_code", "reason_detail"]
 
 
@@ -65,19 +73,22 @@ class PlaylistConfig:
         if self.size < 1:
             raise ValueError(f"PlaylistConfig.size must be >= 1, got {self.size}")
         if self.max_per_artist < 1:
-            raise ValueError(f"PlaylistConfig.max_per_artist must be >= 1, got "
-                             f"{self.max_per_artist}")
+            raise ValueError(
+                f"PlaylistConfig.max_per_artist must be >= 1, got {self.max_per_artist}"
+            )
         if not 0.0 <= self.mmr_lambda <= 1.0:
-            raise ValueError(f"PlaylistConfig.mmr_lambda must be in [0, 1], got "
-                             f"{self.mmr_lambda}")
+            raise ValueError(f"PlaylistConfig.mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
         if not 0 <= self.exploration_slots <= self.size:
-            raise ValueError(f"PlaylistConfig.exploration_slots must be in [0, size], got "
-                             f"{self.exploration_slots}")
+            raise ValueError(
+                f"PlaylistConfig.exploration_slots must be in [0, size], got "
+                f"{self.exploration_slots}"
+            )
         if any(p < 1 for p in self.exploration_positions):
             raise ValueError("PlaylistConfig.exploration_positions are 1-based positions >= 1")
         if self.pool_size < self.size:
-            raise ValueError(f"PlaylistConfig.pool_size ({self.pool_size}) must be >= size "
-                             f"({self.size})")
+            raise ValueError(
+                f"PlaylistConfig.pool_size ({self.pool_size}) must be >= size ({self.size})"
+            )
 
 
 def mmr_order(
@@ -219,11 +230,16 @@ def rerank_user(
         take(item)
         return True
 
-    order = mmr_order(pool["score"].to_numpy(), lookup.rows(pool_items), main_needed,
-                      config.mmr_lambda, allowed=allowed)
+    order = mmr_order(
+        pool["score"].to_numpy(),
+        lookup.rows(pool_items),
+        main_needed,
+        config.mmr_lambda,
+        allowed=allowed,
+    )
     main_rows = pool.iloc[order].to_dict("records")
     if len(main_rows) < main_needed:  # the pool ran short: the rest of the ranking, then more
-        for frame in (ranked.iloc[config.pool_size:], explore):
+        for frame in (ranked.iloc[config.pool_size :], explore):
             for row in frame.drop_duplicates("item_id").itertuples(index=False):
                 if len(main_rows) >= main_needed:
                     break
@@ -240,7 +256,7 @@ def rerank_user(
 def _interleave(main: list[dict], explore: list[dict], config: PlaylistConfig) -> list[dict]:
     total = len(main) + len(explore)
     positions: list[int] = []
-    for wanted in sorted(config.exploration_positions)[:len(explore)]:
+    for wanted in sorted(config.exploration_positions)[: len(explore)]:
         position = min(wanted, total)
         while position in positions and position > 1:  # clipped onto a taken slot: step back
             position -= 1
@@ -296,14 +312,21 @@ def rerank(
     lookup = _VectorLookup(item_vectors)
     empty = pd.DataFrame(columns=_ROW_COLUMNS)
     by_user = {u: g for u, g in blended.groupby("user_id", sort=False)}
-    explore_sorted = exploration.sort_values(["user_id", "score", "item_id"],
-                                             ascending=[True, False, True], kind="mergesort")
+    explore_sorted = exploration.sort_values(
+        ["user_id", "score", "item_id"], ascending=[True, False, True], kind="mergesort"
+    )
     explore_by_user = {u: g for u, g in explore_sorted.groupby("user_id", sort=False)}
     wanted = users if users is not None else sorted(set(by_user) | set(explore_by_user))
     frames = []
     for user in wanted:
-        playlist = rerank_user(by_user.get(user, empty), explore_by_user.get(user, empty),
-                               played.get(user, set()), item_artist, config, lookup)
+        playlist = rerank_user(
+            by_user.get(user, empty),
+            explore_by_user.get(user, empty),
+            played.get(user, set()),
+            item_artist,
+            config,
+            lookup,
+        )
         if len(playlist):
             playlist.insert(0, "user_id", user)
             frames.append(playlist)
@@ -313,6 +336,9 @@ def rerank(
     short = out.groupby("user_id").size()
     short = short[short < config.size]
     if len(short):
-        logger.warning("%d playlists are shorter than %d items (too few unplayed candidates)",
-                       len(short), config.size)
+        logger.warning(
+            "%d playlists are shorter than %d items (too few unplayed candidates)",
+            len(short),
+            config.size,
+        )
     return out

@@ -64,16 +64,20 @@ class CFRecommender:
     def _item_index(self, item_id: str) -> int:
         index = self.fitted.interactions.item_index.get(str(item_id))
         if index is None:
-            raise KeyError(f"item {item_id!r} is unknown to CF model {self.fitted.version} "
-                           f"({len(self._item_ids)} items); it has no listens in training")
+            raise KeyError(
+                f"item {item_id!r} is unknown to CF model {self.fitted.version} "
+                f"({len(self._item_ids)} items); it has no listens in training"
+            )
         return index
 
     def _user_index(self, user_id: str) -> int:
         index = self.fitted.interactions.user_index.get(str(user_id))
         if index is None:
-            raise KeyError(f"user {user_id!r} is unknown to CF model {self.fitted.version} "
-                           f"({len(self._user_ids)} users); new users need listens and a refit, "
-                           "or text/audio taste profiles")
+            raise KeyError(
+                f"user {user_id!r} is unknown to CF model {self.fitted.version} "
+                f"({len(self._user_ids)} users); new users need listens and a refit, "
+                "or text/audio taste profiles"
+            )
         return index
 
     def similar_items(self, item_id: str, k: int = 10) -> Scored:
@@ -124,13 +128,17 @@ class CFRecommender:
         row = self.fitted.user_items[index]
         if user_history is not None:
             item_index = self.fitted.interactions.item_index
-            extra = sorted({item_index[i] for i in map(str, user_history) if i in item_index}
-                           - set(row.indices.tolist()))
+            extra = sorted(
+                {item_index[i] for i in map(str, user_history) if i in item_index}
+                - set(row.indices.tolist())
+            )
             if extra:
                 fill = float(np.median(row.data)) if row.nnz else 1.0
                 extra_row = sparse.csr_matrix(
-                    (np.full(len(extra), fill, dtype=np.float32),
-                     (np.zeros(len(extra), dtype=np.int64), extra)),
+                    (
+                        np.full(len(extra), fill, dtype=np.float32),
+                        (np.zeros(len(extra), dtype=np.int64), extra),
+                    ),
                     shape=row.shape,
                 )
                 row = sparse.csr_matrix(row + extra_row)
@@ -169,8 +177,10 @@ class MilvusSimilarity:
         try:
             return self.store.get(collection, [str(key)])[0]
         except KeyError:
-            raise KeyError(f"{what} {key!r} is not in vector collection {collection!r} "
-                           f"(version {self.store.version(collection)})") from None
+            raise KeyError(
+                f"{what} {key!r} is not in vector collection {collection!r} "
+                f"(version {self.store.version(collection)})"
+            ) from None
 
     def _search(self, collection: str, vector: np.ndarray, k: int, skip: set[str]) -> Scored:
         limit = min(k + len(skip), 16_384)

@@ -19,20 +19,23 @@ from recommend.blend import (
 
 
 def candidates_frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "score", "source", "reason_code",
-                                       "reason_detail"])
+    return pd.DataFrame(
+        rows, columns=["user_id", "item_id", "score", "source", "reason_code", "reason_detail"]
+    )
 
 
 @pytest.fixture
 def two_sources() -> pd.DataFrame:
-    return candidates_frame([
-        ("u", "a", 10.0, "ease", "because_you_played", "x"),
-        ("u", "b", 5.0, "ease", "because_you_played", "y"),
-        ("u", "c", 1.0, "ease", "because_you_played", "z"),
-        ("u", "c", 0.9, "text", "described_as", "dreamy, shoegaze"),
-        ("u", "d", 0.5, "text", "described_as", "noise"),
-        ("v", "a", 3.0, "ease", "because_you_played", "q"),
-    ])
+    return candidates_frame(
+        [
+            ("u", "a", 10.0, "ease", "because_you_played", "x"),
+            ("u", "b", 5.0, "ease", "because_you_played", "y"),
+            ("u", "c", 1.0, "ease", "because_you_played", "z"),
+            ("u", "c", 0.9, "text", "described_as", "dreamy, shoegaze"),
+            ("u", "d", 0.5, "text", "described_as", "noise"),
+            ("v", "a", 3.0, "ease", "because_you_played", "q"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("method", ["rrf", "zscore", "rank"])
@@ -45,20 +48,21 @@ def test_normalisation_keeps_order_within_user_and_source(two_sources, method):
 
 def test_zscore_is_scale_free(two_sources):
     scaled = two_sources.assign(score=two_sources["score"] * 1000.0)
-    assert np.allclose(normalise_scores(two_sources, "zscore"),
-                       normalise_scores(scaled, "zscore"))
+    assert np.allclose(normalise_scores(two_sources, "zscore"), normalise_scores(scaled, "zscore"))
 
 
 def test_weights_choose_the_order_and_the_reason(two_sources):
     ease_only = fuse(two_sources, BlendConfig(weights={"ease": 1.0}, method="rank"))
     assert top_k_ranking(ease_only, 3)["u"] == ["a", "b", "c"]
-    text_heavy = fuse(two_sources, BlendConfig(weights={"ease": 0.1, "text": 1.0},
-                                               method="rank"))
+    text_heavy = fuse(two_sources, BlendConfig(weights={"ease": 0.1, "text": 1.0}, method="rank"))
     ranking = top_k_ranking(text_heavy, 4)["u"]
     assert ranking[0] == "c"  # in both sources, strongest in text
     row = text_heavy[(text_heavy["user_id"] == "u") & (text_heavy["item_id"] == "c")].iloc[0]
     assert (row["source"], row["reason_code"], row["reason_detail"]) == (
-        "text", "described_as", "dreamy, shoegaze")
+        "text",
+        "described_as",
+        "dreamy, shoegaze",
+    )
     assert list(text_heavy["rank"][text_heavy["user_id"] == "u"]) == [1, 2, 3, 4]
 
 
@@ -76,14 +80,21 @@ def test_bad_blend_configs_are_clear_errors(two_sources):
 def test_novelty_weight_promotes_rare_items(two_sources):
     novelty = pd.Series({"a": 0.1, "b": 0.2, "c": 5.0, "d": 6.0})
     plain = top_k_ranking(fuse(two_sources, BlendConfig(weights={"ease": 1.0, "text": 1.0})), 4)
-    boosted = top_k_ranking(fuse(two_sources, BlendConfig(
-        weights={"ease": 1.0, "text": 1.0, "novelty": 5.0}), novelty=novelty), 4)
+    boosted = top_k_ranking(
+        fuse(
+            two_sources,
+            BlendConfig(weights={"ease": 1.0, "text": 1.0, "novelty": 5.0}),
+            novelty=novelty,
+        ),
+        4,
+    )
     assert plain["u"][0] == "a" and boosted["u"][0] in {"c", "d"}
     assert set(fusion_table(two_sources, novelty=novelty).sources) == {"ease", "text", "novelty"}
 
 
-def synthetic_sources(seed: int = 3, users: int = 60, items: int = 80) -> tuple[
-        pd.DataFrame, pd.DataFrame]:
+def synthetic_sources(
+    seed: int = 3, users: int = 60, items: int = 80
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A 'good' source that ranks each user's validation items high, a noisy one, and truth."""
     rng = np.random.default_rng(seed)
     rows, truth = [], []
@@ -112,8 +123,9 @@ def test_tuning_finds_the_informative_source():
 def test_tuning_with_a_reference_keeps_its_coverage():
     candidates, validation = synthetic_sources()
     novelty = pd.Series({f"i{i}": float(i % 7) for i in range(80)})
-    config, history = tune_blend(candidates, validation, novelty=novelty, reference="noise",
-                                 margin=0.0, rounds=1)
+    config, history = tune_blend(
+        candidates, validation, novelty=novelty, reference="noise", margin=0.0, rounds=1
+    )
     target = history.attrs["reference"][config.method]
     assert set(target) == {"coverage", "novelty"}
     start = history[(history["round"] == 0) & (history["method"] == config.method)]
@@ -137,12 +149,18 @@ def read_hetrec(directory) -> tuple[pd.DataFrame, pd.DataFrame]:
     from embeddings.terms import build_artist_terms
 
     plays = pd.read_csv(directory / "user_artists.dat", sep="\t", dtype=str)
-    listens = pd.DataFrame({"user_id": plays["userID"], "item_id": plays["artistID"],
-                            "plays": plays["weight"].astype(float)})
+    listens = pd.DataFrame(
+        {
+            "user_id": plays["userID"],
+            "item_id": plays["artistID"],
+            "plays": plays["weight"].astype(float),
+        }
+    )
     tagged = pd.read_csv(directory / "user_taggedartists.dat", sep="\t", dtype=str)
     tags = pd.read_csv(directory / "tags.dat", sep="\t", dtype=str, encoding="iso-8859-1")
     assignments = tagged.merge(tags, on="tagID").rename(
-        columns={"userID": "user_id", "artistID": "artist_id", "tagValue": "tag"})
+        columns={"userID": "user_id", "artistID": "artist_id", "tagValue": "tag"}
+    )
     terms, _ = build_artist_terms(assignments[["user_id", "artist_id", "tag"]])
     return listens, terms
 

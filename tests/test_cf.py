@@ -41,8 +41,7 @@ def checkerboard_listens(n_users: int = 40, n_items: int = 40, seed: int = 0) ->
         for i in range(n_items):
             if u % 2 == i % 2 and rng.random() < 0.6:
                 rows.append((f"u{u:02d}", f"i{i:02d}", int(rng.integers(1, 50))))
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "plays"]).astype(
-        {"plays": "int64"})
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "plays"]).astype({"plays": "int64"})
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +64,10 @@ def test_interactions_maps_are_stable_and_sorted(listens: pd.DataFrame) -> None:
         (pd.DataFrame(columns=["user_id", "item_id", "plays"]), "empty"),
         (pd.DataFrame({"user_id": ["a"], "item_id": ["x"]}), "lacks columns"),
         (pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "plays": [0]}), "> 0"),
-        (pd.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "x"], "plays": [1, 2]}),
-         "duplicate"),
+        (
+            pd.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "x"], "plays": [1, 2]}),
+            "duplicate",
+        ),
     ],
 )
 def test_bad_listens_raise(frame: pd.DataFrame, message: str) -> None:
@@ -82,8 +83,9 @@ def test_fixed_universe_rejects_unknown_ids(listens: pd.DataFrame) -> None:
 
 
 def test_weightings() -> None:
-    plays = Interactions.from_listens(pd.DataFrame(
-        {"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"], "plays": [1, 100, 5]})).plays
+    plays = Interactions.from_listens(
+        pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"], "plays": [1, 100, 5]})
+    ).plays
     log = weight_plays(plays, "log", alpha=2.0)
     np.testing.assert_allclose(log.data, 1 + 2 * np.log1p(plays.data), rtol=1e-6)
     assert (weight_plays(plays, "raw") != plays).nnz == 0
@@ -168,8 +170,9 @@ def test_recommender_api(listens: pd.DataFrame) -> None:
 
 
 def test_known_user_without_history_gets_popular_items(listens: pd.DataFrame) -> None:
-    interactions = Interactions.from_listens(listens, user_ids=sorted(
-        set(listens.user_id) | {"ghost"}))
+    interactions = Interactions.from_listens(
+        listens, user_ids=sorted(set(listens.user_id) | {"ghost"})
+    )
     fitted = fit_cf(interactions, FAST_CONFIGS["als"], num_threads=1)
     recs = CFRecommender(fitted).recommend_for_user("ghost", k=3)
     counts = listens.groupby("item_id").size().sort_values(ascending=False, kind="stable")
@@ -188,20 +191,26 @@ def test_hetrec_platform_als_matches_raw_implicit() -> None:
     from recommend.evaluation import holdout_split, rank_fitted, ranking_metrics
 
     raw = pd.read_csv(path, sep="\t", dtype=str)
-    listens = pd.DataFrame({"user_id": raw.userID, "item_id": raw.artistID,
-                            "plays": raw.weight.astype("int64")})
+    listens = pd.DataFrame(
+        {"user_id": raw.userID, "item_id": raw.artistID, "plays": raw.weight.astype("int64")}
+    )
     split = holdout_split(listens)
     config = CF_PRESETS["als"]
     fitted = fit_cf(split.train, config, num_threads=1)
     test = Interactions.from_listens(split.test, fitted.user_ids, fitted.item_ids).plays
-    platform = ranking_metrics(rank_fitted(fitted, sorted(set(split.test.user_id)), 10),
-                               split.test, 10, train=split.train)["ndcg"]
-    reference = AlternatingLeastSquares(factors=config.factors,
-                                        regularization=config.regularization,
-                                        iterations=config.iterations,
-                                        random_state=config.seed, num_threads=1)
+    platform = ranking_metrics(
+        rank_fitted(fitted, sorted(set(split.test.user_id)), 10), split.test, 10, train=split.train
+    )["ndcg"]
+    reference = AlternatingLeastSquares(
+        factors=config.factors,
+        regularization=config.regularization,
+        iterations=config.iterations,
+        random_state=config.seed,
+        num_threads=1,
+    )
     reference.fit(fitted.user_items, show_progress=False)
-    raw_ndcg = ndcg_at_k(reference, fitted.user_items, test, K=10, show_progress=False,
-                         num_threads=1)
+    raw_ndcg = ndcg_at_k(
+        reference, fitted.user_items, test, K=10, show_progress=False, num_threads=1
+    )
     assert abs(platform - raw_ndcg) < 0.01, (platform, raw_ndcg)
     assert platform > 0.13

@@ -33,41 +33,65 @@ def small_models() -> dict[str, CFConfig]:
     return {
         "ease": CFConfig(model="ease", weighting="log", ease_lambda=10.0),
         "item_knn": CFConfig(model="item_knn", neighbours=20, weighting="log"),
-        "als": CFConfig(model="als", factors=8, iterations=5, regularization=0.1,
-                        weighting="log", seed=1),
+        "als": CFConfig(
+            model="als", factors=8, iterations=5, regularization=0.1, weighting="log", seed=1
+        ),
     }
 
 
 def small_config(**playlist: object) -> DiscoverWeeklyConfig:
-    return DiscoverWeeklyConfig(cf_models=small_models(), text_dim=8, num_threads=1,
-                                playlist=PlaylistConfig(**playlist))
+    return DiscoverWeeklyConfig(
+        cf_models=small_models(), text_dim=8, num_threads=1, playlist=PlaylistConfig(**playlist)
+    )
 
 
-def make_catalog(n_users: int = 40, n_artists: int = 30, tracks_per_artist: int = 4,
-                 plays_per_user: int = 15, seed: int = 0
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def make_catalog(
+    n_users: int = 40,
+    n_artists: int = 30,
+    tracks_per_artist: int = 4,
+    plays_per_user: int = 15,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Track-level items, listens with three taste clusters, and artist terms."""
     rng = np.random.default_rng(seed)
-    rows = [{"item_id": f"t{a}_{k}", "artist_id": f"a{a}", "name": f"Song {k} by Artist {a}",
-             "genre": f"g{a % 3}", "level": "track"}
-            for a in range(n_artists) for k in range(tracks_per_artist)]
+    rows = [
+        {
+            "item_id": f"t{a}_{k}",
+            "artist_id": f"a{a}",
+            "name": f"Song {k} by Artist {a}",
+            "genre": f"g{a % 3}",
+            "level": "track",
+        }
+        for a in range(n_artists)
+        for k in range(tracks_per_artist)
+    ]
     items = pd.DataFrame(rows)
     genre = items["genre"].str[1:].astype(int).to_numpy()
     popularity = 1.0 / np.arange(1, len(items) + 1) ** 0.7
     listens = []
     for user in range(n_users):
         weights = popularity * np.where(genre == user % 3, 8.0, 1.0)
-        chosen = rng.choice(len(items), size=plays_per_user, replace=False,
-                            p=weights / weights.sum())
+        chosen = rng.choice(
+            len(items), size=plays_per_user, replace=False, p=weights / weights.sum()
+        )
         for index in chosen:
-            listens.append({"user_id": f"u{user:02d}", "item_id": items["item_id"][index],
-                            "plays": float(rng.integers(1, 40))})
+            listens.append(
+                {
+                    "user_id": f"u{user:02d}",
+                    "item_id": items["item_id"][index],
+                    "plays": float(rng.integers(1, 40)),
+                }
+            )
     listens = pd.DataFrame(listens)
     listens["first_ts"] = pd.Timestamp("2026-10-01", tz="UTC")
     listens["last_ts"] = pd.Timestamp("2026-11-10", tz="UTC")
-    terms = pd.DataFrame([{"artist_id": f"a{a}", "term": term, "weight": 1.0 - 0.3 * j,
-                           "taggers": 3} for a in range(n_artists)
-                          for j, term in enumerate(GENRE_TERMS[a % 3] + ["indie"])])
+    terms = pd.DataFrame(
+        [
+            {"artist_id": f"a{a}", "term": term, "weight": 1.0 - 0.3 * j, "taggers": 3}
+            for a in range(n_artists)
+            for j, term in enumerate(GENRE_TERMS[a % 3] + ["indie"])
+        ]
+    )
     return items, listens, terms
 
 
@@ -79,9 +103,14 @@ def catalog() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def playlist(catalog) -> pd.DataFrame:
     items, listens, terms = catalog
-    return build_discover_weekly(listens, items, week_start=WEEK, artist_terms=terms,
-                                 config=small_config(), users=sorted(set(listens["user_id"]))
-                                 + ["newcomer"])
+    return build_discover_weekly(
+        listens,
+        items,
+        week_start=WEEK,
+        artist_terms=terms,
+        config=small_config(),
+        users=sorted(set(listens["user_id"])) + ["newcomer"],
+    )
 
 
 def test_every_playlist_has_30_distinct_unplayed_items_with_reasons(catalog, playlist):
@@ -106,8 +135,13 @@ def test_artist_cap_holds_at_track_level(playlist):
 
 def test_artist_cap_is_configurable(catalog):
     items, listens, terms = catalog
-    one = build_discover_weekly(listens, items, week_start=WEEK, artist_terms=terms,
-                                config=small_config(max_per_artist=1, size=20))
+    one = build_discover_weekly(
+        listens,
+        items,
+        week_start=WEEK,
+        artist_terms=terms,
+        config=small_config(max_per_artist=1, size=20),
+    )
     assert one.groupby(["user_id", "artist_id"]).size().max() == 1
     assert one.groupby("user_id").size().eq(20).all()
 
@@ -141,12 +175,20 @@ def test_reasons_name_played_items_and_terms(catalog, playlist):
 
 
 def test_tiny_catalog_gives_a_shorter_playlist():
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(8)],
-                          "artist_id": [f"a{i}" for i in range(8)],
-                          "name": [f"Artist {i}" for i in range(8)]})
-    listens = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u2", "u3", "u3", "u3"],
-                            "item_id": ["i0", "i1", "i1", "i2", "i0", "i2", "i3"],
-                            "plays": [3.0, 1.0, 2.0, 5.0, 1.0, 1.0, 2.0]})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(8)],
+            "artist_id": [f"a{i}" for i in range(8)],
+            "name": [f"Artist {i}" for i in range(8)],
+        }
+    )
+    listens = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", "u2", "u3", "u3", "u3"],
+            "item_id": ["i0", "i1", "i1", "i2", "i0", "i2", "i3"],
+            "plays": [3.0, 1.0, 2.0, 5.0, 1.0, 1.0, 2.0],
+        }
+    )
     result = build_discover_weekly(listens, items, week_start=WEEK, config=small_config())
     played = played_items(listens)
     for user, group in result.groupby("user_id"):
@@ -157,8 +199,9 @@ def test_tiny_catalog_gives_a_shorter_playlist():
 
 def test_unknown_listened_item_is_a_clear_error(catalog):
     items, listens, _ = catalog
-    bad = pd.concat([listens, pd.DataFrame({"user_id": ["u00"], "item_id": ["nope"],
-                                            "plays": [1.0]})])
+    bad = pd.concat(
+        [listens, pd.DataFrame({"user_id": ["u00"], "item_id": ["nope"], "plays": [1.0]})]
+    )
     with pytest.raises(ValueError, match="not in the items catalog"):
         build_discover_weekly(bad, items, week_start=WEEK, config=small_config())
 
@@ -174,9 +217,15 @@ def test_mmr_changes_order_and_demotes_near_duplicates():
 
 
 def test_rerank_user_never_returns_played_and_respects_cap():
-    ranked = pd.DataFrame({"item_id": ["x1", "x2", "x3", "y1", "y2"], "score": [5, 4, 3, 2, 1],
-                           "source": "ease", "reason_code": "because_you_played",
-                           "reason_detail": "p"})
+    ranked = pd.DataFrame(
+        {
+            "item_id": ["x1", "x2", "x3", "y1", "y2"],
+            "score": [5, 4, 3, 2, 1],
+            "source": "ease",
+            "reason_code": "because_you_played",
+            "reason_detail": "p",
+        }
+    )
     artists = {"x1": "X", "x2": "X", "x3": "X", "y1": "Y", "y2": "Y"}
     config = PlaylistConfig(size=4, max_per_artist=2, pool_size=10, exploration_slots=0)
     result = rerank_user(ranked, ranked.iloc[:0], {"y1"}, artists, config)
@@ -193,8 +242,9 @@ def test_cf_candidates_exclude_played_and_explain(catalog):
     assert not any(item in played[user] for user, item in pairs)
     because = candidates[candidates["reason_code"] == "because_you_played"]
     assert len(because) > 0
-    assert all(d in played[u] for u, d in zip(because["user_id"], because["reason_detail"],
-                                              strict=True))
+    assert all(
+        d in played[u] for u, d in zip(because["user_id"], because["reason_detail"], strict=True)
+    )
 
 
 def test_text_candidates_describe_with_matching_terms(catalog):
@@ -202,8 +252,13 @@ def test_text_candidates_describe_with_matching_terms(catalog):
     vectors = np.zeros((len(items), 3))
     vectors[np.arange(len(items)), items["genre"].str[1:].astype(int)] = 1.0
     candidates = content_candidates(
-        listens, (items["item_id"].tolist(), vectors), 5, source="text", artist_terms=terms,
-        item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)))
+        listens,
+        (items["item_id"].tolist(), vectors),
+        5,
+        source="text",
+        artist_terms=terms,
+        item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
+    )
     assert set(candidates["reason_code"]) == {"described_as"}
     user = candidates["user_id"].iloc[0]
     played = played_items(listens)[user]
@@ -214,8 +269,7 @@ def test_text_candidates_describe_with_matching_terms(catalog):
 
 def test_similar_artists_top_k_without_self(catalog):
     items, listens, terms = catalog
-    similar = similar_artists(listens, items, artist_terms=terms, k=5, text_dim=8,
-                              num_threads=1)
+    similar = similar_artists(listens, items, artist_terms=terms, k=5, text_dim=8, num_threads=1)
     assert list(similar.columns) == ["artist_id", "rank", "similar_artist_id", "score", "reason"]
     assert (similar["artist_id"] != similar["similar_artist_id"]).all()
     assert similar.groupby("artist_id").size().max() <= 5
@@ -233,8 +287,7 @@ def test_playlist_text_reads_the_warehouse(tmp_path, playlist):
     assert first_user_playlist_text(path) == ""
     with duckdb.connect(str(path)) as connection:
         connection.register("playlist_frame", playlist)
-        connection.execute(
-            "create table recommend.discover_weekly as select * from playlist_frame")
+        connection.execute("create table recommend.discover_weekly as select * from playlist_frame")
     text = playlist_text(path, "u00")
     lines = text.splitlines()
     assert lines[0].startswith("Discover Weekly for user u00") and len(lines) == 31

@@ -38,8 +38,13 @@ def test_write_then_search_get_count_describe(store: VectorStore) -> None:
     ids, vectors = _vectors(200)
     names = [f"name {i}" for i in range(200)]
     report = store.write_collection(
-        "items", ids, vectors, {"name": names, "popularity": np.arange(200) / 200.0},
-        dim=DIM, metric="COSINE", version="v1",
+        "items",
+        ids,
+        vectors,
+        {"name": names, "popularity": np.arange(200) / 200.0},
+        dim=DIM,
+        metric="COSINE",
+        version="v1",
     )
     assert report.written and report.rows == 200 and report.physical_name == "items__v1"
     assert store.count("items") == 200
@@ -60,8 +65,9 @@ def test_write_then_search_get_count_describe(store: VectorStore) -> None:
 def test_search_matches_exact_inner_product_and_filter(store: VectorStore) -> None:
     ids, vectors = _vectors(300, seed=1)
     genre = ["rock" if i % 3 == 0 else "jazz" for i in range(300)]
-    store.write_collection("items", ids, vectors, {"genre": genre}, dim=DIM, metric="IP",
-                           version="v1")
+    store.write_collection(
+        "items", ids, vectors, {"genre": genre}, dim=DIM, metric="IP", version="v1"
+    )
     query = vectors[:5]
     exact = np.argsort(-(query @ vectors.T), axis=1)[:, :10]
     found = store.search("items", query, k=10)
@@ -96,8 +102,9 @@ def test_new_version_replaces_old_and_keeps_last_two(store: VectorStore) -> None
 def test_hnsw_and_ivf_indexes_are_built(store: VectorStore) -> None:
     ids, vectors = _vectors(500, seed=2)
     for index in ("HNSW", "IVF_FLAT"):
-        store.write_collection(index.lower(), ids, vectors, dim=DIM, metric="COSINE",
-                               index=index, version="v1")
+        store.write_collection(
+            index.lower(), ids, vectors, dim=DIM, metric="COSINE", index=index, version="v1"
+        )
         assert store.describe(index.lower())["index"] == index
         assert store.search(index.lower(), vectors[11], k=1)[0][0]["id"] == "item11"
 
@@ -113,8 +120,9 @@ def test_bad_input_is_rejected_with_clear_errors(store: VectorStore) -> None:
     with pytest.raises(ValueError, match="NaN"):
         store.write_collection("items", ids, bad, dim=DIM, version="v1")
     with pytest.raises(ValueError, match="has 3 values"):
-        store.write_collection("items", ids, vectors, {"name": ["a", "b", "c"]}, dim=DIM,
-                               version="v1")
+        store.write_collection(
+            "items", ids, vectors, {"name": ["a", "b", "c"]}, dim=DIM, version="v1"
+        )
     with pytest.raises(ValueError, match="not valid"):
         store.write_collection("items__x", ids, vectors, dim=DIM, version="v1")
     with pytest.raises(ValueError, match="empty"):
@@ -128,7 +136,11 @@ def _run_python(code: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
     )
 
 
@@ -215,17 +227,26 @@ def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path) -> None:
     from embeddings.vectors import recall_vs_exact
 
     raw = pd.read_csv(path, sep="\t", dtype=str)
-    listens = pd.DataFrame({"user_id": raw.userID, "item_id": raw.artistID,
-                            "plays": raw.weight.astype("int64")})
+    listens = pd.DataFrame(
+        {"user_id": raw.userID, "item_id": raw.artistID, "plays": raw.weight.astype("int64")}
+    )
     fitted = fit_cf(listens, CF_PRESETS["als"], num_threads=1)
     ids, vectors = fitted.item_ids, fitted.model.item_factors
     queries = np.random.default_rng(0).choice(len(ids), size=200, replace=False)
     with VectorStore(str(tmp_path / "recall.db")) as store:
         for index, goal in (("FLAT", 0.99), ("HNSW", 0.95), ("IVF_FLAT", 0.95)):
             name = f"items_{index.lower()}"
-            store.write_collection(name, ids, vectors, dim=vectors.shape[1], metric="COSINE",
-                                   index=index, version=fitted.version)
+            store.write_collection(
+                name,
+                ids,
+                vectors,
+                dim=vectors.shape[1],
+                metric="COSINE",
+                index=index,
+                version=fitted.version,
+            )
             found = store.search(name, vectors[queries], k=11)
-            recall = recall_vs_exact([[h["id"] for h in hits] for hits in found], queries, ids,
-                                     vectors, 10, "COSINE")
+            recall = recall_vs_exact(
+                [[h["id"] for h in hits] for hits in found], queries, ids, vectors, 10, "COSINE"
+            )
             assert recall >= goal, (index, recall)
