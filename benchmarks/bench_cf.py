@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.bench_cf [--data /work/shared/data] [--repeats 5] [--quick]
+    python -m benchmarks.bench_cf [--data ../shared/data] [--repeats 5] [--quick]
 
 Writes ``bench_results/cf.json`` and ``bench_results/cf.md``. Threads are kept at one (BLAS and
 implicit) so the figures do not depend on what else runs on the machine.

@@ -37,3 +37,14 @@ def audio_dir() -> Path:
             f"audio clips not found at {AUDIO_DIR} (put ../shared/data beside the checkout)"
         )
     return AUDIO_DIR
+
+
+@pytest.fixture(scope="session")
+def hetrec_listens(hetrec_dir: Path):
+    """HetRec user_artists.dat as golden-style listens (string ids, int plays)."""
+    import pandas as pd
+
+    raw = pd.read_csv(hetrec_dir / "user_artists.dat", sep="\t", dtype=str)
+    return pd.DataFrame(
+        {"user_id": raw.userID, "item_id": raw.artistID, "plays": raw.weight.astype("int64")}
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from embeddings.cf import (
 )
 from recommend.similarity import CFRecommender
 
-HETREC = Path(os.environ.get("CRATEDIGGER_DATA", "/work/shared/data")) / "hetrec2011-lastfm-2k"
 FAST_CONFIGS = {
     "als": CFConfig(model="als", factors=8, iterations=10, regularization=0.01, weighting="log"),
     "bpr": CFConfig(model="bpr", factors=8, iterations=60, learning_rate=0.05, weighting="raw"),
@@ -180,20 +178,14 @@ def test_known_user_without_history_gets_popular_items(listens: pd.DataFrame) ->
 
 
 @pytest.mark.slow
-def test_hetrec_platform_als_matches_raw_implicit() -> None:
+def test_hetrec_platform_als_matches_raw_implicit(hetrec_listens) -> None:
     """Same matrix, same seed: the platform's ALS equals raw implicit ALS (NDCG within noise)."""
-    path = HETREC / "user_artists.dat"
-    if not path.exists():
-        pytest.skip(f"HetRec Last.fm 2K not found at {path}")
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.evaluation import ndcg_at_k
 
     from recommend.evaluation import holdout_split, rank_fitted, ranking_metrics
 
-    raw = pd.read_csv(path, sep="\t", dtype=str)
-    listens = pd.DataFrame(
-        {"user_id": raw.userID, "item_id": raw.artistID, "plays": raw.weight.astype("int64")}
-    )
+    listens = hetrec_listens
     split = holdout_split(listens)
     config = CF_PRESETS["als"]
     fitted = fit_cf(split.train, config, num_threads=1)

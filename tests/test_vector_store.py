@@ -212,24 +212,16 @@ def test_kill_during_write_keeps_readers_on_old_version(tmp_path: Path) -> None:
         assert store.describe("items")["versions"] == ["items__v1", "items__v2"]
 
 
-HETREC = Path(os.environ.get("CRATEDIGGER_DATA", "/work/shared/data")) / "hetrec2011-lastfm-2k"
 
 
 @pytest.mark.slow
-def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path) -> None:
+def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path, hetrec_listens) -> None:
     """Top-10 similar items from Milvus vs exact numpy on the same ALS vectors (COSINE)."""
-    path = HETREC / "user_artists.dat"
-    if not path.exists():
-        pytest.skip(f"HetRec Last.fm 2K not found at {path}")
-    import pandas as pd
 
     from embeddings.cf import CF_PRESETS, fit_cf
     from embeddings.vectors import recall_vs_exact
 
-    raw = pd.read_csv(path, sep="\t", dtype=str)
-    listens = pd.DataFrame(
-        {"user_id": raw.userID, "item_id": raw.artistID, "plays": raw.weight.astype("int64")}
-    )
+    listens = hetrec_listens
     fitted = fit_cf(listens, CF_PRESETS["als"], num_threads=1)
     ids, vectors = fitted.item_ids, fitted.model.item_factors
     queries = np.random.default_rng(0).choice(len(ids), size=200, replace=False)
