@@ -122,6 +122,14 @@ def audio_vectors(
     )
     for row in failures.itertuples():
         context.log.warning(f"audio clip {row.track_id} ({row.path}) did not embed: {row.error}")
+    if attributes.empty:
+        attributes = pd.DataFrame(
+            {
+                "track_id": pd.Series(dtype=object),
+                "tempo_bpm": pd.Series(dtype="float64"),
+                "top_tags": pd.Series(dtype=object),
+            }
+        )
     attributes = attributes.assign(backend=backend)
     if "top_tags" in attributes:
         attributes["top_tags"] = attributes["top_tags"].map(

@@ -4,6 +4,7 @@ import base64
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 PREVIEW_ROWS = 10
@@ -16,9 +17,11 @@ def frame_metadata(frame: pd.DataFrame, preview_rows: int = PREVIEW_ROWS) -> dic
     ]
     preview = frame.head(preview_rows).copy()
     for column in preview.columns:
-        if preview[column].map(lambda v: isinstance(v, (list, tuple))).any():
+        if preview[column].dtype != object:
+            continue
+        if preview[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             preview[column] = preview[column].map(
-                lambda v: f"[{len(v)} values]" if isinstance(v, (list, tuple)) else v
+                lambda v: f"[{len(v)} values]" if isinstance(v, (list, tuple, np.ndarray)) else v
             )
     return {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
