@@ -155,11 +155,12 @@ def audio_vectors(
                 metric="COSINE",
                 version=version,
             )
-        np.savez(
-            paths.sub("models", "audio") / f"{backend}_vectors.npz",
-            ids=np.array(ids, dtype=str),
-            vectors=vectors,
-        )
+    # saved even when empty, so downstream assets know there is nothing (HetRec has no audio)
+    np.savez(
+        paths.sub("models", "audio") / f"{backend}_vectors.npz",
+        ids=np.array(ids, dtype=str),
+        vectors=vectors,
+    )
     attributes.to_parquet(paths.sub("models", "audio") / f"{backend}_attributes.parquet")
     return dg.MaterializeResult(
         metadata={

@@ -48,6 +48,8 @@ def _vectors_or_none(load, paths: Paths, what: str, context) -> tuple | None:
     except FileNotFoundError as missing:
         context.log.warning(f"{what} vectors unavailable ({missing}); playlists without them")
         return None
+    if len(ids) == 0:
+        return None
     return [str(i) for i in ids], matrix
 
 

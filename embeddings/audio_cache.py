@@ -23,6 +23,16 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 
+class _EmptyBatch:
+    ids: list[str] = []
+    matrix = np.zeros((0, 0), dtype=np.float32)
+    attributes = pd.DataFrame(columns=["id", "path"])
+    failures = pd.DataFrame(columns=["id", "path", "error"])
+
+
+_NO_BATCH = _EmptyBatch()
+
+
 def _read(cache_path: Path, dim: int) -> tuple[list[str], np.ndarray, list[dict]]:
     if not cache_path.exists():
         return [], np.zeros((0, dim), dtype=np.float32), []
@@ -86,11 +96,14 @@ def embed_with_cache(
     position = {k: i for i, k in enumerate(keys)}
     key_of = [f"{encoder.name}:{sha}" for sha in clips["sha256"]]
     todo = [i for i, k in enumerate(key_of) if k not in position]
-    batch = encoder.embed_many(
-        [clips["path"].iloc[i] for i in todo],
-        ids=[str(clips["track_id"].iloc[i]) for i in todo],
-        progress=progress,
-    )
+    if todo:
+        batch = encoder.embed_many(
+            [clips["path"].iloc[i] for i in todo],
+            ids=[str(clips["track_id"].iloc[i]) for i in todo],
+            progress=progress,
+        )
+    else:  # nothing new: do not even load the model
+        batch = _NO_BATCH
     new_rows = {clip_id: row for clip_id, row in zip(batch.ids, batch.matrix, strict=True)}
     new_attributes = {
         str(r["id"]): {k: v for k, v in r.items() if k not in ("id", "path")}
