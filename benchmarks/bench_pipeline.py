@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,12 @@ def _run(name: str, env_extra: dict[str, str]) -> dict:
             check=True,
         )
         result = json.loads(out.read_text())
+        # keep the evaluation tables the assets wrote (cf, text cold start, blend, quality)
+        kept = RESULTS / f"reports_{name}"
+        kept.mkdir(parents=True, exist_ok=True)
+        for report in (Path(tmp) / "data" / "reports").glob("*"):
+            if report.suffix in (".csv", ".md", ".png"):
+                shutil.copy(report, kept / report.name)
         result["process_seconds"] = time.perf_counter() - started
         return result
 
