@@ -77,3 +77,26 @@ def test_default_profile_is_embedded(tmp_path) -> None:
     assert settings.milvus_uri.endswith("milvus.db")
     assert settings.warehouse_path == tmp_path.resolve() / "warehouse.duckdb"
     assert dg.__version__.startswith("1.13")
+
+
+def test_cli_where_and_bad_config(tmp_path) -> None:
+    import os
+
+    env = {**os.environ, "CRATEDIGGER_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "where"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and str(tmp_path / "warehouse.duckdb") in done.stdout
+    env["CRATEDIGGER_PROFILE"] = "staging"
+    bad = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "where"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "CRATEDIGGER_PROFILE" in bad.stderr
