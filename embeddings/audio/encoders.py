@@ -52,8 +52,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_BACKEND = "musicnn"
 BACKENDS = ("musicnn", "openl3", "dsp")
 TOP_TAG_COUNT = 5
-# musicnn: seconds between patch starts (patches are 3 s long); see MusicnnEncoder.
-PATCH_HOP_SECONDS = 3.0
 # Tags people ask for; an encoder reports those its model knows.
 FRIENDLY_TAGS = (
     "acoustic",
@@ -389,10 +387,6 @@ class MusicnnEncoder(AudioEncoder):
         Patches per TF run.
     max_seconds, excerpt
         See :class:`AudioEncoder`.
-    patch_hop_seconds : float
-        Seconds between the starts of consecutive 3 s patches (musicnn's ``input_overlap``,
-        which is a hop); 3.0 gives non-overlapping patches. Overlapping patches sample the
-        audio more densely before the mean/max pooling, at a cost in model runs.
     """
 
     name = "musicnn"
@@ -409,15 +403,11 @@ class MusicnnEncoder(AudioEncoder):
         batch_size: int = 32,
         max_seconds: float | None = DEFAULT_MAX_SECONDS,
         excerpt: str = "centre",
-        patch_hop_seconds: float = PATCH_HOP_SECONDS,
     ) -> None:
         super().__init__(max_seconds=max_seconds, excerpt=excerpt)
         if model not in ("MTT_musicnn", "MSD_musicnn"):
             raise ValueError(f"musicnn model must be 'MTT_musicnn' or 'MSD_musicnn', got {model}")
-        if not 0 < patch_hop_seconds <= 3.0:
-            raise ValueError(f"patch_hop_seconds must be in (0, 3], got {patch_hop_seconds}")
         self.model = model
-        self.patch_hop_seconds = patch_hop_seconds
         self.threads = threads
         self.batch_size = batch_size
         self._session: Any = None
@@ -509,14 +499,8 @@ class MusicnnEncoder(AudioEncoder):
         if mel.shape[0] < self.patch_frames:
             repeats = int(np.ceil(self.patch_frames / max(1, mel.shape[0])))
             mel = np.tile(mel, (repeats, 1))[: self.patch_frames]
-        windows = np.lib.stride_tricks.sliding_window_view(mel, self.patch_frames, axis=0)
-        return np.ascontiguousarray(windows[:: self.patch_hop_frames].transpose(0, 2, 1))
-
-    @property
-    def patch_hop_frames(self) -> int:
-        """Spectrogram frames between patch starts (187, i.e. no overlap, at a 3 s hop)."""
-        frames = int(self.patch_hop_seconds * self.sample_rate / self.hop_length)
-        return min(self.patch_frames, max(1, frames))
+        count = mel.shape[0] // self.patch_frames
+        return mel[: count * self.patch_frames].reshape(count, self.patch_frames, self.n_mels)
 
     def _embed_waveform(self, waveform: Waveform) -> AudioEmbedding:
         patches = self.log_mel_patches(waveform.samples)
