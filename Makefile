@@ -12,6 +12,7 @@ export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
 setup:
 	@bash scripts/setup.sh
+	@$(VENV)/python -c "import os; from orchestration.settings import load_settings; from orchestration.instance import ensure_dagster_home; ensure_dagster_home(load_settings(), os.environ['DAGSTER_HOME'])"
 
 demo: setup  ## materialise every asset on the built-in sample and print where to look
 	$(VENV)/cratedigger run
@@ -30,7 +31,6 @@ lint: setup
 	$(VENV)/ruff check . && $(VENV)/ruff format --check .
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:3000
-	@mkdir -p $(DAGSTER_HOME) && $(VENV)/python -c "from orchestration.settings import load_settings; from orchestration.instance import ensure_dagster_home; import os; ensure_dagster_home(load_settings(), os.environ['DAGSTER_HOME'])"
 	$(VENV)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 hetrec: setup  ## run everything on ../shared/data/hetrec2011-lastfm-2k into data/hetrec

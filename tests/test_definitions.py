@@ -43,12 +43,16 @@ def test_every_golden_table_has_a_blocking_suite_check() -> None:
     assert blocking and all(blocking)
 
 
-def test_dagster_definitions_validate_cli() -> None:
+def test_dagster_definitions_validate_cli(tmp_path) -> None:
+    import os
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
