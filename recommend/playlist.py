@@ -135,30 +135,29 @@ class DiscoverWeeklyConfig:
 
 
 # ---------------------------------------------------------------------------------- inputs
-def _check_items(items: pd.DataFrame) -> pd.DataFrame:
-    missing = {"item_id", "artist_id", "name"} - set(items.columns)
+def _checked(
+    frame: pd.DataFrame, required: tuple[str, ...], ids: tuple[str, ...], what: str
+) -> pd.DataFrame:
+    """A copy of ``frame`` with string ids, or a ValueError naming the missing columns."""
+    missing = set(required) - set(frame.columns)
     if missing:
         raise ValueError(
-            f"items frame lacks columns {sorted(missing)}; it needs item_id, "
-            "artist_id, name (golden items)"
+            f"{what} frame lacks columns {sorted(missing)}; it needs {', '.join(required)} "
+            f"(golden {what})"
         )
-    out = items.copy()
-    out["item_id"] = out["item_id"].astype(str)
-    out["artist_id"] = out["artist_id"].astype(str)
+    out = frame.copy()
+    for column in ids:
+        out[column] = out[column].astype(str)
+    return out
+
+
+def _check_items(items: pd.DataFrame) -> pd.DataFrame:
+    out = _checked(items, ("item_id", "artist_id", "name"), ("item_id", "artist_id"), "items")
     return out.drop_duplicates("item_id")
 
 
 def _check_listens(listens: pd.DataFrame) -> pd.DataFrame:
-    missing = {"user_id", "item_id", "plays"} - set(listens.columns)
-    if missing:
-        raise ValueError(
-            f"listens frame lacks columns {sorted(missing)}; it needs user_id, "
-            "item_id, plays (golden listens)"
-        )
-    out = listens.copy()
-    out["user_id"] = out["user_id"].astype(str)
-    out["item_id"] = out["item_id"].astype(str)
-    return out
+    return _checked(listens, ("user_id", "item_id", "plays"), ("user_id", "item_id"), "listens")
 
 
 def _text_space(
