@@ -613,22 +613,27 @@ def evaluate_blend(
         )
         seconds["text_vectors"] = time.perf_counter() - clock
 
+        def evaluation_candidates(history, fitted, users=None):
+            """Unexplained candidates from every source, on ``history``'s catalog."""
+            return generate_candidates(
+                history,
+                fitted,
+                text_vectors=text,
+                catalog=set(history["item_id"]),
+                users=users,
+                n=config.candidates_per_source,
+                exploration_n=config.exploration_candidates,
+                head_share=config.head_share,
+                explain=False,
+                exploration_model=config.exploration_model,
+                item_artist=item_artist,
+            )
+
         clock = time.perf_counter()
         split = validation_split(train, validation_fraction, seed=validation_seed)
         fit_part = _check_listens(split.train)
         fitted = _fit_all(fit_part, config.cf_models, config.num_threads)
-        candidates = generate_candidates(
-            fit_part,
-            fitted,
-            text_vectors=text,
-            catalog=set(fit_part["item_id"]),
-            n=config.candidates_per_source,
-            exploration_n=config.exploration_candidates,
-            head_share=config.head_share,
-            explain=False,
-            exploration_model=config.exploration_model,
-            item_artist=item_artist,
-        )
+        candidates = evaluation_candidates(fit_part, fitted)
         seconds["validation_candidates"] = time.perf_counter() - clock
         clock = time.perf_counter()
         blend_config, history = tune_blend(
@@ -644,19 +649,7 @@ def evaluate_blend(
         clock = time.perf_counter()
         fitted = _fit_all(train, config.cf_models, config.num_threads)
         test_users = sorted(set(test["user_id"]))
-        candidates = generate_candidates(
-            train,
-            fitted,
-            text_vectors=text,
-            catalog=set(train["item_id"]),
-            users=test_users,
-            n=config.candidates_per_source,
-            exploration_n=config.exploration_candidates,
-            head_share=config.head_share,
-            explain=False,
-            exploration_model=config.exploration_model,
-            item_artist=item_artist,
-        )
+        candidates = evaluation_candidates(train, fitted, test_users)
         seconds["test_candidates"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
