@@ -96,8 +96,9 @@ def audio_collection(backend: str) -> str:
     group_name="embeddings",
     kinds={"tensorflow", "milvus"},
     owners=["team:recsys"],
-    description="Audio embeddings per clip (musicnn by default: mean+max pooled frame "
-    "embeddings; openl3 when installed; librosa DSP baseline) in Milvus collection "
+    description="Audio embeddings per clip (musicnn by default: its MTT_vgg tagger's five conv "
+    "blocks globally pooled over the clip, 640-d; openl3 when installed; librosa DSP baseline) "
+    "in Milvus collection "
     "`audio_<backend>` (COSINE) with tempo and top tags as scalar fields. Cached by "
     "sha256: only new or changed files are embedded.",
     pool="milvus",
@@ -169,6 +170,7 @@ def audio_vectors(
             "rows": report.rows if report else 0,
             "written": bool(report and report.written),
             "dim": int(encoder.dim),
+            "encoder": encoder.signature,
             "clips": int(stats["clips"]),
             "embedded": int(stats["embedded"]),
             "cached": int(stats["cached"]),

@@ -4,12 +4,16 @@ Run from the project root::
 
     python -m benchmarks.bench_audio [--data ../shared/data/audio] [--backends musicnn dsp]
 
+A backend may name a model: ``musicnn:MTT_musicnn`` (the default list adds it beside the
+default ``musicnn`` = ``MTT_vgg``, for comparison).
+
 Figures per backend: model load seconds (incl. warm-up); seconds of audio embedded per second of
 wall time over all clips (first 120 s of analysis per clip, centre excerpt); genre kNN accuracy
 (leave-one-out, k=1 and k=3, cosine, on the manifest's coarse genre) beside the majority rate;
-segment self-retrieval (non-overlapping 10 s segments of each whole clip). Each figure is given
-on raw vectors and on column-standardised vectors. Also: audio->CF cold-start recovery on
-synthetic data (no real CF factors exist for these clips).
+segment self-retrieval (non-overlapping 10 s segments of each whole clip), also split by query
+half (clips hashed into halves A and B; the default model was chosen on half A) and, for the VGG
+model, per conv block. Each figure is given on raw vectors and on column-standardised vectors.
+Also: audio->CF cold-start recovery on synthetic data (no real CF factors exist for these clips).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import os
 import platform
 import time
+import zlib
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -32,6 +37,7 @@ import pandas as pd  # noqa: E402
 
 from embeddings.audio import (  # noqa: E402
     available_backends,
+    cosine_similarities,
     embed_segments,
     knn_accuracy,
     make_audio_encoder,
@@ -46,9 +52,51 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 RESULTS = Path(__file__).resolve().parents[1] / "bench_results"
 
 
+def query_half(clip_id: str) -> str:
+    """``"A"`` or ``"B"``: a stable split of the clips (crc32 of the id)."""
+    return "AB"[zlib.crc32(clip_id.encode()) % 2]
+
+
+def nearest_is_same_clip(matrix: np.ndarray, groups: list[str]) -> np.ndarray:
+    """Per segment: is its nearest other segment (cosine) from the same clip?"""
+    similarity = cosine_similarities(matrix)
+    np.fill_diagonal(similarity, -np.inf)
+    labels = np.asarray(groups)
+    return labels[similarity.argmax(axis=1)] == labels
+
+
+def segment_studies(encoder, matrix: np.ndarray, groups: list[str]) -> dict:
+    """Self-retrieval by query half and, for block-structured vectors, per conv block."""
+    figures: dict = {}
+    hits = nearest_is_same_clip(matrix, groups)
+    halves = np.array([query_half(group) for group in groups])
+    for half in "AB":
+        figures[f"segment_self_retrieval_half_{half}"] = round(
+            float(hits[halves == half].mean()), 4
+        )
+    if getattr(encoder, "is_vgg", False):
+        width = encoder.VGG_CHANNELS
+        blocks = {f"conv{i + 1}": [i] for i in range(encoder.VGG_BLOCKS)}
+        blocks.update({"conv3-5": [2, 3, 4], "conv1-5 (the vector)": list(range(5))})
+        figures["segment_self_retrieval_by_block"] = {
+            name: round(
+                float(
+                    nearest_is_same_clip(
+                        np.hstack([matrix[:, i * width : (i + 1) * width] for i in chosen]),
+                        groups,
+                    ).mean()
+                ),
+                4,
+            )
+            for name, chosen in blocks.items()
+        }
+    return figures
+
+
 def bench_backend(name: str, manifest: pd.DataFrame, segment_seconds: float) -> dict:
-    """All figures for one backend."""
-    encoder = make_audio_encoder(name)
+    """All figures for one backend (``name`` or ``name:model``)."""
+    backend, _, model = name.partition(":")
+    encoder = make_audio_encoder(backend, **({"model": model} if model else {}))
     encoder.load()
     started = time.perf_counter()
     batch = encoder.embed_many(list(manifest.path), ids=list(manifest.clip_id))
@@ -56,6 +104,7 @@ def bench_backend(name: str, manifest: pd.DataFrame, segment_seconds: float) -> 
     audio_seconds = float(batch.attributes.analysed_s.sum())
     labels = manifest.set_index("clip_id").loc[batch.ids, "genre"].tolist()
     figures: dict = {
+        "encoder": getattr(encoder, "signature", backend),
         "dim": encoder.dim,
         "load_seconds": round(encoder.load_seconds or 0.0, 2),
         "clips_embedded": len(batch.ids),
@@ -83,6 +132,7 @@ def bench_backend(name: str, manifest: pd.DataFrame, segment_seconds: float) -> 
     for variant, values in (("raw", matrix), ("standardised", standardise_columns(matrix))):
         result = self_retrieval_accuracy(values, groups)
         figures[f"segment_self_retrieval_{variant}"] = round(result["accuracy"], 4)
+    figures.update(segment_studies(encoder, matrix, groups))
     figures["segment_queries"] = result["n_queries"]
     figures["segment_clips"] = result["n_clips"]
     figures["segment_chance"] = round(result["chance"], 4)
@@ -112,6 +162,7 @@ def markdown(results: dict) -> str:
         "|---|" + "---|" * len(results["backends"]),
     ]
     keys = [
+        "encoder",
         "dim",
         "load_seconds",
         "clips_embedded",
@@ -127,6 +178,8 @@ def markdown(results: dict) -> str:
         "genre_labelled_clips",
         "segment_self_retrieval_raw",
         "segment_self_retrieval_standardised",
+        "segment_self_retrieval_half_A",
+        "segment_self_retrieval_half_B",
         "segment_queries",
         "segment_chance",
         "segment_wall_seconds",
@@ -135,6 +188,12 @@ def markdown(results: dict) -> str:
     for key in keys:
         cells = [str(results["per_backend"][b].get(key, "")) for b in results["backends"]]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    for backend in results["backends"]:
+        by_block = results["per_backend"][backend].get("segment_self_retrieval_by_block")
+        if by_block:
+            lines += ["", f"Segment self-retrieval by conv block ({backend}):", ""]
+            lines += ["| blocks | accuracy |", "|---|---|"]
+            lines += [f"| {block} | {value} |" for block, value in by_block.items()]
     for backend in results["backends"]:
         tags = results["per_backend"][backend].get("example_top_tags")
         if tags:
@@ -168,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     manifest = pd.read_csv(manifest_path)
     manifest["path"] = [str(args.data / f) for f in manifest.file]
     backends = args.backends or available_backends()
+    if not args.backends and "musicnn" in backends:
+        backends.insert(backends.index("musicnn") + 1, "musicnn:MTT_musicnn")
     results: dict = {
         "command": "python -m benchmarks.bench_audio",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

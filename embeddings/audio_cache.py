@@ -1,4 +1,4 @@
-"""Embed audio clips once per content: a cache keyed by (backend, sha256 of the file).
+"""Embed audio clips once per content: a cache keyed by (encoder signature, sha256 of the file).
 
 A watched folder changes one file at a time; re-embedding only what is new or changed keeps the
 audio assets cheap to re-materialise. The cache is an ``.npz`` file written atomically.
@@ -94,7 +94,7 @@ def embed_with_cache(
     cache_path = Path(cache_path)
     keys, cached_vectors, cached_attributes = _read(cache_path, encoder.dim)
     position = {k: i for i, k in enumerate(keys)}
-    key_of = [f"{encoder.name}:{sha}" for sha in clips["sha256"]]
+    key_of = [f"{encoder.signature}:{sha}" for sha in clips["sha256"]]
     todo = [i for i, k in enumerate(key_of) if k not in position]
     if todo:
         batch = encoder.embed_many(

@@ -212,8 +212,6 @@ def test_kill_during_write_keeps_readers_on_old_version(tmp_path: Path) -> None:
         assert store.describe("items")["versions"] == ["items__v1", "items__v2"]
 
 
-
-
 @pytest.mark.slow
 def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path, hetrec_listens) -> None:
     """Top-10 similar items from Milvus vs exact numpy on the same ALS vectors (COSINE)."""
