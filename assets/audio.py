@@ -10,11 +10,19 @@ import pandas as pd
 
 from assets.cf import current_cf
 from assets.golden import CONTRACTS, OWNER, publish, read_raw
-from assets.metadata import floats
-from embeddings.audio import make_audio_encoder, probe_clips
+from assets.metadata import floats, png_markdown
+from embeddings.audio import (
+    BackendUnavailable,
+    available_backends,
+    choose_segment_seconds,
+    evaluate_encoder,
+    make_audio_encoder,
+    probe_clips,
+)
 from embeddings.audio_cache import embed_with_cache
 from embeddings.audio_to_cf import AudioToCF, evaluate_cold_start
 from orchestration.resources import Paths, VectorStoreResource, Warehouse
+from recommend.evaluation import metrics_bar_chart
 
 AUDIO_EXTENSIONS = {".ogg", ".wav", ".flac", ".mp3", ".oga"}
 AUDIO_CLIPS = dg.AssetKey(["golden", "audio_clips"])
@@ -91,38 +99,37 @@ def audio_collection(backend: str) -> str:
     return f"audio_{backend}"
 
 
-@dg.asset(
-    deps=[AUDIO_CLIPS],
-    group_name="embeddings",
-    kinds={"tensorflow", "milvus"},
-    owners=["team:recsys"],
-    description="Audio embeddings per clip (musicnn by default: its MTT_vgg tagger's five conv "
-    "blocks globally pooled over the clip, 640-d; openl3 when installed; librosa DSP baseline) "
-    "in Milvus collection "
-    "`audio_<backend>` (COSINE) with tempo and top tags as scalar fields. Cached by "
-    "sha256: only new or changed files are embedded.",
-    pool="milvus",
-)
-def audio_vectors(
+def embed_backend(
     context: dg.AssetExecutionContext,
-    warehouse: Warehouse,
+    backend: str,
+    clips: pd.DataFrame,
     paths: Paths,
     vector_store: VectorStoreResource,
-) -> dg.MaterializeResult:
-    clips = warehouse.table("golden", "audio_clips")
-    backend = paths.audio_backend
-    encoder = make_audio_encoder(backend)
+) -> dict:
+    """Embed the clips with one backend (cached by sha256), write its collection and files.
+
+    Returns the backend's figures; ``available`` is False (with the install hint in ``error``)
+    when the backend is not installed.
+    """
+    try:
+        encoder = make_audio_encoder(backend)
+    except BackendUnavailable as error:
+        context.log.warning(str(error))
+        return {"backend": backend, "available": False, "error": str(error)}
     step = max(1, len(clips) // 10)
 
     def progress(done: int, total: int, clip_id: str) -> None:
         if done == total or done % step == 0:
             context.log.info(f"audio_vectors ({backend}): embedded {done}/{total} new clips")
 
+    folder = paths.sub("models", "audio")
     ids, vectors, attributes, failures, stats = embed_with_cache(
-        encoder, clips, paths.sub("models", "audio") / f"{backend}_cache.npz", progress
+        encoder, clips, folder / f"{backend}_cache.npz", progress
     )
     for row in failures.itertuples():
-        context.log.warning(f"audio clip {row.track_id} ({row.path}) did not embed: {row.error}")
+        context.log.warning(
+            f"audio clip {row.track_id} ({row.path}) did not embed with {backend}: {row.error}"
+        )
     if attributes.empty:
         attributes = pd.DataFrame(
             {
@@ -157,26 +164,68 @@ def audio_vectors(
                 version=version,
             )
     # saved even when empty, so downstream assets know there is nothing (HetRec has no audio)
-    np.savez(
-        paths.sub("models", "audio") / f"{backend}_vectors.npz",
-        ids=np.array(ids, dtype=str),
-        vectors=vectors,
+    np.savez(folder / f"{backend}_vectors.npz", ids=np.array(ids, dtype=str), vectors=vectors)
+    attributes.to_parquet(folder / f"{backend}_attributes.parquet")
+    if hasattr(encoder, "close"):
+        encoder.close()
+    return {
+        "backend": backend,
+        "available": True,
+        "encoder": encoder.signature,
+        "collection": collection,
+        "dim": int(encoder.dim),
+        "rows": report.rows if report else 0,
+        "written": bool(report and report.written),
+        "clips": int(stats["clips"]),
+        "embedded": int(stats["embedded"]),
+        "cached": int(stats["cached"]),
+        "failed": int(stats["failed"]),
+        "seconds": round(float(stats["seconds"]), 2),
+        "load_seconds": round(float(encoder.load_seconds or 0.0), 2),
+        "failures": failures.head(20).astype(str).to_dict("records"),
+    }
+
+
+@dg.asset(
+    deps=[AUDIO_CLIPS],
+    group_name="embeddings",
+    kinds={"tensorflow", "milvus"},
+    owners=["team:recsys"],
+    description="Audio embeddings per clip, one Milvus collection `audio_<backend>` (COSINE, "
+    "tempo and top tags as scalar fields) per backend: the configured one (musicnn by default: "
+    "its MTT_vgg tagger's five conv blocks globally pooled over the clip, 640-d; openl3 when "
+    "installed) and, to compare, every other installed one (librosa DSP baseline). Cached by "
+    "sha256: only new or changed files are embedded. Metadata: counts and time per backend.",
+    pool="milvus",
+)
+def audio_vectors(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    paths: Paths,
+    vector_store: VectorStoreResource,
+) -> dg.MaterializeResult:
+    clips = warehouse.table("golden", "audio_clips")
+    results = [
+        embed_backend(context, backend, clips, paths, vector_store)
+        for backend in paths.audio_backends
+    ]
+    primary = results[0]
+    if not primary["available"]:
+        raise BackendUnavailable(
+            f"{primary['error']}. Or set CRATEDIGGER_AUDIO_BACKEND to one of "
+            f"{available_backends()}."
+        )
+    table = pd.DataFrame(
+        [{k: v for k, v in result.items() if k != "failures"} for result in results]
     )
-    attributes.to_parquet(paths.sub("models", "audio") / f"{backend}_attributes.parquet")
     return dg.MaterializeResult(
         metadata={
-            "backend": backend,
-            "collection": collection,
-            "rows": report.rows if report else 0,
-            "written": bool(report and report.written),
-            "dim": int(encoder.dim),
-            "encoder": encoder.signature,
-            "clips": int(stats["clips"]),
-            "embedded": int(stats["embedded"]),
-            "cached": int(stats["cached"]),
-            "failed": int(stats["failed"]),
-            "failures": dg.MetadataValue.json(failures.head(20).astype(str).to_dict("records")),
-            **floats({"seconds": stats["seconds"]}),
+            **{k: v for k, v in primary.items() if k not in ("failures", "available")},
+            "failures": dg.MetadataValue.json(primary["failures"]),
+            "backends": dg.MetadataValue.md(table.fillna("").to_markdown(index=False)),
+            "per_backend": dg.MetadataValue.json(
+                {r["backend"]: {k: v for k, v in r.items() if k != "backend"} for r in results}
+            ),
         },
     )
 
@@ -248,6 +297,107 @@ def audio_to_cf_model(context: dg.AssetExecutionContext, paths: Paths) -> dg.Mat
             **floats({k: v for k, v in figures.items() if isinstance(v, (int, float))}),
         }
     )
+
+
+class AudioEvaluationConfig(dg.Config):
+    """How ``audio_evaluation`` measures the audio backends."""
+
+    segment_seconds: float = 10.0  # shortened automatically when the clips are too short
+    max_clips: int = 60  # a seeded subset keeps big folders cheap
+    seed: int = 0
+
+
+def _track_genres(warehouse: Warehouse, track_ids: list[str]) -> list[str | None]:
+    """Genre of each track from golden.tracks (None when the table or the track has none)."""
+    if not warehouse.has_table("golden", "tracks"):
+        return [None] * len(track_ids)
+    tracks = warehouse.table("golden", "tracks")
+    if "genre" not in tracks:
+        return [None] * len(track_ids)
+    genre = tracks.set_index("track_id")["genre"].to_dict()
+    return [genre.get(track) for track in track_ids]
+
+
+@dg.asset(
+    deps=["audio_vectors"],
+    group_name="evaluation",
+    kinds={"tensorflow", "pandas"},
+    owners=["team:recsys"],
+    description="Checkable properties of each audio backend on the golden clips: segment "
+    "self-retrieval (cut each clip into non-overlapping segments, 10 s where clips are long "
+    "enough; is a segment's nearest other segment from the same clip?) and leave-one-out genre "
+    "1-NN on the clip vectors beside the majority rate. Table and bar chart in the metadata.",
+)
+def audio_evaluation(
+    context: dg.AssetExecutionContext,
+    config: AudioEvaluationConfig,
+    warehouse: Warehouse,
+    paths: Paths,
+) -> dg.MaterializeResult:
+    clips = warehouse.table("golden", "audio_clips")
+    if len(clips) > config.max_clips:
+        clips = clips.sample(n=config.max_clips, random_state=config.seed)
+    clips = clips.sort_values("track_id").reset_index(drop=True)
+    segment_seconds = choose_segment_seconds(clips["duration_s"], config.segment_seconds)
+    if segment_seconds != config.segment_seconds:
+        context.log.info(
+            f"clips are short (median {clips['duration_s'].median():.1f} s): "
+            f"{segment_seconds:g} s segments instead of {config.segment_seconds:g} s"
+        )
+    ids = clips["track_id"].astype(str).tolist()
+    genres = _track_genres(warehouse, ids)
+    rows = []
+    for backend in paths.audio_backends:
+        saved = paths.root / "models" / "audio" / f"{backend}_vectors.npz"
+        if not saved.exists():
+            context.log.warning(f"{backend}: no vectors (not installed?): not evaluated")
+            continue
+        with np.load(saved) as data:
+            position = {str(track): i for i, track in enumerate(data["ids"])}
+            vectors = data["vectors"]
+        have = [i for i, track in enumerate(ids) if track in position]
+        clip_vectors = vectors[[position[ids[i]] for i in have]] if have else None
+        encoder = make_audio_encoder(backend)
+        encoder.load()
+        figures = evaluate_encoder(
+            encoder,
+            [clips["path"].iloc[i] for i in have],
+            [ids[i] for i in have],
+            segment_seconds=segment_seconds,
+            clip_vectors=clip_vectors,
+            labels=[genres[i] for i in have],
+        )
+        if hasattr(encoder, "close"):
+            encoder.close()
+        context.log.info(f"audio_evaluation {backend}: {figures}")
+        rows.append({"backend": backend, "clips": len(have), **figures})
+    table = pd.DataFrame(rows).set_index("backend") if rows else pd.DataFrame()
+    metadata: dict = {
+        "segment_seconds": segment_seconds,
+        "clips_evaluated": len(clips),
+        "table": dg.MetadataValue.md(
+            table.reset_index().to_markdown(index=False) if rows else "_no backend had vectors_"
+        ),
+    }
+    plotted = [
+        m for m in ("self_retrieval", "self_retrieval_standardised", "genre_knn1") if m in table
+    ]
+    if plotted:
+        chart = metrics_bar_chart(table.fillna(0.0), plotted, "Audio backends")
+        (paths.sub("reports") / "audio_evaluation.png").write_bytes(chart)
+        metadata["chart"] = png_markdown(chart, "Audio backends")
+        table.to_csv(paths.sub("reports") / "audio_evaluation.csv")
+    for backend, row in table.iterrows():
+        metadata.update(
+            floats(
+                {
+                    f"{metric}/{backend}": row[metric]
+                    for metric in ("self_retrieval", "genre_knn1")
+                    if metric in row and pd.notna(row[metric])
+                }
+            )
+        )
+    return dg.MaterializeResult(metadata=metadata)
 
 
 audio_job = dg.define_asset_job(

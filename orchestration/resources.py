@@ -93,6 +93,24 @@ class Paths(dg.ConfigurableResource):
     feature_repo: str
     audio_dir: str
     audio_backend: str = "musicnn"
+    audio_compare: str = "installed"
+
+    @property
+    def audio_backends(self) -> list[str]:
+        """The backend the recommender uses first, then those embedded beside it to compare.
+
+        ``installed`` compares every other installed backend; a backend named explicitly but
+        not installed stays in the list (the asset reports it as unavailable).
+        """
+        from embeddings.audio import available_backends
+
+        if self.audio_compare == "none":
+            others: list[str] = []
+        elif self.audio_compare == "installed":
+            others = available_backends()
+        else:
+            others = [name for name in self.audio_compare.split(",") if name]
+        return list(dict.fromkeys([self.audio_backend, *others]))
 
     @property
     def root(self) -> Path:
@@ -161,6 +179,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             feature_repo=str(settings.feature_repo),
             audio_dir=str(settings.audio_dir),
             audio_backend=settings.audio_backend,
+            audio_compare=settings.audio_compare,
         ),
         "vector_store": VectorStoreResource(uri=settings.milvus_uri),
         "feature_store": FeatureStoreResource(

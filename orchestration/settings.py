@@ -14,7 +14,11 @@ Environment variables (all optional; defaults give the embedded profile on the b
 ``CRATEDIGGER_POSTGRES_URL`` production: SQLAlchemy URL of Postgres
                             (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
 ``CRATEDIGGER_REDIS_URL``   production: Redis ``host:port`` (default ``127.0.0.1:6379``)
-``CRATEDIGGER_AUDIO_BACKEND`` ``musicnn`` (default), ``openl3`` or ``dsp``
+``CRATEDIGGER_AUDIO_BACKEND`` ``musicnn`` (default), ``openl3`` or ``dsp``: the audio model the
+                            recommender uses (attributes, audio -> CF)
+``CRATEDIGGER_AUDIO_COMPARE`` other backends embedded beside it, each into its own Milvus
+                            collection and reported side by side: ``installed`` (default: every
+                            other installed backend), ``none``, or a comma list such as ``dsp``
 ``CRATEDIGGER_AUDIO_DIR``   the audio folder the sensor watches (default: the sample's clips)
 ==========================  ===================================================================
 """
@@ -49,6 +53,7 @@ class Settings:
     redis_url: str
     audio_backend: str
     audio_folder: str | None = None
+    audio_compare: str = "installed"
 
     @property
     def warehouse_path(self) -> Path:
@@ -107,6 +112,21 @@ def _choice(env: dict[str, str], key: str, default: str, allowed: tuple[str, ...
     return value
 
 
+def _audio_compare(env: dict[str, str]) -> str:
+    key = "CRATEDIGGER_AUDIO_COMPARE"
+    value = env.get(key, "installed").strip().lower() or "installed"
+    if value in ("installed", "none"):
+        return value
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in AUDIO_BACKENDS]
+    if unknown or not names:
+        raise SettingsError(
+            f"{key}={value!r} names unknown backends {unknown}; use 'installed', 'none' or a "
+            f"comma list of {', '.join(AUDIO_BACKENDS)} (e.g. {key}=dsp)."
+        )
+    return ",".join(dict.fromkeys(names))
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read the profile from environment variables (or ``env``) and check every value."""
     env = dict(os.environ if env is None else env)
@@ -143,4 +163,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         redis_url=env.get("CRATEDIGGER_REDIS_URL", "127.0.0.1:6379"),
         audio_backend=audio_backend,
         audio_folder=env.get("CRATEDIGGER_AUDIO_DIR") or None,
+        audio_compare=_audio_compare(env),
     )

@@ -65,6 +65,7 @@ def test_dagster_definitions_validate_cli(tmp_path) -> None:
         ({"CRATEDIGGER_SOURCE": "hetrec"}, "CRATEDIGGER_SOURCE_PATH"),
         ({"CRATEDIGGER_SAMPLE_SCALE": "lots"}, "CRATEDIGGER_SAMPLE_SCALE"),
         ({"CRATEDIGGER_AUDIO_BACKEND": "vggish"}, "CRATEDIGGER_AUDIO_BACKEND"),
+        ({"CRATEDIGGER_AUDIO_COMPARE": "dsp,vggish"}, "CRATEDIGGER_AUDIO_COMPARE"),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(env: dict[str, str], key: str) -> None:
@@ -72,7 +73,23 @@ def test_bad_config_names_the_key_and_the_fix(env: dict[str, str], key: str) -> 
         load_settings(env)
     message = str(error.value)
     assert key in message
-    assert "use one of" in message or "needs" in message or "must be" in message
+    assert "use " in message or "needs" in message or "must be" in message
+
+
+def test_audio_compare_lists_the_backends_to_embed_beside_the_default(tmp_path) -> None:
+    from embeddings.audio import available_backends
+    from orchestration.resources import build_resources
+
+    def backends(**env: str) -> list[str]:
+        settings = load_settings({"CRATEDIGGER_DATA_DIR": str(tmp_path), **env})
+        return build_resources(settings)["paths"].audio_backends
+
+    assert backends() == list(dict.fromkeys(["musicnn", *available_backends()]))
+    assert backends(CRATEDIGGER_AUDIO_COMPARE="none") == ["musicnn"]
+    assert backends(CRATEDIGGER_AUDIO_BACKEND="dsp", CRATEDIGGER_AUDIO_COMPARE="openl3,dsp") == [
+        "dsp",
+        "openl3",
+    ]
 
 
 def test_default_profile_is_embedded(tmp_path) -> None:

@@ -9,6 +9,7 @@ Public API::
     AudioEncoder.load(); .embed(source) -> AudioEmbedding; .embed_many(...) -> AudioBatch
     load_waveform(source, target_rate, max_seconds=120) -> Waveform
     self_retrieval_accuracy(matrix, groups), knn_accuracy(matrix, labels, k), embed_segments(...)
+    evaluate_encoder(encoder, sources, ids, ...) -> self-retrieval + genre kNN figures
 """
 
 from embeddings.audio.encoders import (
@@ -27,8 +28,10 @@ from embeddings.audio.encoders import (
     tag_column,
 )
 from embeddings.audio.evaluation import (
+    choose_segment_seconds,
     cosine_similarities,
     embed_segments,
+    evaluate_encoder,
     knn_accuracy,
     self_retrieval_accuracy,
     standardise_columns,
@@ -65,6 +68,8 @@ __all__ = [
     "knn_accuracy",
     "load_waveform",
     "make_audio_encoder",
+    "choose_segment_seconds",
+    "evaluate_encoder",
     "probe_audio",
     "probe_clips",
     "self_retrieval_accuracy",

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -143,6 +144,7 @@ def embed_segments(
     ids: Sequence[str],
     segment_seconds: float = 10.0,
     progress: Callable[[int, int, str], None] | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Cut each clip into non-overlapping segments and embed each segment.
 
@@ -161,6 +163,8 @@ def embed_segments(
         Segment length.
     progress : callable, optional
         ``progress(done, total, id)`` after each clip.
+    max_seconds : float, optional
+        Cut at most this much of each clip (its centre); None cuts all of it.
 
     Returns
     -------
@@ -173,7 +177,7 @@ def embed_segments(
     groups: list[str] = []
     for index, (clip_id, source) in enumerate(zip(ids, sources, strict=True)):
         try:
-            waveform = load_waveform(source, encoder.sample_rate, max_seconds=None)
+            waveform = load_waveform(source, encoder.sample_rate, max_seconds=max_seconds)
         except (ValueError, RuntimeError) as error:
             logger.warning("segments: %s skipped: %s", clip_id, error)
             continue
@@ -186,3 +190,99 @@ def embed_segments(
             progress(index + 1, len(sources), str(clip_id))
     matrix = np.vstack(vectors) if vectors else np.zeros((0, encoder.dim), dtype=np.float32)
     return matrix, groups
+
+
+def choose_segment_seconds(durations: Sequence[float], preferred: float = 10.0) -> float:
+    """Segment length for self-retrieval on clips of these durations.
+
+    ``preferred`` when at least two clips hold two such segments; otherwise the largest whole
+    number of seconds (at least 1) that gives the median clip two segments, so short clips (the
+    sample's 6 s ones) are still measurable.
+    """
+    durations = np.asarray([float(d) for d in durations if d and d > 0])
+    if (durations >= 2 * preferred).sum() >= 2:
+        return float(preferred)
+    if len(durations) == 0:
+        return float(preferred)
+    return float(max(1.0, np.floor(np.median(durations) / 2)))
+
+
+def evaluate_encoder(
+    encoder: AudioEncoder,
+    sources: Sequence[AudioSource],
+    ids: Sequence[str],
+    *,
+    segment_seconds: float = 10.0,
+    clip_vectors: np.ndarray | None = None,
+    labels: Sequence[str | None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, float | int | str]:
+    """The checkable properties of one encoder on a set of clips.
+
+    Parameters
+    ----------
+    encoder : AudioEncoder
+        The backend to evaluate.
+    sources, ids : sequences
+        The clips (files or waveforms) and their ids.
+    segment_seconds : float
+        Non-overlapping segment length for self-retrieval.
+    clip_vectors : ndarray, optional
+        ``(len(ids), dim)`` whole-clip vectors for genre kNN (skipped when None).
+    labels : sequence of str or None, optional
+        A genre per clip (None/"" = unlabelled); genre kNN needs two genres and 5 labelled clips.
+    progress : callable, optional
+        ``progress(done, total, id)`` while embedding segments. Each clip is cut within the
+        encoder's ``max_seconds`` (120 s by default) so a very long file cannot dominate.
+
+    Returns
+    -------
+    dict
+        ``self_retrieval`` and ``self_retrieval_standardised`` (columns z-scored over the
+        segments, what the DSP baseline needs), ``queries``, ``clips_with_2_segments``,
+        ``chance``, ``segment_seconds``, ``seconds``; ``genre_knn1``, ``genre_majority_rate`` and
+        ``genre_labelled`` when labels allow, else ``genre_skipped`` with the reason; or
+        ``self_retrieval_skipped`` when no clip has two segments.
+    """
+    started = time.perf_counter()
+    figures: dict[str, float | int | str] = {"segment_seconds": float(segment_seconds)}
+    matrix, groups = embed_segments(
+        encoder,
+        sources,
+        ids,
+        segment_seconds=segment_seconds,
+        progress=progress,
+        max_seconds=encoder.max_seconds,
+    )
+    try:
+        raw = self_retrieval_accuracy(matrix, groups)
+    except ValueError as error:
+        figures["self_retrieval_skipped"] = str(error)
+    else:
+        standardised = self_retrieval_accuracy(standardise_columns(matrix), groups)
+        figures.update(
+            {
+                "self_retrieval": round(raw["accuracy"], 4),
+                "self_retrieval_standardised": round(standardised["accuracy"], 4),
+                "queries": raw["n_queries"],
+                "clips_with_2_segments": raw["n_clips"],
+                "chance": round(raw["chance"], 4),
+            }
+        )
+    if clip_vectors is not None and labels is not None:
+        named = [label for label in labels if label is not None and str(label).strip()]
+        if len(set(named)) < 2 or len(named) < 5:
+            figures["genre_skipped"] = (
+                f"{len(named)} labelled clips in {len(set(named))} genres (need 5 in 2+)"
+            )
+        else:
+            result = knn_accuracy(clip_vectors, labels, k=1)
+            figures.update(
+                {
+                    "genre_knn1": round(result["accuracy"], 4),
+                    "genre_majority_rate": round(result["majority_rate"], 4),
+                    "genre_labelled": result["n"],
+                }
+            )
+    figures["seconds"] = round(time.perf_counter() - started, 2)
+    return figures
