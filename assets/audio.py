@@ -356,7 +356,10 @@ def audio_evaluation(
             position = {str(track): i for i, track in enumerate(data["ids"])}
             vectors = data["vectors"]
         have = [i for i, track in enumerate(ids) if track in position]
-        clip_vectors = vectors[[position[ids[i]] for i in have]] if have else None
+        if not have:
+            context.log.info(f"{backend}: no embedded clips to evaluate")
+            continue
+        clip_vectors = vectors[[position[ids[i]] for i in have]]
         encoder = make_audio_encoder(backend)
         encoder.load()
         figures = evaluate_encoder(
