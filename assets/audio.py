@@ -205,16 +205,16 @@ def audio_vectors(
     vector_store: VectorStoreResource,
 ) -> dg.MaterializeResult:
     clips = warehouse.table("golden", "audio_clips")
-    results = [
-        embed_backend(context, backend, clips, paths, vector_store)
-        for backend in paths.audio_backends
-    ]
-    primary = results[0]
+    primary_name, *others = paths.audio_backends
+    primary = embed_backend(context, primary_name, clips, paths, vector_store)
     if not primary["available"]:
         raise BackendUnavailable(
             f"{primary['error']}. Or set CRATEDIGGER_AUDIO_BACKEND to one of "
             f"{available_backends()}."
         )
+    results = [primary] + [
+        embed_backend(context, backend, clips, paths, vector_store) for backend in others
+    ]
     table = pd.DataFrame(
         [{k: v for k, v in result.items() if k != "failures"} for result in results]
     )
