@@ -19,7 +19,9 @@ from embeddings.audio import (
     ClipInfo,
     ProbeFailure,
     available_backends,
+    choose_segment_seconds,
     embed_segments,
+    evaluate_encoder,
     knn_accuracy,
     load_waveform,
     make_audio_encoder,
@@ -365,6 +367,31 @@ def test_embed_segments_groups_by_clip(dsp):
     sources = [(_music(25, 22050, seed=s), 22050) for s in range(2)] + [(_music(5, 22050), 22050)]
     matrix, groups = embed_segments(dsp, sources, ["a", "b", "short"], segment_seconds=10)
     assert groups == ["a", "a", "b", "b"] and matrix.shape == (4, dsp.dim)
+
+
+def test_choose_segment_seconds_shortens_for_short_clips():
+    assert choose_segment_seconds([30.0, 25.0, 6.0]) == 10.0
+    assert choose_segment_seconds([6.0, 6.0, 30.0]) == 3.0  # one long clip is not enough
+    assert choose_segment_seconds([1.5, 1.5]) == 1.0
+    assert choose_segment_seconds([]) == 10.0
+
+
+def test_evaluate_encoder_reports_both_properties(dsp):
+    sources = [(_music(8, 22050, seed=s), 22050) for s in range(6)]
+    ids = [f"c{i}" for i in range(6)]
+    vectors = np.vstack([dsp.embed(source).vector for source in sources])
+    genres = ["a", "a", "a", "b", "b", None]
+    figures = evaluate_encoder(
+        dsp, sources, ids, segment_seconds=4, clip_vectors=vectors, labels=genres
+    )
+    assert figures["queries"] == 12 and figures["clips_with_2_segments"] == 6
+    assert 0.0 <= figures["self_retrieval"] <= 1.0 and figures["chance"] == pytest.approx(1 / 11, abs=1e-4)
+    assert figures["genre_labelled"] == 5 and figures["genre_majority_rate"] == 0.6
+    few = evaluate_encoder(
+        dsp, sources[:2], ids[:2], segment_seconds=10, clip_vectors=vectors[:2], labels=["a", "b"]
+    )
+    assert "no clip has two segments" in few["self_retrieval_skipped"]
+    assert few["genre_skipped"].startswith("2 labelled clips")
 
 
 # --- real clips (slow) ---------------------------------------------------------------------
