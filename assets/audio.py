@@ -1,4 +1,5 @@
-"""Audio assets: probed clips, embeddings + attributes in Milvus, audio -> CF cold start, sensor."""
+"""Audio assets: probed clips, embeddings + attributes in Milvus per backend, their evaluation,
+audio -> CF cold start, and the sensor on the audio folder."""
 
 import hashlib
 from datetime import timedelta
