@@ -37,10 +37,10 @@ import pandas as pd  # noqa: E402
 
 from embeddings.audio import (  # noqa: E402
     available_backends,
-    cosine_similarities,
     embed_segments,
     knn_accuracy,
     make_audio_encoder,
+    nearest_in_same_group,
     self_retrieval_accuracy,
     standardise_columns,
 )
@@ -57,18 +57,10 @@ def query_half(clip_id: str) -> str:
     return "AB"[zlib.crc32(clip_id.encode()) % 2]
 
 
-def nearest_is_same_clip(matrix: np.ndarray, groups: list[str]) -> np.ndarray:
-    """Per segment: is its nearest other segment (cosine) from the same clip?"""
-    similarity = cosine_similarities(matrix)
-    np.fill_diagonal(similarity, -np.inf)
-    labels = np.asarray(groups)
-    return labels[similarity.argmax(axis=1)] == labels
-
-
 def segment_studies(encoder, matrix: np.ndarray, groups: list[str]) -> dict:
     """Self-retrieval by query half and, for block-structured vectors, per conv block."""
     figures: dict = {}
-    hits = nearest_is_same_clip(matrix, groups)
+    hits = nearest_in_same_group(matrix, groups)
     halves = np.array([query_half(group) for group in groups])
     for half in "AB":
         figures[f"segment_self_retrieval_half_{half}"] = round(
@@ -81,7 +73,7 @@ def segment_studies(encoder, matrix: np.ndarray, groups: list[str]) -> dict:
         figures["segment_self_retrieval_by_block"] = {
             name: round(
                 float(
-                    nearest_is_same_clip(
+                    nearest_in_same_group(
                         np.hstack([matrix[:, i * width : (i + 1) * width] for i in chosen]),
                         groups,
                     ).mean()

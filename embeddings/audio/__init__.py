@@ -33,6 +33,7 @@ from embeddings.audio.evaluation import (
     embed_segments,
     evaluate_encoder,
     knn_accuracy,
+    nearest_in_same_group,
     self_retrieval_accuracy,
     standardise_columns,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "make_audio_encoder",
     "choose_segment_seconds",
     "evaluate_encoder",
+    "nearest_in_same_group",
     "probe_audio",
     "probe_clips",
     "self_retrieval_accuracy",

@@ -49,6 +49,14 @@ def cosine_similarities(matrix: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
+def nearest_in_same_group(matrix: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """Per row: is its nearest other row (cosine) in the same group? Boolean ``(n,)``."""
+    labels = np.asarray([str(group) for group in groups])
+    similarity = cosine_similarities(matrix)
+    np.fill_diagonal(similarity, -np.inf)
+    return labels[similarity.argmax(axis=1)] == labels
+
+
 def self_retrieval_accuracy(matrix: np.ndarray, groups: Sequence[str]) -> dict[str, float]:
     """Share of segments whose nearest other segment (cosine) comes from the same clip.
 
@@ -77,10 +85,7 @@ def self_retrieval_accuracy(matrix: np.ndarray, groups: Sequence[str]) -> dict[s
     queries = np.array([counts[group] >= 2 for group in groups])
     if not queries.any():
         raise ValueError("no clip has two segments; use longer clips or shorter segments")
-    similarity = cosine_similarities(matrix)
-    np.fill_diagonal(similarity, -np.inf)
-    nearest = similarity.argmax(axis=1)
-    hits = groups[nearest] == groups
+    hits = nearest_in_same_group(matrix, groups)
     chance = np.mean([(counts[group] - 1) / (len(groups) - 1) for group in groups[queries]])
     return {
         "accuracy": float(hits[queries].mean()),
@@ -232,8 +237,10 @@ def evaluate_encoder(
     labels : sequence of str or None, optional
         A genre per clip (None/"" = unlabelled); genre kNN needs two genres and 5 labelled clips.
     progress : callable, optional
-        ``progress(done, total, id)`` while embedding segments. Each clip is cut within the
-        encoder's ``max_seconds`` (120 s by default) so a very long file cannot dominate.
+        ``progress(done, total, id)`` while embedding segments.
+
+    Each clip is cut within the encoder's ``max_seconds`` (120 s by default), so a very long
+    file cannot dominate.
 
     Returns
     -------
