@@ -9,7 +9,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.cf import current_cf
 from assets.golden import CONTRACTS, OWNER, publish, read_raw
 from assets.metadata import floats, png_markdown
 from embeddings.audio import (
@@ -21,9 +20,12 @@ from embeddings.audio import (
     probe_clips,
 )
 from embeddings.audio_cache import embed_with_cache
-from embeddings.audio_to_cf import AudioToCF, evaluate_cold_start
-from orchestration.resources import Paths, VectorStoreResource, Warehouse
+from embeddings.audio_to_cf import evaluate_cold_start
+from embeddings.vectors import AudioEmbeddings, VectorSet, audio_collection
+from orchestration.partitions import WEEKS
+from orchestration.resources import ARTIFACTS, Paths, VectorStoreResource, Warehouse
 from recommend.evaluation import metrics_bar_chart
+from recommend.models import SourceModels, fit_audio_to_cf
 
 AUDIO_EXTENSIONS = {".ogg", ".wav", ".flac", ".mp3", ".oga"}
 AUDIO_CLIPS = dg.AssetKey(["golden", "audio_clips"])
@@ -96,27 +98,23 @@ def audio_clips(
     )
 
 
-def audio_collection(backend: str) -> str:
-    return f"audio_{backend}"
-
-
 def embed_backend(
     context: dg.AssetExecutionContext,
     backend: str,
     clips: pd.DataFrame,
     paths: Paths,
     vector_store: VectorStoreResource,
-) -> dict:
-    """Embed the clips with one backend (cached by sha256), write its collection and files.
+) -> tuple[dict, VectorSet | None, pd.DataFrame]:
+    """Embed the clips with one backend (cached by sha256) and write its Milvus collection.
 
-    Returns the backend's figures; ``available`` is False (with the install hint in ``error``)
-    when the backend is not installed.
+    Returns the backend's figures, its vectors and attributes; ``available`` is False (with
+    the install hint in ``error``) and the vectors None when the backend is not installed.
     """
     try:
         encoder = make_audio_encoder(backend)
     except BackendUnavailable as error:
         context.log.warning(str(error))
-        return {"backend": backend, "available": False, "error": str(error)}
+        return {"backend": backend, "available": False, "error": str(error)}, None, pd.DataFrame()
     step = max(1, len(clips) // 10)
 
     def progress(done: int, total: int, clip_id: str) -> None:
@@ -145,11 +143,15 @@ def embed_backend(
             lambda v: ", ".join(v) if isinstance(v, (list, tuple, np.ndarray)) else str(v or "")
         )
     collection = audio_collection(backend)
+    # kept even when empty, so downstream assets know there is nothing (HetRec has no audio)
+    embedded = VectorSet(
+        ids,
+        np.asarray(vectors, dtype=np.float32).reshape(len(ids), int(encoder.dim)),
+        collection,
+        signature=str(encoder.signature),
+    )
     report = None
     if ids:
-        version = hashlib.sha256(
-            ("\n".join(ids)).encode() + np.ascontiguousarray(vectors).tobytes()
-        ).hexdigest()[:12]
         fields = {
             "tempo_bpm": [float(v) for v in attributes.get("tempo_bpm", [0.0] * len(ids))],
             "top_tags": [str(v) for v in attributes.get("top_tags", [""] * len(ids))],
@@ -162,14 +164,11 @@ def embed_backend(
                 fields,
                 dim=vectors.shape[1],
                 metric="COSINE",
-                version=version,
+                version=embedded.version,
             )
-    # saved even when empty, so downstream assets know there is nothing (HetRec has no audio)
-    np.savez(folder / f"{backend}_vectors.npz", ids=np.array(ids, dtype=str), vectors=vectors)
-    attributes.to_parquet(folder / f"{backend}_attributes.parquet")
     if hasattr(encoder, "close"):
         encoder.close()
-    return {
+    figures = {
         "backend": backend,
         "available": True,
         "encoder": encoder.signature,
@@ -185,10 +184,12 @@ def embed_backend(
         "load_seconds": round(float(encoder.load_seconds or 0.0), 2),
         "failures": failures.head(20).astype(str).to_dict("records"),
     }
+    return figures, embedded, attributes
 
 
 @dg.asset(
     deps=[AUDIO_CLIPS],
+    io_manager_key=ARTIFACTS,
     group_name="embeddings",
     kinds={"tensorflow", "milvus"},
     owners=["team:recsys"],
@@ -204,22 +205,26 @@ def audio_vectors(
     warehouse: Warehouse,
     paths: Paths,
     vector_store: VectorStoreResource,
-) -> dg.MaterializeResult:
+) -> dg.Output:
     clips = warehouse.table("golden", "audio_clips")
     primary_name, *others = paths.audio_backends
-    primary = embed_backend(context, primary_name, clips, paths, vector_store)
+    primary, vectors, attributes = embed_backend(context, primary_name, clips, paths, vector_store)
     if not primary["available"]:
         raise BackendUnavailable(
             f"{primary['error']}. Or set CRATEDIGGER_AUDIO_BACKEND to one of "
             f"{available_backends()}."
         )
-    results = [primary] + [
-        embed_backend(context, backend, clips, paths, vector_store) for backend in others
-    ]
+    results, embedded = [primary], {primary_name: vectors}
+    for backend in others:
+        figures, other, _ = embed_backend(context, backend, clips, paths, vector_store)
+        results.append(figures)
+        if other is not None:
+            embedded[backend] = other
     table = pd.DataFrame(
         [{k: v for k, v in result.items() if k != "failures"} for result in results]
     )
-    return dg.MaterializeResult(
+    return dg.Output(
+        AudioEmbeddings(primary_name, embedded, attributes),
         metadata={
             **{k: v for k, v in primary.items() if k not in ("failures", "available")},
             "failures": dg.MetadataValue.json(primary["failures"]),
@@ -233,7 +238,7 @@ def audio_vectors(
 
 @dg.asset(
     key=AUDIO_ATTRIBUTES,
-    deps=["audio_vectors"],
+    ins={"audio_vectors": dg.AssetIn("audio_vectors")},
     group_name="golden",
     kinds={"duckdb"},
     owners=[OWNER],
@@ -242,61 +247,56 @@ def audio_vectors(
     pool="duckdb",
 )
 def audio_attributes(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, paths: Paths
+    context: dg.AssetExecutionContext, warehouse: Warehouse, audio_vectors: AudioEmbeddings
 ) -> dg.MaterializeResult:
-    saved = paths.root / "models" / "audio" / f"{paths.audio_backend}_attributes.parquet"
-    if not saved.exists():
-        raise FileNotFoundError(f"{saved} is missing; materialise audio_vectors first")
-    frame = pd.read_parquet(saved)
-    return publish(context, warehouse, "audio_attributes", frame, None, asset_key=AUDIO_ATTRIBUTES)
-
-
-def audio_space(paths: Paths) -> tuple[np.ndarray, np.ndarray]:
-    saved = paths.root / "models" / "audio" / f"{paths.audio_backend}_vectors.npz"
-    if not saved.exists():
-        raise FileNotFoundError(f"{saved} is missing; materialise audio_vectors first")
-    with np.load(saved) as data:
-        return data["ids"].astype(str), data["vectors"]
+    return publish(
+        context,
+        warehouse,
+        "audio_attributes",
+        audio_vectors.attributes,
+        None,
+        asset_key=AUDIO_ATTRIBUTES,
+    )
 
 
 @dg.asset(
-    deps=["audio_vectors", "cf_model"],
+    ins={"cf_model": dg.AssetIn("cf_model"), "audio_vectors": dg.AssetIn("audio_vectors")},
+    partitions_def=WEEKS,
+    io_manager_key=ARTIFACTS,
     group_name="embeddings",
     kinds={"scikitlearn"},
     owners=["team:recsys"],
-    description="Audio -> CF factors regressor (ridge) trained on tracks that have both, so a "
-    "brand-new track is placed in the CF space. Metadata: held-out CF-neighbour recovery vs "
-    "random.",
+    description="Per week, the audio -> CF factors regressor (ridge) trained on tracks that have "
+    "both an audio vector and a factor of that week's cf_model, so discover_weekly places "
+    "brand-new tracks in the CF space. Metadata: held-out CF-neighbour recovery vs random.",
 )
-def audio_to_cf_model(context: dg.AssetExecutionContext, paths: Paths) -> dg.MaterializeResult:
-    audio_ids, audio_vecs = audio_space(paths)
-    fitted = current_cf(paths)
-    factors = fitted.model.item_factors
-    index = {item: i for i, item in enumerate(fitted.item_ids)}
-    both = [i for i, track in enumerate(audio_ids) if track in index]
-    folder = paths.sub("models", "audio_to_cf")
-    if factors is None or len(both) < 15:
-        context.log.warning(
-            f"only {len(both)} tracks have both audio and CF vectors (need 15; the CF model must "
-            "have item factors): no audio->CF model this run"
-        )
-        (folder / "model.npz").unlink(missing_ok=True)
-        return dg.MaterializeResult(metadata={"tracks_with_both": len(both), "fitted": False})
-    x = audio_vecs[both]
-    y = factors[[index[audio_ids[i]] for i in both]]
+def audio_to_cf_model(
+    context: dg.AssetExecutionContext, cf_model: SourceModels, audio_vectors: AudioEmbeddings
+) -> dg.Output:
+    explorer = cf_model.explorer
+    audio = audio_vectors.primary
+    if explorer is None or explorer.model.item_factors is None:
+        context.log.warning("the CF sources have no factor model: no audio->CF model this week")
+        return dg.Output(None, metadata={"fitted": False})
+    projector = fit_audio_to_cf(explorer, (audio.ids, audio.matrix))
+    if projector is None:
+        context.log.warning("too few tracks have both audio and CF vectors: no audio->CF model")
+        return dg.Output(None, metadata={"fitted": False})
+    index = explorer.interactions.item_index
+    both = [row for row, track in enumerate(audio.ids) if track in index]
+    x = audio.matrix[both].astype(np.float64)
+    y = explorer.model.item_factors[[index[audio.ids[row]] for row in both]]
     figures = evaluate_cold_start(x, y, test_fraction=0.2, k=10, seed=0)
-    model = AudioToCF().fit(x, y)
-    model.save(folder / "model.npz")
-    (folder / "BACKEND").write_text(paths.audio_backend)
-    return dg.MaterializeResult(
+    return dg.Output(
+        projector,
         metadata={
-            "tracks_with_both": len(both),
+            "tracks_with_both": projector.pairs,
             "fitted": True,
-            "backend": paths.audio_backend,
-            "cf_version": fitted.version,
+            "backend": audio_vectors.backend,
+            "cf_version": explorer.version,
             "evaluation": dg.MetadataValue.json({k: float(v) for k, v in figures.items()}),
             **floats({k: v for k, v in figures.items() if isinstance(v, (int, float))}),
-        }
+        },
     )
 
 
@@ -320,7 +320,7 @@ def _track_genres(warehouse: Warehouse, track_ids: list[str]) -> list[str | None
 
 
 @dg.asset(
-    deps=["audio_vectors"],
+    ins={"audio_vectors": dg.AssetIn("audio_vectors")},
     group_name="evaluation",
     kinds={"tensorflow", "pandas"},
     owners=["team:recsys"],
@@ -334,6 +334,7 @@ def audio_evaluation(
     config: AudioEvaluationConfig,
     warehouse: Warehouse,
     paths: Paths,
+    audio_vectors: AudioEmbeddings,
 ) -> dg.MaterializeResult:
     clips = warehouse.table("golden", "audio_clips")
     if len(clips) > config.max_clips:
@@ -349,13 +350,12 @@ def audio_evaluation(
     genres = _track_genres(warehouse, ids)
     rows = []
     for backend in paths.audio_backends:
-        saved = paths.root / "models" / "audio" / f"{backend}_vectors.npz"
-        if not saved.exists():
+        if backend not in audio_vectors.vectors:
             context.log.warning(f"{backend}: no vectors (not installed?): not evaluated")
             continue
-        with np.load(saved) as data:
-            position = {str(track): i for i, track in enumerate(data["ids"])}
-            vectors = data["vectors"]
+        embedded = audio_vectors.vectors[backend]
+        position = {track: i for i, track in enumerate(embedded.ids)}
+        vectors = embedded.matrix
         have = [i for i, track in enumerate(ids) if track in position]
         if not have:
             context.log.info(f"{backend}: no embedded clips to evaluate")

@@ -1,133 +1,154 @@
-"""Collaborative filtering assets: the model, its vectors in Milvus, and the offline evaluation."""
+"""Collaborative filtering assets: the week's fitted sources, their vectors in Milvus, and the
+offline comparison of CF models."""
 
 import json
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from assets.metadata import floats, png_markdown
-from embeddings.cf import CF_PRESETS, CFConfig, Interactions, cf_version, fit_cf, load_fitted
+from embeddings.cf import CF_PRESETS, CFConfig, Interactions
 from embeddings.vectors import CF_ITEMS_COLLECTION, CF_USERS_COLLECTION, write_cf_vectors
-from orchestration.resources import Paths, VectorStoreResource, Warehouse
+from orchestration.partitions import WEEKS, week_cutoff
+from orchestration.resources import ARTIFACTS, ArtifactStoreResource, VectorStoreResource, Warehouse
 from recommend.evaluation import evaluate_models, holdout_split, metrics_bar_chart
+from recommend.history import history_before
+from recommend.models import SourceModels, fit_sources, sources_version
 
 OWNER = "team:recsys"
+CF_MODEL = dg.AssetKey("cf_model")
 CF_ITEMS = dg.AssetKey("cf_item_vectors")
 CF_USERS = dg.AssetKey("cf_user_vectors")
 
 
 class CFModelConfig(dg.Config):
-    """Hyper-parameters of the CF model (defaults: the preset tuned on a HetRec validation split)."""
+    """The CF sources the playlists serve (defaults: presets tuned on a HetRec validation split).
 
-    model: str = CF_PRESETS["als"].model
-    factors: int = CF_PRESETS["als"].factors
-    regularization: float = CF_PRESETS["als"].regularization
-    iterations: int = CF_PRESETS["als"].iterations
-    weighting: str = CF_PRESETS["als"].weighting
-    alpha: float = CF_PRESETS["als"].alpha
-    seed: int = CF_PRESETS["als"].seed
+    ``sources`` lists the fitted sources (any of ease, item_knn, als, bpr); ``als`` is the factor
+    model behind exploration, brand-new tracks, MMR and the Milvus vectors.
+    """
 
-    def to_cf(self) -> CFConfig:
-        return CF_PRESETS["als"].with_(**self.model_dump())
+    sources: list[str] = ["ease", "item_knn", "als"]
+    als_factors: int = CF_PRESETS["als"].factors
+    als_regularization: float = CF_PRESETS["als"].regularization
+    als_iterations: int = CF_PRESETS["als"].iterations
+    als_alpha: float = CF_PRESETS["als"].alpha
+    item_knn_neighbours: int = CF_PRESETS["item_knn"].neighbours
+    ease_lambda: float = CF_PRESETS["ease"].ease_lambda
+    seed: int = 42
 
-
-def _listens(warehouse: Warehouse) -> pd.DataFrame:
-    return warehouse.read("SELECT user_id, item_id, plays FROM golden.listens")
+    def to_configs(self) -> dict[str, CFConfig]:
+        """``{source label: CFConfig}`` for :func:`recommend.models.fit_sources`."""
+        unknown = sorted(set(self.sources) - {"ease", "item_knn", "als", "bpr"})
+        if unknown or not self.sources:
+            raise ValueError(
+                f"cf_model config 'sources' = {self.sources}: use a non-empty list of ease, "
+                "item_knn, als, bpr"
+            )
+        tuned = {
+            "als": CF_PRESETS["als"].with_(
+                factors=self.als_factors,
+                regularization=self.als_regularization,
+                iterations=self.als_iterations,
+                alpha=self.als_alpha,
+            ),
+            "item_knn": CF_PRESETS["item_knn"].with_(neighbours=self.item_knn_neighbours),
+            "ease": CF_PRESETS["ease"].with_(ease_lambda=self.ease_lambda),
+            "bpr": CF_PRESETS["bpr"],
+        }
+        return {name: tuned[name].with_(seed=self.seed) for name in self.sources}
 
 
 @dg.asset(
-    deps=[["golden", "listens"]],
+    key=CF_MODEL,
+    deps=[["golden", "listen_events"], ["golden", "listens"]],
+    partitions_def=WEEKS,
+    io_manager_key=ARTIFACTS,
     group_name="embeddings",
     kinds={"implicit", "numpy"},
     owners=[OWNER],
-    description="Collaborative filtering on implicit feedback (ALS by default; BPR, item-kNN "
-    "and EASE as peers), versioned by a hash of the data and the config. An unchanged version "
-    "is not refitted.",
+    description="Per week, the CF sources of the playlists (EASE, item-kNN, ALS by default) "
+    "fitted on the plays before the week, stored as one versioned artifact (version = hash of "
+    "that history and the config). An already stored version is not refitted.",
     pool="duckdb",
 )
 def cf_model(
-    context: dg.AssetExecutionContext, config: CFModelConfig, warehouse: Warehouse, paths: Paths
-) -> dg.MaterializeResult:
-    cf_config = config.to_cf()
-    interactions = Interactions.from_listens(_listens(warehouse))
-    version = cf_version(interactions, cf_config)
-    folder = paths.sub("models", "cf", version)
-    refit = not (folder / "meta.json").exists()
+    context: dg.AssetExecutionContext,
+    config: CFModelConfig,
+    warehouse: Warehouse,
+    artifact_store: ArtifactStoreResource,
+) -> dg.Output:
+    configs = config.to_configs()
+    history = history_before(warehouse, week_cutoff(context))
+    interactions = Interactions.from_listens(history)
+    version = sources_version(interactions, configs)
+    store = artifact_store.store()
+    refit = not store.has(CF_MODEL.path, context.partition_key, version)
     if refit:
-        context.log.info(f"fitting {cf_config.model} on {interactions.shape} (version {version})")
-        fitted = fit_cf(interactions, cf_config)
-        fitted.save(folder)
+        context.log.info(f"fitting {sorted(configs)} on {interactions.shape} (version {version})")
+        models = fit_sources(interactions, configs)
     else:
-        context.log.info(f"CF model version {version} already fitted at {folder}; not refitting")
-        fitted = load_fitted(folder)
-    (paths.sub("models", "cf") / "CURRENT").write_text(version)
+        context.log.info(f"CF sources version {version} already stored; not refitting")
+        models = store.load(CF_MODEL.path, context.partition_key, version)
     n_users, n_items = interactions.shape
     nnz = interactions.plays.nnz
-    return dg.MaterializeResult(
+    return dg.Output(
+        models,
+        data_version=dg.DataVersion(version),
         metadata={
             "version": version,
             "refit": refit,
-            "model": cf_config.model,
-            "config": dg.MetadataValue.json(cf_config.to_dict()),
-            "path": dg.MetadataValue.path(str(folder)),
+            "sources": dg.MetadataValue.json(models.summary()),
+            "config": dg.MetadataValue.json({k: c.to_dict() for k, c in configs.items()}),
             "matrix_users": n_users,
             "matrix_items": n_items,
             "matrix_nonzeros": nnz,
-            **floats(
-                {
-                    "density": nnz / max(1, n_users * n_items),
-                    "fit_seconds": fitted.fit_seconds,
-                    "training_loss": fitted.loss,
-                }
-            ),
-        }
+            **floats({"density": nnz / max(1, n_users * n_items)}),
+        },
     )
 
 
-def current_cf(paths: Paths):
-    """The fitted model the last ``cf_model`` materialisation selected."""
-    root = paths.sub("models", "cf")
-    current = root / "CURRENT"
-    if not current.exists():
-        raise FileNotFoundError(f"no CF model at {root}; materialise the cf_model asset first")
-    return load_fitted(root / current.read_text().strip())
-
-
 @dg.multi_asset(
+    ins={"cf_model": dg.AssetIn(CF_MODEL)},
     specs=[
         dg.AssetSpec(
             CF_USERS,
-            deps=["cf_model"],
+            deps=[CF_MODEL],
             group_name="embeddings",
             kinds={"milvus"},
             owners=[OWNER],
-            description=f"CF user vectors in Milvus collection `{CF_USERS_COLLECTION}` (COSINE, "
-            "FLAT), id = user_id, with the number of items played. Versioned: written aside, "
-            "then the alias is switched.",
+            description=f"The week's ALS user vectors in Milvus collection `{CF_USERS_COLLECTION}` "
+            "(COSINE, FLAT), id = user_id, with the number of items played. Versioned: written "
+            "aside, then the alias is switched.",
             skippable=False,
         ),
         dg.AssetSpec(
             CF_ITEMS,
-            deps=["cf_model", ["golden", "items"]],
+            deps=[CF_MODEL, ["golden", "items"]],
             group_name="embeddings",
             kinds={"milvus"},
             owners=[OWNER],
-            description=f"CF item vectors in Milvus collection `{CF_ITEMS_COLLECTION}` (COSINE, "
-            "FLAT), id = item_id, with name and popularity (listeners).",
+            description=f"The week's ALS item vectors in Milvus collection `{CF_ITEMS_COLLECTION}` "
+            "(COSINE, FLAT), id = item_id, with name and popularity (listeners).",
             skippable=False,
         ),
     ],
+    partitions_def=WEEKS,
     pool="milvus",
 )
 def cf_vectors(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
-    paths: Paths,
     vector_store: VectorStoreResource,
+    cf_model: SourceModels,
 ):
-    """Write the current CF model's user and item vectors to Milvus (no-op when unchanged)."""
-    fitted = current_cf(paths)
+    """Write the week's factor model's user and item vectors to Milvus (no-op when unchanged)."""
+    fitted = cf_model.explorer
+    if fitted is None:
+        raise ValueError(
+            f"cf_model has no {cf_model.exploration_model!r} source; add 'als' to its sources "
+            "to publish CF vectors"
+        )
     names = warehouse.read("SELECT item_id, name FROM golden.items")
     item_names = dict(zip(names["item_id"], names["name"].fillna(""), strict=True))
     with vector_store.open() as store:
@@ -141,6 +162,7 @@ def cf_vectors(
                 "collection": collection,
                 "physical_collection": report.physical_name,
                 "version": report.version,
+                "week": context.partition_key,
                 "rows": report.rows,
                 "written": report.written,
                 "dim": int(fitted.model.item_factors.shape[1]),
@@ -161,32 +183,34 @@ class CFEvaluationConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[["golden", "listens"]],
+    ins={"cf_model": dg.AssetIn(CF_MODEL)},
+    deps=[["golden", "listen_events"], ["golden", "listens"]],
+    partitions_def=WEEKS,
     group_name="evaluation",
     kinds={"implicit", "pandas"},
     owners=[OWNER],
-    description="Popularity vs item-kNN vs ALS vs BPR vs EASE on the same per-user holdout: "
-    "P/R/NDCG/MAP@10,30, coverage, novelty. Table and bar chart in the metadata.",
+    description="The week's CF sources, as configured in cf_model, beside popularity and BPR on "
+    "a per-user holdout of the plays before the week: P/R/NDCG/MAP@10,30, coverage, novelty. "
+    "Table and bar chart in the metadata.",
     pool="duckdb",
 )
 def cf_evaluation(
     context: dg.AssetExecutionContext,
     config: CFEvaluationConfig,
     warehouse: Warehouse,
-    paths: Paths,
+    cf_model: SourceModels,
 ) -> dg.MaterializeResult:
-    split = holdout_split(_listens(warehouse), config.test_fraction, seed=config.seed)
-    models = {name: CF_PRESETS[name] for name in ("popularity", "item_knn", "als", "bpr", "ease")}
+    history = history_before(warehouse, week_cutoff(context))
+    split = holdout_split(history, config.test_fraction, seed=config.seed)
+    models = {"popularity": CF_PRESETS["popularity"], "bpr": CF_PRESETS["bpr"], **cf_model.configs}
     table = evaluate_models(split.train, split.test, models)
     best = str(table["ndcg@10"].idxmax())
     chart = metrics_bar_chart(table, ("ndcg@10", "recall@30", "coverage@10"), "CF models")
-    out = paths.sub("reports")
-    table.to_csv(out / "cf_evaluation.csv")
-    (out / "cf_evaluation.png").write_bytes(chart)
     shown = table.reset_index()
     return dg.MaterializeResult(
         metadata={
             "best_model": best,
+            "served_sources": dg.MetadataValue.json(sorted(cf_model.configs)),
             "table": dg.MetadataValue.md(shown.round(4).to_markdown(index=False)),
             "chart": png_markdown(chart, "CF models"),
             "test_users": int(split.test["user_id"].nunique()),

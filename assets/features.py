@@ -3,10 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from assets.cf import current_cf
 from assets.metadata import floats, frame_metadata
-from orchestration.resources import FeatureStoreResource, Paths, Warehouse
+from orchestration.partitions import WEEKS, week_cutoff
+from orchestration.resources import FeatureStoreResource, Warehouse
 from recommend import features
+from recommend.models import SourceModels
 
 OWNER = "team:features"
 
@@ -66,38 +67,46 @@ def artist_stats(warehouse: Warehouse, feature_store: FeatureStoreResource) -> d
 
 @dg.asset(
     key=["features", "user_cf_vector"],
-    deps=["cf_model"],
+    ins={"cf_model": dg.AssetIn("cf_model")},
+    deps=["feast_apply"],
+    partitions_def=WEEKS,
     group_name="features",
-    kinds={"parquet"},
+    kinds={"parquet", "feast"},
     owners=[OWNER],
-    description="CF user vectors (Array(Float32)) with the model version, as a Feast feature "
-    "table; similarity search stays in Milvus (cf_users).",
+    description="The week's CF user vectors (Array(Float32), the factor model of cf_model) with "
+    "the model version, as a Feast feature table pushed to the online store; similarity search "
+    "stays in Milvus (cf_users).",
+    pool="feast",
 )
-def user_cf_vector(paths: Paths, feature_store: FeatureStoreResource) -> dg.MaterializeResult:
-    fitted = current_cf(paths)
-    factors = fitted.model.user_factors
-    if factors is None:
+def user_cf_vector(
+    context: dg.AssetExecutionContext,
+    feature_store: FeatureStoreResource,
+    cf_model: SourceModels,
+) -> dg.MaterializeResult:
+    fitted = cf_model.explorer
+    if fitted is None or fitted.model.user_factors is None:
         raise ValueError(
-            f"CF model {fitted.config.model!r} has no user vectors; configure cf_model with "
-            "model 'als' or 'bpr' to publish user_cf_vector"
+            "cf_model has no factor model with user vectors; keep 'als' in cf_model's sources "
+            "to publish user_cf_vector"
         )
     vectors = pd.DataFrame(
         {
             "user_id": fitted.user_ids,
-            "vector": [row.astype("float32").tolist() for row in factors],
+            "vector": [row.astype("float32").tolist() for row in fitted.model.user_factors],
             "version": fitted.version,
         }
     )
-    frame = features.user_cf_vectors(vectors, as_of=_as_of())
-    return _export(feature_store, "user_cf_vector", frame)
+    frame = features.user_cf_vectors(vectors, as_of=week_cutoff(context))
+    result = _export(feature_store, "user_cf_vector", frame)
+    pushed = feature_store.client().materialize(views=["user_cf_vector"])
+    for view, reason in pushed.skipped.items():
+        context.log.warning(f"feature view {view} not materialised: {reason}")
+    return dg.MaterializeResult(
+        metadata={**result.metadata, "online_rows": pushed.entities.get("user_cf_vector", 0)}
+    )
 
 
 @dg.asset(
-    deps=[
-        ["features", "user_listening_stats"],
-        ["features", "artist_stats"],
-        ["features", "user_cf_vector"],
-    ],
     group_name="features",
     kinds={"feast"},
     owners=[OWNER],
@@ -120,7 +129,7 @@ def feast_apply(feature_store: FeatureStoreResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    deps=["feast_apply"],
+    deps=["feast_apply", ["features", "user_listening_stats"], ["features", "artist_stats"]],
     group_name="features",
     kinds={"feast"},
     owners=[OWNER],
@@ -132,7 +141,7 @@ def feast_materialize(
     context: dg.AssetExecutionContext, feature_store: FeatureStoreResource
 ) -> dg.MaterializeResult:
     client = feature_store.client()
-    result = client.materialize(views=["user_listening_stats", "artist_stats", "user_cf_vector"])
+    result = client.materialize(views=["user_listening_stats", "artist_stats"])
     for view, reason in result.skipped.items():
         context.log.warning(f"feature view {view} not materialised: {reason}")
     return dg.MaterializeResult(

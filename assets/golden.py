@@ -69,19 +69,7 @@ def publish(
         run_id=context.run_id,
         quarantined_at=pd.Timestamp.now(tz="UTC"),
     )
-    with warehouse.connect() as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS golden")
-        con.execute(QUARANTINE_DDL)
-        con.register("_golden", golden)
-        con.register("_quarantine", quarantine)
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"CREATE OR REPLACE TABLE golden.{table} AS SELECT * FROM _golden")
-        con.execute("DELETE FROM golden.quarantine WHERE table_name = ?", [table])
-        con.execute(
-            "INSERT INTO golden.quarantine SELECT table_name, record_key, reason, raw_row, "
-            "source_file, CAST(source_line AS BIGINT), run_id, quarantined_at FROM _quarantine"
-        )
-        con.execute("COMMIT")
+    warehouse.publish_golden(table, golden, quarantine, QUARANTINE_DDL)
     reasons = (
         quarantine["reason"].str.split(":", n=1).str[0].value_counts().to_dict()
         if len(quarantine)

@@ -1,56 +1,136 @@
-"""Recommendation assets: weekly candidates and Discover Weekly, similar artists, the blend's
-evaluation; delivered as DuckDB tables, Parquet exports and a Feast feature view."""
+"""Recommendation assets: the week's blend, candidates and Discover Weekly, similar artists, and
+the evaluation of what is served; delivered as DuckDB tables, Parquet exports and a Feast view.
+
+Every model the playlists use arrives as an input from the artifact store (``cf_model``,
+``blend_config``, ``audio_to_cf_model``, ``text_vectors``, ``audio_vectors``): nothing is
+fitted here except the blend's tuning, which fits throw-away models on a validation split.
+"""
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.audio import audio_space
 from assets.metadata import floats, frame_metadata, png_markdown
-from assets.text import text_space
-from orchestration.resources import FeatureStoreResource, Paths, Warehouse
+from embeddings.vectors import AudioEmbeddings, VectorSet
+from orchestration.partitions import WEEKS, week_cutoff
+from orchestration.resources import ARTIFACTS, FeatureStoreResource, Paths, Warehouse
 from recommend import features
+from recommend.blend import BlendChoice, BlendConfig
 from recommend.evaluation import holdout_split
-from recommend.playlist import build_discover_weekly, evaluate_blend, similar_artists
+from recommend.history import artist_level, display_items, history_before
+from recommend.models import AudioProjector, SourceModels
+from recommend.playlist import (
+    STAGE_DESCRIPTIONS,
+    DiscoverWeeklyConfig,
+    build_discover_weekly,
+    evaluate_blend,
+    similar_artists,
+    tune_week_blend,
+)
 
 OWNER = "team:recsys"
-WEEKS = dg.WeeklyPartitionsDefinition(start_date="2026-01-05", day_offset=1, timezone="UTC")
 CANDIDATES = dg.AssetKey("candidates")
 DISCOVER_WEEKLY = dg.AssetKey("discover_weekly")
+BLEND_CONFIG = dg.AssetKey("blend_config")
 PLAYLIST_RULES_CHECK = "playlist_rules"
 PLAYLIST_SIZE = 30
 
 
-def history_before(warehouse: Warehouse, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Plays per user and item before ``cutoff`` (all plays when the source has no times)."""
-    events = warehouse.read("SELECT count(*) AS n FROM golden.listen_events")["n"].iloc[0]
-    if events:
-        return warehouse.read(
-            "SELECT user_id, item_id, sum(plays) AS plays, min(ts) AS first_ts, "
-            "max(ts) AS last_ts FROM golden.listen_events WHERE ts < ? GROUP BY ALL",
-            [cutoff.to_pydatetime()],
-        )
-    return warehouse.read("SELECT user_id, item_id, plays, first_ts, last_ts FROM golden.listens")
-
-
-def display_items(warehouse: Warehouse) -> pd.DataFrame:
-    """Golden items with display names: 'Title - Artist' for tracks, the artist's name else."""
-    return warehouse.read(
-        "SELECT i.item_id, i.artist_id, CASE WHEN i.level = 'track' AND a.name IS NOT NULL "
-        "THEN i.name || ' - ' || a.name ELSE i.name END AS name, i.genre, i.level "
-        "FROM golden.items i LEFT JOIN golden.artists a USING (artist_id) ORDER BY i.item_id"
+def _week_config(cf_model: SourceModels) -> DiscoverWeeklyConfig:
+    """The playlist config with the served CF sources (for tuning and evaluation replays)."""
+    return DiscoverWeeklyConfig(
+        cf_models=cf_model.configs, exploration_model=cf_model.exploration_model
     )
 
 
-def _vectors_or_none(load, paths: Paths, what: str, context) -> tuple | None:
-    try:
-        ids, matrix = load(paths)
-    except FileNotFoundError as missing:
-        context.log.warning(f"{what} vectors unavailable ({missing}); playlists without them")
-        return None
-    if len(ids) == 0:
-        return None
-    return [str(i) for i in ids], matrix
+def _audio_table(audio_vectors: AudioEmbeddings, items: pd.DataFrame):
+    """The recommender's audio vectors for track catalogs (None at artist level or empty)."""
+    level = str(items["level"].iloc[0]) if len(items) else "artist"
+    return audio_vectors.primary.as_table() if level == "track" else None
+
+
+class BlendTuningConfig(dg.Config):
+    """How the week's blend is chosen: tuned on a validation split carved from the history
+    before the week (default), or fixed by ``weights`` (then ``method`` applies)."""
+
+    validation_fraction: float = 0.2
+    validation_seed: int = 7
+    methods: list[str] = ["zscore", "rrf"]
+    reference: str = ""  # a source whose coverage and novelty the blend must reach; "" = none
+    weights: dict[str, float] = {}
+    method: str = "zscore"
+
+    def tuning(self) -> dict:
+        return {
+            "validation_fraction": self.validation_fraction,
+            "validation_seed": self.validation_seed,
+            "methods": tuple(self.methods),
+            "reference": self.reference or None,
+        }
+
+
+@dg.asset(
+    key=BLEND_CONFIG,
+    ins={
+        "cf_model": dg.AssetIn("cf_model"),
+        "text_vectors": dg.AssetIn("text_vectors"),
+        "audio_vectors": dg.AssetIn("audio_vectors"),
+    },
+    deps=[
+        ["golden", "listen_events"],
+        ["golden", "listens"],
+        ["golden", "items"],
+        ["golden", "artist_terms"],
+    ],
+    partitions_def=WEEKS,
+    io_manager_key=ARTIFACTS,
+    group_name="recommend",
+    kinds={"pandas"},
+    owners=[OWNER],
+    description="Per week, the blend of the playlists: source weights and score normalisation "
+    "tuned for NDCG@10 on a validation split carved from the plays before the week (the "
+    "sources refitted on the rest with cf_model's config), or fixed by configuration. Read by "
+    "discover_weekly and replayed by blend_evaluation.",
+    pool="duckdb",
+)
+def blend_config(
+    context: dg.AssetExecutionContext,
+    config: BlendTuningConfig,
+    warehouse: Warehouse,
+    cf_model: SourceModels,
+    text_vectors: VectorSet,
+    audio_vectors: AudioEmbeddings,
+) -> dg.Output:
+    if config.weights:
+        choice = BlendChoice(BlendConfig(weights=config.weights, method=config.method), False)
+        return dg.Output(choice, metadata={"tuned": False, "weights": dict(config.weights)})
+    items = display_items(warehouse)
+    blend, history = tune_week_blend(
+        history_before(warehouse, week_cutoff(context)),
+        items,
+        config=_week_config(cf_model),
+        artist_terms=warehouse.table("golden", "artist_terms"),
+        text_vectors=text_vectors.as_table(),
+        audio_vectors=_audio_table(audio_vectors, items),
+        **config.tuning(),
+    )
+    best = history.sort_values("objective").iloc[-1] if len(history) else None
+    return dg.Output(
+        BlendChoice(blend, True, config.tuning()),
+        metadata={
+            "tuned": True,
+            "method": blend.method,
+            "weights": dg.MetadataValue.json(dict(blend.weights)),
+            "trials": len(history),
+            **floats(
+                {
+                    f"validation_{m}@10": best[m]
+                    for m in ("ndcg", "coverage", "novelty")
+                    if best is not None and m in best
+                }
+            ),
+        },
+    )
 
 
 def playlist_rule_violations(
@@ -81,28 +161,43 @@ def playlist_rule_violations(
 
 
 @dg.multi_asset(
+    ins={
+        "cf_model": dg.AssetIn("cf_model"),
+        "blend_config": dg.AssetIn("blend_config"),
+        "audio_to_cf_model": dg.AssetIn("audio_to_cf_model"),
+        "text_vectors": dg.AssetIn("text_vectors"),
+        "audio_vectors": dg.AssetIn("audio_vectors"),
+    },
     specs=[
         dg.AssetSpec(
             CANDIDATES,
-            deps=["cf_model", "text_vectors", ["golden", "listen_events"], ["golden", "listens"]],
+            deps=[
+                "cf_model",
+                "text_vectors",
+                "audio_vectors",
+                "audio_to_cf_model",
+                ["golden", "listen_events"],
+                ["golden", "listens"],
+                ["golden", "artist_terms"],
+            ],
             group_name="recommend",
             kinds={"duckdb"},
             owners=[OWNER],
-            description="Per week, candidates per source (ALS, item-kNN, EASE, text, audio, new "
-            "tracks through audio->CF, popularity, exploration), each with a score and a reason. "
-            "Table recommend.candidates.",
+            description="Per week, candidates per source (EASE, item-kNN, ALS from cf_model; "
+            "text, audio, new tracks through audio_to_cf_model, popularity, exploration), each "
+            "with a score and a reason. Table recommend.candidates.",
             skippable=False,
         ),
         dg.AssetSpec(
             DISCOVER_WEEKLY,
-            deps=[CANDIDATES, "feast_apply", ["golden", "items"], ["golden", "artist_terms"]],
+            deps=[CANDIDATES, "blend_config", "feast_apply", ["golden", "items"]],
             group_name="recommend",
             kinds={"duckdb", "parquet", "feast"},
             owners=[OWNER],
-            description="Discover Weekly: 30 never-played items per user and week, blended "
-            "(weights tuned on a validation split), diversified (MMR), with exploration slots "
-            "and a reason on every row. Delivered as recommend.discover_weekly, Parquet under "
-            "exports/discover_weekly/ and the Feast view discover_weekly_playlist.",
+            description="Discover Weekly: 30 never-played items per user and week, fused with "
+            "the week's blend_config, diversified (MMR, artist cap), with exploration slots and "
+            "a reason on every row. Fits no model. Delivered as recommend.discover_weekly, "
+            "Parquet under exports/discover_weekly/ and the Feast view discover_weekly_playlist.",
             skippable=False,
         ),
     ],
@@ -123,44 +218,40 @@ def discover_weekly(
     warehouse: Warehouse,
     paths: Paths,
     feature_store: FeatureStoreResource,
+    cf_model: SourceModels,
+    blend_config: BlendChoice,
+    audio_to_cf_model: AudioProjector | None,
+    text_vectors: VectorSet,
+    audio_vectors: AudioEmbeddings,
 ):
-    """Build one week's playlists from the history before the week's end."""
-    window = context.partition_time_window
-    cutoff = pd.Timestamp(window.end)
+    """Serve one week's playlists from the week's models and blend."""
+    cutoff = week_cutoff(context)
     week = cutoff.normalize()
     history = history_before(warehouse, cutoff)
     items = display_items(warehouse)
     users = warehouse.read("SELECT user_id FROM golden.users ORDER BY 1")["user_id"].tolist()
-    level = str(items["level"].iloc[0]) if len(items) else "artist"
-    text = _vectors_or_none(text_space, paths, "text", context)
-    audio = _vectors_or_none(audio_space, paths, "audio", context) if level == "track" else None
     context.log.info(
-        f"week {week.date()}: {len(history)} user-item rows before {cutoff}, {len(users)} users"
+        f"week {week.date()}: {len(history)} user-item rows before {cutoff}, {len(users)} users, "
+        f"CF sources {cf_model.version}, blend {blend_config.version}"
     )
     playlists, candidates = build_discover_weekly(
         history,
         items,
         week_start=week,
+        models=cf_model,
+        blend=blend_config.blend,
+        config=_week_config(cf_model),
         users=users,
         artist_terms=warehouse.table("golden", "artist_terms"),
-        text_vectors=text,
-        audio_vectors=audio,
+        text_vectors=text_vectors.as_table(),
+        audio_vectors=_audio_table(audio_vectors, items),
+        audio_projector=audio_to_cf_model,
         return_candidates=True,
     )
     day = week.date()
     candidates = candidates.assign(week_start=day)
-    with warehouse.connect() as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS recommend")
-        for table, frame in (("candidates", candidates), ("discover_weekly", playlists)):
-            con.register("_frame", frame)
-            con.execute(
-                f"CREATE TABLE IF NOT EXISTS recommend.{table} AS SELECT * FROM _frame LIMIT 0"
-            )
-            con.execute("BEGIN TRANSACTION")
-            con.execute(f"DELETE FROM recommend.{table} WHERE week_start = ?", [day])
-            con.execute(f"INSERT INTO recommend.{table} BY NAME SELECT * FROM _frame")
-            con.execute("COMMIT")
-            con.unregister("_frame")
+    warehouse.replace_partition("recommend", "candidates", candidates, "week_start", day)
+    warehouse.replace_partition("recommend", "discover_weekly", playlists, "week_start", day)
     export = paths.sub("exports", "discover_weekly", f"week_start={day}") / "playlists.parquet"
     playlists.to_parquet(export, index=False)
     feast_rows = _publish_to_feast(context, feature_store, playlists, week)
@@ -174,15 +265,17 @@ def discover_weekly(
         },
     )
     violations = playlist_rule_violations(playlists, history, len(items))
-    cold_users = len(set(users) - set(history["user_id"]))
     yield dg.MaterializeResult(
         asset_key=DISCOVER_WEEKLY,
         metadata={
             **frame_metadata(playlists.head(PLAYLIST_SIZE)),
             "dagster/row_count": len(playlists),
             "week_start": str(day),
+            "cf_model_version": cf_model.version,
+            "blend_config_version": blend_config.version,
+            "blend_weights": dg.MetadataValue.json(dict(blend_config.blend.weights)),
             "users": int(playlists["user_id"].nunique()),
-            "users_without_history": cold_users,
+            "users_without_history": len(set(users) - set(history["user_id"])),
             "distinct_items": int(playlists["item_id"].nunique()),
             "source_mix": dg.MetadataValue.json(
                 {k: int(v) for k, v in playlists["source"].value_counts().items()}
@@ -222,48 +315,26 @@ def _publish_to_feast(context, feature_store: FeatureStoreResource, playlists, w
     return len(frame)
 
 
-discover_weekly_job = dg.define_asset_job(
-    "discover_weekly_job",
-    selection=dg.AssetSelection.assets(CANDIDATES, DISCOVER_WEEKLY),
-    partitions_def=WEEKS,
-    description="This week's candidates and playlists (backfill it for past weeks).",
-)
-discover_weekly_schedule = dg.build_schedule_from_partitioned_job(
-    discover_weekly_job, hour_of_day=0, minute_of_hour=0, name="discover_weekly_every_monday"
-)
-
-
-def artist_level(warehouse: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Listens and catalog at artist level (tracks folded into their artists)."""
-    listens = warehouse.read(
-        "SELECT l.user_id, i.artist_id AS item_id, sum(l.plays) AS plays "
-        "FROM golden.listens l JOIN golden.items i USING (item_id) GROUP BY ALL"
-    )
-    artists = warehouse.read(
-        "SELECT artist_id AS item_id, artist_id, name, genre, 'artist' AS level FROM golden.artists"
-    )
-    return listens, artists
-
-
 @dg.asset(
-    deps=[["golden", "listens"], ["golden", "artist_terms"], "text_vectors"],
+    ins={"text_vectors": dg.AssetIn("text_vectors")},
+    deps=[["golden", "listens"], ["golden", "items"], ["golden", "artists"]],
     group_name="recommend",
     kinds={"duckdb"},
     owners=[OWNER],
-    description="Top 20 similar artists per artist, blended from CF item-item similarity and "
-    "text similarity, each with a reason (shared listeners or shared terms). Table "
-    "recommend.similar_artists.",
+    description="Top 20 similar artists per artist, blended from artist-level item-kNN "
+    "similarity and text similarity, each with a reason (shared listeners or shared terms). "
+    "Table recommend.similar_artists.",
     pool="duckdb",
 )
 def similar_artists_table(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, paths: Paths
+    warehouse: Warehouse, paths: Paths, text_vectors: VectorSet
 ) -> dg.MaterializeResult:
     listens, artists = artist_level(warehouse)
     frame = similar_artists(
         listens,
         artists,
         artist_terms=warehouse.table("golden", "artist_terms"),
-        text_vectors=_vectors_or_none(text_space, paths, "text", context),
+        text_vectors=text_vectors.as_table(),
         k=20,
     )
     warehouse.write_table("recommend", "similar_artists", frame)
@@ -274,20 +345,41 @@ def similar_artists_table(
 
 
 class BlendEvaluationConfig(dg.Config):
-    """The holdout shared by every source and the blend."""
+    """The holdout carved from the week's history: a seeded share of each user's items."""
 
     test_fraction: float = 0.2
     seed: int = 42
 
 
+def _evaluation_markdown(table: pd.DataFrame) -> str:
+    shown = table.reset_index()
+    shown.insert(1, "stage", shown["ranking"].map(STAGE_DESCRIPTIONS).fillna("single source"))
+    columns = [c for c in shown.columns if c not in ("users",)]
+    return shown[columns].round(4).to_markdown(index=False)
+
+
 @dg.asset(
-    deps=[["golden", "listens"], ["golden", "items"], ["golden", "artist_terms"]],
-    group_name="recommend",
+    ins={
+        "cf_model": dg.AssetIn("cf_model"),
+        "blend_config": dg.AssetIn("blend_config"),
+        "text_vectors": dg.AssetIn("text_vectors"),
+        "audio_vectors": dg.AssetIn("audio_vectors"),
+    },
+    deps=[
+        ["golden", "listen_events"],
+        ["golden", "listens"],
+        ["golden", "items"],
+        ["golden", "artist_terms"],
+    ],
+    partitions_def=WEEKS,
+    group_name="evaluation",
     kinds={"pandas"},
     owners=[OWNER],
-    description="The blend against each single source on the same per-user holdout (weights "
-    "tuned on a validation split carved from train): NDCG@10/30, R@30, coverage, novelty, "
-    "diversity, as a table and a chart.",
+    description="What is served, scored: the week's pipeline (blend chosen as blend_config "
+    "chooses it, sources as cf_model fits them, playlists by the function behind "
+    "discover_weekly) replayed on a per-user holdout of the plays before the week. One row per "
+    "single source and per stage (raw blend, after MMR, served): NDCG@10/30, R@30, coverage, "
+    "distinct items, novelty, diversity; table and chart.",
     pool="duckdb",
 )
 def blend_evaluation(
@@ -295,30 +387,81 @@ def blend_evaluation(
     config: BlendEvaluationConfig,
     warehouse: Warehouse,
     paths: Paths,
+    cf_model: SourceModels,
+    blend_config: BlendChoice,
+    text_vectors: VectorSet,
+    audio_vectors: AudioEmbeddings,
 ) -> dg.MaterializeResult:
-    listens = warehouse.read("SELECT user_id, item_id, plays FROM golden.listens")
-    split = holdout_split(listens, config.test_fraction, seed=config.seed)
+    cutoff = week_cutoff(context)
+    split = holdout_split(history_before(warehouse, cutoff), config.test_fraction, seed=config.seed)
+    items = display_items(warehouse)
+    tuning = dict(blend_config.tuning)
     table = evaluate_blend(
         split.train,
         split.test,
+        items=items,
         artist_terms=warehouse.table("golden", "artist_terms"),
-        items=warehouse.table("golden", "items"),
+        text_vectors=text_vectors.as_table(),
+        audio_vectors=_audio_table(audio_vectors, items),
+        config=_week_config(cf_model),
+        week_start=cutoff.normalize(),
+        blend=None if blend_config.tuned else blend_config.blend,
+        validation_fraction=tuning.get("validation_fraction", 0.2),
+        validation_seed=tuning.get("validation_seed", 7),
+        tune_methods=tuning.get("methods", ("zscore", "rrf")),
+        reference=tuning.get("reference"),
     )
-    chart = table.attrs.get("chart_png")
+    chart = table.attrs["chart_png"]
     out = paths.sub("reports")
-    table.to_csv(out / "blend_evaluation.csv")
-    shown = table.reset_index() if table.index.name else table
-    metadata = {
-        "table": dg.MetadataValue.md(shown.round(4).to_markdown(index=False)),
-        "blend_config": dg.MetadataValue.json(
-            {k: str(v) for k, v in dict(table.attrs.get("blend_config") or {}).items()}
-            if isinstance(table.attrs.get("blend_config"), dict)
-            else str(table.attrs.get("blend_config"))
-        ),
-    }
-    if chart:
-        (out / "blend_evaluation.png").write_bytes(chart)
-        metadata["chart"] = png_markdown(chart, "blend vs single sources")
-    if "ndcg@10" in table.columns:
-        metadata.update(floats({f"ndcg@10/{m}": v for m, v in table["ndcg@10"].items()}))
-    return dg.MaterializeResult(metadata=metadata)
+    table.to_csv(out / f"blend_evaluation_{context.partition_key}.csv")
+    (out / f"blend_evaluation_{context.partition_key}.png").write_bytes(chart)
+    singles = table.drop(index=[r for r in STAGE_DESCRIPTIONS if r in table.index])
+    served = table.loc["discover_weekly"]
+    return dg.MaterializeResult(
+        metadata={
+            "table": dg.MetadataValue.md(_evaluation_markdown(table)),
+            "chart": png_markdown(chart, "served playlists vs single sources"),
+            "blend_config": dg.MetadataValue.json(
+                {
+                    "weights": dict(table.attrs["blend_config"].weights),
+                    "method": table.attrs["blend_config"].method,
+                }
+            ),
+            "best_single_source": str(singles["ndcg@10"].idxmax()),
+            "test_users": int(split.test["user_id"].nunique()),
+            "seconds": dg.MetadataValue.json(table.attrs["seconds"]),
+            **floats({f"ndcg@10/{m}": v for m, v in table["ndcg@10"].items()}),
+            **floats(
+                {
+                    "served_ndcg@10": served["ndcg@10"],
+                    "served_minus_best_single_ndcg@10": served["ndcg@10"]
+                    - singles["ndcg@10"].max(),
+                }
+            ),
+        }
+    )
+
+
+WEEKLY_ASSETS = [
+    "cf_model",
+    "cf_user_vectors",
+    "cf_item_vectors",
+    "audio_to_cf_model",
+    "blend_config",
+    "candidates",
+    "discover_weekly",
+    "cf_evaluation",
+    "blend_evaluation",
+    "features/user_cf_vector",
+]
+discover_weekly_job = dg.define_asset_job(
+    "discover_weekly_job",
+    selection=dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in WEEKLY_ASSETS]),
+    partitions_def=WEEKS,
+    description="One week's models (cf_model, audio_to_cf_model, blend_config), CF vectors, "
+    "candidates and playlists, and the evaluation of what is served (backfill it for past "
+    "weeks).",
+)
+discover_weekly_schedule = dg.build_schedule_from_partitioned_job(
+    discover_weekly_job, hour_of_day=0, minute_of_hour=0, name="discover_weekly_every_monday"
+)

@@ -1,16 +1,15 @@
 """Text model assets: weighted top terms, one document per artist, sentence vectors in Milvus."""
 
-import hashlib
 from datetime import timedelta
 
 import dagster as dg
-import numpy as np
 
 from assets.golden import CONTRACTS, OWNER, publish
 from assets.metadata import floats, png_markdown
 from embeddings.terms import build_artist_docs, build_artist_terms
 from embeddings.text import TextEncoder, encode_with_cache
-from orchestration.resources import Paths, VectorStoreResource, Warehouse
+from embeddings.vectors import TEXT_COLLECTION, VectorSet
+from orchestration.resources import ARTIFACTS, Paths, VectorStoreResource, Warehouse
 from recommend.text_cold_start import evaluate_text_cold_start
 
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8))
@@ -94,24 +93,15 @@ def artist_docs(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     )
 
 
-TEXT_COLLECTION = "text_items"
-
-
 class TextVectorsConfig(dg.Config):
     """Batch size of the sentence encoder."""
 
     batch_size: int = 64
 
 
-def _content_version(ids: np.ndarray, vectors: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    digest.update("\n".join(map(str, ids)).encode())
-    digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
-    return digest.hexdigest()[:12]
-
-
 @dg.asset(
     deps=[["golden", "artist_docs"], ["golden", "artists"]],
+    io_manager_key=ARTIFACTS,
     group_name="embeddings",
     kinds={"sentencetransformers", "milvus"},
     owners=["team:recsys"],
@@ -126,7 +116,7 @@ def text_vectors(
     warehouse: Warehouse,
     paths: Paths,
     vector_store: VectorStoreResource,
-) -> dg.MaterializeResult:
+) -> dg.Output:
     docs = warehouse.table("golden", "artist_docs")
     names = warehouse.read("SELECT artist_id, name FROM golden.artists")
     encoder = TextEncoder(batch_size=config.batch_size)
@@ -140,7 +130,8 @@ def text_vectors(
         docs, paths.sub("models", "text") / "cache.npz", encoder, progress=progress
     )
     name_of = dict(zip(names["artist_id"], names["name"].fillna(""), strict=True))
-    version = _content_version(ids, vectors)
+    embedded = VectorSet(list(ids), vectors, TEXT_COLLECTION, signature=encoder.model_id)
+    version = embedded.version
     with vector_store.open() as store:
         report = store.write_collection(
             TEXT_COLLECTION,
@@ -152,8 +143,8 @@ def text_vectors(
             index="FLAT",
             version=version,
         )
-    np.savez(paths.sub("models", "text") / "vectors.npz", ids=ids.astype(str), vectors=vectors)
-    return dg.MaterializeResult(
+    return dg.Output(
+        embedded,
         metadata={
             "collection": TEXT_COLLECTION,
             "version": version,
@@ -173,17 +164,8 @@ def text_vectors(
                     "milvus_seconds": report.seconds,
                 }
             ),
-        }
+        },
     )
-
-
-def text_space(paths: Paths) -> tuple[np.ndarray, np.ndarray]:
-    """The artist ids and text vectors the last ``text_vectors`` run wrote."""
-    saved = paths.root / "models" / "text" / "vectors.npz"
-    if not saved.exists():
-        raise FileNotFoundError(f"{saved} is missing; materialise the text_vectors asset first")
-    with np.load(saved) as data:
-        return data["ids"].astype(str), data["vectors"]
 
 
 class ColdStartConfig(dg.Config):
@@ -195,8 +177,8 @@ class ColdStartConfig(dg.Config):
 
 
 @dg.asset(
+    ins={"text_vectors": dg.AssetIn("text_vectors")},
     deps=[
-        "text_vectors",
         ["golden", "listens"],
         ["golden", "items"],
         ["golden", "tag_assignments"],
@@ -209,13 +191,17 @@ class ColdStartConfig(dg.Config):
     pool="duckdb",
 )
 def text_cold_start_evaluation(
-    context: dg.AssetExecutionContext, config: ColdStartConfig, warehouse: Warehouse, paths: Paths
+    context: dg.AssetExecutionContext,
+    config: ColdStartConfig,
+    warehouse: Warehouse,
+    paths: Paths,
+    text_vectors: VectorSet,
 ) -> dg.MaterializeResult:
     artist_listens = warehouse.read(
         "SELECT l.user_id, i.artist_id AS item_id, sum(l.plays) AS plays "
         "FROM golden.listens l JOIN golden.items i USING (item_id) GROUP BY ALL"
     )
-    ids, vectors = text_space(paths)
+    ids, vectors = text_vectors.ids, text_vectors.matrix
     # recall@k among the cold artists only means something when k is well below their number
     cold = int(artist_listens["item_id"].nunique() * config.cold_fraction)
     k = max(1, min(config.k, cold // 4))

@@ -9,18 +9,93 @@ Example usage::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from embeddings.cf import FittedCF
 from embeddings.vector_store import ProgressCallback, VectorStore, WriteReport
 
 logger = logging.getLogger(__name__)
 
+# The Milvus collection of each embedding kind: named here only.
 CF_ITEMS_COLLECTION = "cf_items"
 CF_USERS_COLLECTION = "cf_users"
+TEXT_COLLECTION = "text_items"
+
+
+def audio_collection(backend: str) -> str:
+    """The Milvus collection of one audio backend's vectors."""
+    return f"audio_{backend}"
+
+
+@dataclass
+class VectorSet:
+    """Vectors of one embedding kind as the graph passes them downstream (an artifact).
+
+    Attributes
+    ----------
+    ids, matrix
+        Row ``i`` of ``matrix`` is the vector of ``ids[i]``.
+    collection
+        The Milvus collection that holds the same vectors for similarity search.
+    signature
+        The encoder that made them (model id and pooling), part of the version.
+    """
+
+    ids: list[str]
+    matrix: np.ndarray
+    collection: str
+    signature: str = ""
+
+    def __post_init__(self) -> None:
+        self.ids = [str(i) for i in self.ids]
+        self.matrix = np.asarray(self.matrix, dtype=np.float32)
+        if len(self.ids) != len(self.matrix):
+            raise ValueError(f"{len(self.ids)} ids but {len(self.matrix)} vectors")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1]) if self.matrix.ndim == 2 else 0
+
+    @property
+    def version(self) -> str:
+        """Hash of the ids, the vectors and the encoder signature."""
+        digest = hashlib.sha256(f"{self.collection}|{self.signature}|".encode())
+        digest.update("\n".join(self.ids).encode())
+        digest.update(np.ascontiguousarray(self.matrix).tobytes())
+        return digest.hexdigest()[:16]
+
+    def as_table(self) -> tuple[list[str], np.ndarray] | None:
+        """``(ids, matrix)`` for the recommenders, or None when the set is empty."""
+        return (self.ids, self.matrix) if self.ids else None
+
+
+@dataclass
+class AudioEmbeddings:
+    """Every embedded audio backend's vectors, the one the recommender uses, its attributes."""
+
+    backend: str
+    vectors: dict[str, VectorSet]
+    attributes: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def primary(self) -> VectorSet:
+        return self.vectors[self.backend]
+
+    @property
+    def version(self) -> str:
+        parts = [self.backend, *(f"{b}:{v.version}" for b, v in sorted(self.vectors.items()))]
+        attributes = self.attributes.to_json(orient="split", default_handler=str).encode()
+        digest = hashlib.sha256("|".join(parts).encode() + attributes)
+        return digest.hexdigest()[:16]
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:

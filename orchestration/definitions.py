@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import audio, cf, checks, features, golden, ingest, recommend, reports, text
+from orchestration.partitions import WEEKS
 from orchestration.resources import build_resources
 from orchestration.settings import load_settings
 
@@ -32,8 +33,9 @@ everything_job = dg.define_asset_job(
 
 
 def partitioned_runs() -> list[tuple[str, str]]:
-    """(job, partition key) pairs the CLI runs after the main job: the latest weekly playlist."""
-    return [(recommend.discover_weekly_job.name, recommend.WEEKS.get_last_partition_key())]
+    """(job, partition key) pairs the CLI runs after the main job: the latest week's models,
+    playlists and evaluation."""
+    return [(recommend.discover_weekly_job.name, WEEKS.get_last_partition_key())]
 
 
 defs = dg.Definitions(

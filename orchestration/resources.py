@@ -17,9 +17,11 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from artifacts import ArtifactStore
 from orchestration.settings import Settings, load_settings
 
 LOCK_WAIT_SECONDS = 120.0
+ARTIFACTS = "artifacts"  # resource key of the artifact store (an IO manager)
 
 
 class WarehouseLockedError(RuntimeError):
@@ -67,6 +69,42 @@ class Warehouse(dg.ConfigurableResource):
             con.execute("COMMIT")
             con.unregister("_frame")
         return len(frame)
+
+    def replace_partition(
+        self, schema: str, table: str, frame: pd.DataFrame, column: str, value: Any
+    ) -> int:
+        """Replace the rows of ``schema.table`` where ``column = value`` with ``frame``, in one
+        transaction (the table is created from ``frame``'s columns the first time)."""
+        with self.connect() as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.register("_frame", frame)
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {schema}.{table} AS SELECT * FROM _frame LIMIT 0"
+            )
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"DELETE FROM {schema}.{table} WHERE {column} = ?", [value])
+            con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM _frame")
+            con.execute("COMMIT")
+            con.unregister("_frame")
+        return len(frame)
+
+    def publish_golden(
+        self, table: str, golden: pd.DataFrame, quarantine: pd.DataFrame, quarantine_ddl: str
+    ) -> None:
+        """Replace ``golden.<table>`` and its slice of ``golden.quarantine`` in one transaction."""
+        with self.connect() as con:
+            con.execute("CREATE SCHEMA IF NOT EXISTS golden")
+            con.execute(quarantine_ddl)
+            con.register("_golden", golden)
+            con.register("_quarantine", quarantine)
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"CREATE OR REPLACE TABLE golden.{table} AS SELECT * FROM _golden")
+            con.execute("DELETE FROM golden.quarantine WHERE table_name = ?", [table])
+            con.execute(
+                "INSERT INTO golden.quarantine SELECT table_name, record_key, reason, raw_row, "
+                "source_file, CAST(source_line AS BIGINT), run_id, quarantined_at FROM _quarantine"
+            )
+            con.execute("COMMIT")
 
     def read(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         with self.connect(read_only=True) as con:
@@ -169,9 +207,49 @@ class FeatureStoreResource(dg.ConfigurableResource):
         )
 
 
+class ArtifactStoreResource(dg.ConfigurableResource):
+    """The one artifact store (:class:`artifacts.ArtifactStore`): a folder in the embedded
+    profile, an fsspec URI such as ``s3://bucket/prefix`` in production. Assets take it to ask
+    whether a version is already stored (and skip recomputing it)."""
+
+    uri: str
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.uri)
+
+
+class ArtifactIOManager(dg.ConfigurableIOManager):
+    """Every model, vector set and configuration passed downstream goes through the store.
+
+    An asset with ``io_manager_key="artifacts"`` returns the object; it is stored, versioned,
+    under its asset key and partition, and downstream assets receive it as an input.
+    """
+
+    store: ArtifactStoreResource
+
+    @staticmethod
+    def _partition(context: dg.OutputContext | dg.InputContext) -> str | None:
+        return context.asset_partition_key if context.has_asset_partitions else None
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        ref = self.store.store().save(context.asset_key.path, self._partition(context), obj)
+        context.add_output_metadata(
+            {
+                "artifact_version": ref.version,
+                "artifact_uri": dg.MetadataValue.path(ref.uri),
+                "artifact_bytes": ref.size,
+                "artifact_written": ref.written,
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        return self.store.store().load(context.asset_key.path, self._partition(context))
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     """Resources for the profile in ``settings`` (read from the environment by default)."""
     settings = settings or load_settings()
+    artifact_store = ArtifactStoreResource(uri=settings.artifact_uri)
     return {
         "warehouse": Warehouse(path=str(settings.warehouse_path)),
         "paths": Paths(
@@ -182,6 +260,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             audio_compare=settings.audio_compare,
         ),
         "vector_store": VectorStoreResource(uri=settings.milvus_uri),
+        "artifact_store": artifact_store,
+        ARTIFACTS: ArtifactIOManager(store=artifact_store),
         "feature_store": FeatureStoreResource(
             repo_path=str(settings.feature_repo),
             data_dir=str(settings.feature_dir),

@@ -11,6 +11,9 @@ Environment variables (all optional; defaults give the embedded profile on the b
 ``CRATEDIGGER_SOURCE_PATH`` directory of the HetRec or generic files (required for those two)
 ``CRATEDIGGER_SAMPLE_SCALE`` multiplies the sample generator's size (default 1.0)
 ``MILVUS_URI``              Milvus server URI; default ``<data dir>/milvus.db`` (Milvus Lite)
+``CRATEDIGGER_ARTIFACT_URI`` where models, vector sets and blend configs are stored, versioned:
+                            a folder (default ``<data dir>/artifacts``) or an fsspec URI
+                            such as ``s3://bucket/cratedigger`` (production)
 ``CRATEDIGGER_POSTGRES_URL`` production: SQLAlchemy URL of Postgres
                             (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
 ``CRATEDIGGER_REDIS_URL``   production: Redis ``host:port`` (default ``127.0.0.1:6379``)
@@ -49,6 +52,7 @@ class Settings:
     source_path: str | None
     sample_scale: float
     milvus_uri: str
+    artifact_uri: str
     postgres_url: str
     redis_url: str
     audio_backend: str
@@ -150,6 +154,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"CRATEDIGGER_SAMPLE_SCALE={raw_scale!r} must be a positive number such as 1 or 10."
         )
     milvus_uri = env.get("MILVUS_URI") or str(data_dir.resolve() / "milvus.db")
+    artifact_uri = env.get("CRATEDIGGER_ARTIFACT_URI") or str(data_dir.resolve() / "artifacts")
     return Settings(
         profile=profile,
         data_dir=data_dir.resolve(),
@@ -157,6 +162,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         source_path=source_path,
         sample_scale=sample_scale,
         milvus_uri=milvus_uri,
+        artifact_uri=artifact_uri,
         postgres_url=env.get(
             "CRATEDIGGER_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
         ),

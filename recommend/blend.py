@@ -22,9 +22,12 @@ Example usage::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +84,41 @@ class BlendConfig:
             raise ValueError(f"blend weights must be >= 0, got {negative}")
         if self.rrf_k <= 0:
             raise ValueError(f"BlendConfig.rrf_k must be > 0, got {self.rrf_k}")
+
+
+@dataclass(frozen=True)
+class BlendChoice:
+    """The blend a week's playlists serve and how it was chosen (the ``blend_config`` artifact).
+
+    Attributes
+    ----------
+    blend
+        The fusion weights and normalisation.
+    tuned
+        True when tuned on a validation split; False when fixed by configuration.
+    tuning
+        The keyword arguments of :func:`recommend.playlist.tune_week_blend` that chose it
+        (the offline evaluation replays the same choice on its training split).
+    """
+
+    blend: BlendConfig
+    tuned: bool
+    tuning: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        payload = json.dumps(
+            {
+                "weights": dict(sorted(self.blend.weights.items())),
+                "method": self.blend.method,
+                "rrf_k": self.blend.rrf_k,
+                "tuned": self.tuned,
+                "tuning": dict(self.tuning),
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -356,6 +356,9 @@ def evaluate_ranking(
         for name in ("precision", "recall", "ndcg", "map"):
             row[f"{name}@{k}"] = metrics[name]
         row[f"coverage@{k}"] = catalog_coverage(ranking, catalog, k)
+        row[f"distinct@{k}"] = float(
+            len({i for items in ranking.values() for i in list(items)[:k]})
+        )
         row[f"novelty@{k}"] = novelty(ranking, popularity, k)
         if item_vectors is not None:
             row[f"diversity@{k}"] = intra_list_diversity(ranking, item_vectors, k)

@@ -1,15 +1,19 @@
 """Discover Weekly: candidates -> blend -> playlist rules, similar artists, evaluation, CLI text.
 
-:func:`build_discover_weekly` fits the CF sources on the listens, adds text, audio, new-track,
-popularity and exploration candidates, blends them (:mod:`recommend.blend`), applies the playlist
-rules (:mod:`recommend.rerank`) and writes one reason per item. :func:`evaluate_blend` measures
-the blend against each single source on a holdout with weights tuned on a validation split
-carved from train. :func:`playlist_text` prints a stored playlist for the CLI.
+:func:`build_discover_weekly` serves already fitted models (:mod:`recommend.models`, the
+``cf_model`` asset) and a tuned blend (:func:`tune_week_blend`, the ``blend_config`` asset): it
+ranks CF, text, audio, new-track, popularity and exploration candidates, fuses them
+(:mod:`recommend.blend`), applies the playlist rules (:mod:`recommend.rerank`) and writes one
+reason per item; it fits nothing. :func:`evaluate_blend` replays those very functions on a
+holdout and scores each single source and each stage. :func:`playlist_text` prints a stored
+playlist for the CLI.
 
 Example usage::
 
-    playlist = build_discover_weekly(listens, items, artist_terms=terms,
-                                     week_start="2026-11-16")
+    models = fit_sources(listens, DiscoverWeeklyConfig().cf_models)
+    blend, _ = tune_week_blend(listens, items, artist_terms=terms)
+    playlist = build_discover_weekly(listens, items, week_start="2026-11-16", models=models,
+                                     blend=blend, artist_terms=terms)
     neighbours = similar_artists(listens, items, artist_terms=terms)
     table = evaluate_blend(split.train, split.test, artist_terms=terms)
 """
@@ -18,26 +22,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from embeddings.cf import CF_PRESETS, CFConfig, FittedCF, fit_cf
+from embeddings.cf import CF_PRESETS, CFConfig, fit_cf
 from embeddings.text import normalise_rows
 from recommend.blend import (
     BlendConfig,
     fuse,
     item_novelty,
     source_rankings,
-    top_k_ranking,
     tune_blend,
 )
 from recommend.candidates import (
-    FACTOR_KINDS,
     VectorTable,
     cold_start_candidates,
     empty_candidates,
@@ -49,6 +51,13 @@ from recommend.candidates import (
     term_vectors,
 )
 from recommend.evaluation import evaluate_ranking, metrics_bar_chart, validation_split
+from recommend.models import (
+    AudioProjector,
+    SourceModels,
+    fit_audio_to_cf,
+    fit_sources,
+    project_new_items,
+)
 from recommend.rerank import PlaylistConfig, rerank
 
 logger = logging.getLogger(__name__)
@@ -178,84 +187,182 @@ def _text_space(
     return item_vectors_from_artists(items, artist_vectors)
 
 
-def _fit_all(
-    listens: pd.DataFrame,
-    models: Mapping[str, CFConfig],
-    num_threads: int,
-) -> dict[str, FittedCF]:
-    fitted = {}
-    for label, cf_config in models.items():
-        fitted[label] = fit_cf(listens, cf_config, num_threads=num_threads, compute_loss=False)
-    return fitted
-
-
-def project_new_items(
-    fitted: FittedCF, audio_vectors: VectorTable, catalog: Iterable[str], *, min_pairs: int = 10
-) -> VectorTable | None:
-    """CF factors for catalog items with audio but no plays, through the audio -> CF regressor.
-
-    Parameters
-    ----------
-    fitted
-        A factor model (ALS/BPR) fitted on the listens.
-    audio_vectors
-        ``(item_ids, matrix)`` audio embeddings.
-    catalog
-        Item ids that may be recommended.
-    min_pairs
-        Items with both audio and CF factors needed to fit the regressor; fewer gives None.
-
-    Returns
-    -------
-    (item_ids, factors) or None
-    """
-    from embeddings.audio_to_cf import AudioToCF
-
-    if fitted.config.model not in FACTOR_KINDS:
-        raise ValueError(
-            f"new items are placed in a factor model's space, got {fitted.config.model!r}"
-        )
-    ids = [str(i) for i in audio_vectors[0]]
-    matrix = np.asarray(audio_vectors[1], dtype=np.float64)
-    index = fitted.interactions.item_index
-    known = [r for r, i in enumerate(ids) if i in index]
-    allowed = set(map(str, catalog))
-    new = [r for r, i in enumerate(ids) if i not in index and i in allowed]
-    if not new or len(known) < min_pairs:
-        return None
-    regressor = AudioToCF().fit(
-        matrix[known], fitted.model.item_factors[[index[ids[r]] for r in known]]
-    )
-    return [ids[r] for r in new], regressor.predict(matrix[new])
-
-
 # ---------------------------------------------------------------------------------- build
+STAGES = ("blend", "mmr", "discover_weekly")
+STAGE_DESCRIPTIONS = {
+    "blend": "raw blend (fused scores, no playlist rules)",
+    "mmr": "after MMR and the artist cap (no exploration slots)",
+    "discover_weekly": "after exploration slots: the served playlist",
+}
+
+
+@dataclass
+class RankedWeek:
+    """Candidates and their fusion for the users with history: the input of every stage."""
+
+    candidates: pd.DataFrame
+    blended: pd.DataFrame
+    pool: pd.DataFrame
+    vectors: VectorTable | None
+    users: list[str]
+
+
+def _mmr_vectors(
+    config: DiscoverWeeklyConfig, models: SourceModels, text: VectorTable | None
+) -> VectorTable | None:
+    if config.mmr_space == "text":
+        return text
+    explorer = models.explorer
+    if explorer is None or explorer.model.item_factors is None:
+        return text
+    return explorer.item_ids, explorer.model.item_factors
+
+
+def rank_week(
+    listens: pd.DataFrame,
+    models: SourceModels,
+    *,
+    blend: BlendConfig,
+    config: DiscoverWeeklyConfig,
+    users: list[str],
+    catalog: set[str],
+    item_artist: Mapping[str, str],
+    week: pd.Timestamp,
+    text: VectorTable | None = None,
+    audio_vectors: VectorTable | None = None,
+    new_items: VectorTable | None = None,
+    artist_terms: pd.DataFrame | None = None,
+) -> RankedWeek:
+    """Candidates of every source from the served models, fused with the served blend."""
+    candidates = generate_candidates(
+        listens,
+        models.fitted,
+        text_vectors=text,
+        audio_vectors=audio_vectors,
+        new_item_vectors=new_items,
+        artist_terms=artist_terms,
+        item_artist=item_artist,
+        users=users,
+        catalog=catalog,
+        n=config.candidates_per_source,
+        exploration_n=config.exploration_candidates,
+        head_share=config.head_share,
+        week_start=week,
+        exploration_model=models.exploration_model,
+    )
+    blended = fuse(candidates, blend, novelty=item_novelty(listens))
+    pool = candidates[candidates["source"].isin(["new", "exploration"])]
+    # brand-new items before the less popular ones in the exploration pool
+    pool = pool.assign(score=pool["score"].rank(pct=True) + (pool["source"] == "new").astype(float))
+    vectors = _mmr_vectors(config, models, text)
+    return RankedWeek(candidates, blended, pool, vectors, users)
+
+
+def stage_playlists(
+    ranked: RankedWeek,
+    stage: str,
+    played: Mapping[str, set[str]],
+    item_artist: Mapping[str, str],
+    rules: PlaylistConfig,
+) -> pd.DataFrame:
+    """The playlists after one stage of :data:`STAGES` (the last one is what is served)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r} is not one of {STAGES}")
+    pool, vectors = ranked.pool, ranked.vectors
+    if stage != "discover_weekly":
+        pool = ranked.pool.iloc[0:0]
+        rules = replace(rules, exploration_slots=0)
+    if stage == "blend":
+        rules = replace(rules, mmr_lambda=1.0, max_per_artist=rules.size)
+        vectors = None
+    return rerank(ranked.blended, pool, played, item_artist, vectors, rules, users=ranked.users)
+
+
+def _cold_playlists(
+    listens: pd.DataFrame,
+    cold: list[str],
+    week: pd.Timestamp,
+    item_artist: Mapping[str, str],
+    config: DiscoverWeeklyConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Popularity and exploration picks for users without history: (playlists, candidates)."""
+    listeners = (
+        item_listeners(listens, week_start=week) if not listens.empty else pd.Series(dtype=float)
+    )
+    if listeners.empty:
+        raise ValueError(
+            f"{len(cold)} users have no history and listens is empty: "
+            "there is no popularity to start them with"
+        )
+    candidates = cold_start_candidates(
+        listeners,
+        cold,
+        n=config.playlist.pool_size,
+        exploration=config.playlist.exploration_slots,
+        head_share=config.head_share,
+        seed=config.seed,
+    )
+    pool = candidates[candidates["source"] == "exploration"]
+    ranked = candidates[candidates["source"] != "exploration"]
+    playlists = rerank(ranked, pool, {}, item_artist, None, config.playlist, users=cold)
+    return playlists, candidates
+
+
+def _concat(frames: Sequence[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    found = [f for f in frames if not f.empty]
+    return pd.concat(found, ignore_index=True) if found else empty
+
+
+def _explained(playlist: pd.DataFrame, week: pd.Timestamp, names: Mapping[str, str]):
+    """The served columns: names, one reason per row, sorted by user and position."""
+    playlist = playlist.copy()
+    playlist["week_start"] = week.date()
+    playlist["name"] = playlist["item_id"].map(names)
+    playlist["reason"] = [
+        explain(code, detail, names)
+        for code, detail in zip(
+            playlist.get("reason_code", []), playlist.get("reason_detail", []), strict=True
+        )
+    ]
+    playlist = playlist[PLAYLIST_OUTPUT_COLUMNS].sort_values(["user_id", "position"])
+    return playlist.reset_index(drop=True)
+
+
 def build_discover_weekly(
     listens: pd.DataFrame,
     items: pd.DataFrame,
     *,
     week_start: str | pd.Timestamp,
+    models: SourceModels | None = None,
+    blend: BlendConfig | None = None,
     config: DiscoverWeeklyConfig | None = None,
     users: Sequence[str] | None = None,
     artist_terms: pd.DataFrame | None = None,
     text_vectors: VectorTable | None = None,
     audio_vectors: VectorTable | None = None,
-    fitted: Mapping[str, FittedCF] | None = None,
+    audio_projector: AudioProjector | None = None,
+    stages: bool = False,
     return_candidates: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
-    """Weekly playlists: ``config.playlist.size`` never-played items per user, each with a reason.
+):
+    """Weekly playlists from already fitted models: ``config.playlist.size`` never-played items
+    per user, each with a reason. Nothing is fitted here.
 
     Parameters
     ----------
     listens
-        Golden listens ``user_id, item_id, plays[, first_ts, last_ts]`` (history until
-        ``week_start``).
+        Golden listens ``user_id, item_id, plays[, first_ts, last_ts]``: the history before
+        ``week_start`` that ``models`` were fitted on.
     items
         Golden items ``item_id, artist_id, name[, genre, level]``: the catalog.
     week_start
         The week the playlists are for (a date).
+    models
+        The fitted CF sources (:func:`recommend.models.fit_sources`; the ``cf_model`` asset).
+        Required when any served user has history.
+    blend
+        Fusion weights and normalisation (the ``blend_config`` asset); default ``config.blend``.
     config
-        Models, blend and rules (default :class:`DiscoverWeeklyConfig`).
+        Candidate counts and playlist rules (default :class:`DiscoverWeeklyConfig`).
     users
         Users to serve (default: everyone in ``listens``); users without history get
         popularity and exploration picks.
@@ -263,26 +370,28 @@ def build_discover_weekly(
         ``artist_id, term, weight``: ``described_as`` reasons, and term vectors when no
         ``text_vectors`` are given.
     text_vectors
-        ``(artist_ids, matrix)`` sentence vectors from :mod:`embeddings.text` (optional).
+        ``(artist_ids, matrix)`` sentence vectors (the ``text_vectors`` asset; optional).
     audio_vectors
-        ``(item_ids, matrix)`` audio embeddings of tracks (optional); tracks without plays are
-        placed by :func:`project_new_items` as ``new this week``.
-    fitted
-        Already fitted CF models (keys as ``config.cf_models``); fitted here when None.
+        ``(item_ids, matrix)`` audio embeddings of tracks (optional).
+    audio_projector
+        The audio -> CF model (``audio_to_cf_model``): tracks with audio but no plays are
+        placed in the factor space as ``new this week``.
+    stages
+        Return ``{stage: playlists}`` for every stage of :data:`STAGES` (unexplained, for
+        evaluation) instead of the served playlists.
     return_candidates
-        Also return the per-source candidates (``user_id, item_id, score, source,
-        reason_code, reason_detail``) the playlists were blended from.
+        Also return the per-source candidates the playlists were blended from.
 
     Returns
     -------
-    pandas.DataFrame
-        :data:`PLAYLIST_OUTPUT_COLUMNS` (``week_start`` a date), sorted by user and position;
-        with ``return_candidates``, a ``(playlists, candidates)`` pair.
+    pandas.DataFrame or dict
+        :data:`PLAYLIST_OUTPUT_COLUMNS` sorted by user and position (or the stages); with
+        ``return_candidates``, a ``(playlists, candidates)`` pair.
     """
     config = config or DiscoverWeeklyConfig()
+    blend = blend or config.blend
     started = time.perf_counter()
-    listens = _check_listens(listens)
-    items = _check_items(items)
+    listens, items = _check_listens(listens), _check_items(items)
     week = pd.Timestamp(week_start)
     if listens.empty and not users:
         raise ValueError("listens is empty and no users were given: nobody to build for")
@@ -291,118 +400,126 @@ def build_discover_weekly(
     if unknown:
         raise ValueError(
             f"{len(unknown)} listened items are not in the items catalog, e.g. "
-            f"{sorted(unknown)[:5]}; build items and listens from the same golden "
-            "tables"
+            f"{sorted(unknown)[:5]}; build items and listens from the same golden tables"
         )
     item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
-    names = dict(zip(items["item_id"], items["name"].astype(str), strict=True))
     served = sorted(set(listens["user_id"])) if users is None else [str(u) for u in users]
     with_history = sorted(set(served) & set(listens["user_id"]))
     cold = sorted(set(served) - set(with_history))
+    if with_history and models is None:
+        raise ValueError(
+            "build_discover_weekly serves fitted models and fits none: pass "
+            "models=recommend.models.fit_sources(listens, config.cf_models) (the cf_model asset)"
+        )
     played = played_items(listens)
-    listeners = (
-        item_listeners(listens, week_start=week) if not listens.empty else pd.Series(dtype=float)
-    )
-    frames = []
+    results = {stage: [] for stage in STAGES}
     candidate_frames: list[pd.DataFrame] = []
     with threadpool_limits(config.num_threads):
         if with_history:
-            fitted = (
-                dict(fitted)
-                if fitted is not None
-                else _fit_all(listens, config.cf_models, config.num_threads)
-            )
             text = _text_space(items, artist_terms, text_vectors, config.text_dim, config.seed)
-            explorer = fitted.get(config.exploration_model)
-            new_items = None
-            if audio_vectors is not None and explorer is not None:
-                new_items = project_new_items(explorer, audio_vectors, catalog)
-            candidates = generate_candidates(
+            new_items = project_new_items(audio_projector, models.explorer, audio_vectors, catalog)
+            ranked = rank_week(
                 listens,
-                fitted,
-                text_vectors=text,
-                audio_vectors=audio_vectors,
-                new_item_vectors=new_items,
-                artist_terms=artist_terms,
-                item_artist=item_artist,
+                models,
+                blend=blend,
+                config=config,
                 users=with_history,
                 catalog=catalog,
-                n=config.candidates_per_source,
-                exploration_n=config.exploration_candidates,
-                head_share=config.head_share,
-                week_start=week,
-                exploration_model=config.exploration_model,
+                item_artist=item_artist,
+                week=week,
+                text=text,
+                audio_vectors=audio_vectors,
+                new_items=new_items,
+                artist_terms=artist_terms,
             )
-            candidate_frames.append(candidates)
-            blended = fuse(candidates, config.blend, novelty=item_novelty(listens))
-            pool = candidates[candidates["source"].isin(["new", "exploration"])]
-            # brand-new items before the less popular ones in the exploration pool
-            pool = pool.assign(
-                score=pool["score"].rank(pct=True) + (pool["source"] == "new").astype(float)
-            )
-            vectors = _mmr_vectors(config, fitted, text)
-            frames.append(
-                rerank(
-                    blended, pool, played, item_artist, vectors, config.playlist, users=with_history
+            candidate_frames.append(ranked.candidates)
+            for stage in STAGES if stages else ("discover_weekly",):
+                results[stage].append(
+                    stage_playlists(ranked, stage, played, item_artist, config.playlist)
                 )
-            )
         if cold:
-            if listeners.empty:
-                raise ValueError(
-                    f"{len(cold)} users have no history and listens is empty: "
-                    "there is no popularity to start them with"
-                )
-            cold_candidates = cold_start_candidates(
-                listeners,
-                cold,
-                n=config.playlist.pool_size,
-                exploration=config.playlist.exploration_slots,
-                head_share=config.head_share,
-                seed=config.seed,
-            )
-            candidate_frames.append(cold_candidates)
-            pool = cold_candidates[cold_candidates["source"] == "exploration"]
-            ranked = cold_candidates[cold_candidates["source"] != "exploration"]
-            frames.append(rerank(ranked, pool, {}, item_artist, None, config.playlist, users=cold))
-    playlist = (
-        pd.concat([f for f in frames if not f.empty], ignore_index=True)
-        if any(not f.empty for f in frames)
-        else pd.DataFrame(columns=PLAYLIST_OUTPUT_COLUMNS)
-    )
-    playlist["week_start"] = week.date()
-    playlist["name"] = playlist["item_id"].map(names)
-    playlist["reason"] = [
-        explain(c, d, names)
-        for c, d in zip(
-            playlist.get("reason_code", []), playlist.get("reason_detail", []), strict=True
-        )
-    ]
-    playlist = playlist[PLAYLIST_OUTPUT_COLUMNS].sort_values(["user_id", "position"])
+            playlists, candidates = _cold_playlists(listens, cold, week, item_artist, config)
+            candidate_frames.append(candidates)
+            for stage in STAGES:
+                results[stage].append(playlists)
+    empty = pd.DataFrame(columns=PLAYLIST_OUTPUT_COLUMNS)
     logger.info(
-        "discover weekly %s: %d users (%d cold), %d rows in %.1fs",
+        "discover weekly %s: %d users (%d cold) in %.1fs",
         week.date(),
         len(served),
         len(cold),
-        len(playlist),
         time.perf_counter() - started,
     )
-    playlist = playlist.reset_index(drop=True)
+    if stages:
+        out = {stage: _concat(results[stage], empty) for stage in STAGES}
+    else:
+        names = dict(zip(items["item_id"], items["name"].astype(str), strict=True))
+        out = _explained(_concat(results["discover_weekly"], empty), week, names)
     if return_candidates:
-        found = [f for f in candidate_frames if not f.empty]
-        candidates = pd.concat(found, ignore_index=True) if found else empty_candidates()
-        return playlist, candidates
-    return playlist
+        return out, _concat(candidate_frames, empty_candidates())
+    return out
 
 
-def _mmr_vectors(
-    config: DiscoverWeeklyConfig, fitted: Mapping[str, FittedCF], text: VectorTable | None
-) -> VectorTable | None:
-    if config.mmr_space == "text":
-        return text
-    model = fitted.get(config.exploration_model)
-    if model is None or model.model.item_factors is None:
-        return text
-    return model.item_ids, model.model.item_factors
+def tune_week_blend(
+    history: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    config: DiscoverWeeklyConfig | None = None,
+    artist_terms: pd.DataFrame | None = None,
+    text_vectors: VectorTable | None = None,
+    audio_vectors: VectorTable | None = None,
+    validation_fraction: float = 0.2,
+    validation_seed: int = 7,
+    methods: Sequence[str] = ("zscore", "rrf"),
+    reference: str | None = None,
+) -> tuple[BlendConfig, pd.DataFrame]:
+    """The blend for a week, tuned on a validation split carved from its history.
+
+    The sources are fitted on the fitting part with :func:`recommend.models.fit_sources` (as
+    the served ones are on the whole history), their candidates ranked for the validation users,
+    and :func:`recommend.blend.tune_blend` picks weights and normalisation for NDCG@10 (with
+    ``reference``: no less coverage and novelty than that source).
+
+    Returns
+    -------
+    (BlendConfig, pandas.DataFrame)
+        The tuned config and the search history.
+    """
+    config = config or DiscoverWeeklyConfig()
+    history, items = _check_listens(history), _check_items(items)
+    split = validation_split(history, validation_fraction, seed=validation_seed)
+    fit_part = _check_listens(split.train)
+    models = fit_sources(
+        fit_part,
+        config.cf_models,
+        exploration_model=config.exploration_model,
+        num_threads=config.num_threads,
+    )
+    with threadpool_limits(config.num_threads):
+        candidates = generate_candidates(
+            fit_part,
+            models.fitted,
+            text_vectors=_text_space(
+                items, artist_terms, text_vectors, config.text_dim, config.seed
+            ),
+            audio_vectors=audio_vectors,
+            item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
+            users=sorted(set(split.test["user_id"].astype(str))),
+            catalog=set(items["item_id"]),
+            n=config.candidates_per_source,
+            exploration_n=config.exploration_candidates,
+            head_share=config.head_share,
+            explain=False,
+            exploration_model=config.exploration_model,
+        )
+        return tune_blend(
+            candidates,
+            split.test,
+            methods=methods,
+            rrf_k=config.blend.rrf_k,
+            novelty=item_novelty(fit_part),
+            reference=reference,
+        )
 
 
 # ---------------------------------------------------------------------------------- similar
@@ -541,157 +658,159 @@ def _similar_reasons(
 
 
 # ---------------------------------------------------------------------------------- evaluation
+def _evaluation_items(train: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
+    if items is not None:
+        return _check_items(items.assign(name=items.get("name", items["item_id"])))
+    ids = sorted(set(train["item_id"]))
+    return pd.DataFrame({"item_id": ids, "artist_id": ids, "name": ids})
+
+
+def _default_week(listens: pd.DataFrame) -> pd.Timestamp:
+    """The Monday after the last play (a fixed date when plays carry no times)."""
+    if "last_ts" in listens and listens["last_ts"].notna().any():
+        last = pd.Timestamp(listens["last_ts"].max()).tz_localize(None)
+        return (last + pd.Timedelta(days=7 - last.weekday())).normalize()
+    return pd.Timestamp("2026-01-05")
+
+
 def evaluate_blend(
     train: pd.DataFrame,
     test: pd.DataFrame,
     *,
+    items: pd.DataFrame | None = None,
     artist_terms: pd.DataFrame | None = None,
     text_vectors: VectorTable | None = None,
-    items: pd.DataFrame | None = None,
+    audio_vectors: VectorTable | None = None,
     config: DiscoverWeeklyConfig | None = None,
+    week_start: str | pd.Timestamp | None = None,
     validation_fraction: float = 0.2,
     validation_seed: int = 7,
     tune_methods: Sequence[str] = ("zscore", "rrf"),
-    reference: str | None = "als",
+    reference: str | None = None,
+    blend: BlendConfig | None = None,
 ) -> pd.DataFrame:
-    """The blend vs each single source on the same holdout; weights tuned on validation.
+    """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
 
-    Steps: carve a validation split from ``train`` (never ``test``); fit every source on the
-    fitting part and tune the blend (:func:`recommend.blend.tune_blend`, NDCG@10); refit on all
-    of ``train``; rank the test users with each single source, the tuned blend (``blend``) and
-    the full playlist rules (``discover_weekly``: MMR, exploration slots); score them all with
-    :func:`recommend.evaluation.evaluate_ranking`. Only items of ``train`` can be recommended.
+    On ``train`` only, exactly as the weekly assets do on a week's history: tune the blend on a
+    validation split carved from it (:func:`tune_week_blend`, the ``blend_config`` asset), fit
+    the sources (:func:`recommend.models.fit_sources`, ``cf_model``), fit the audio -> CF model
+    (``audio_to_cf_model``), then build the test users' playlists with
+    :func:`build_discover_weekly` (``discover_weekly``). Every single source's candidates and
+    every stage of :data:`STAGES` are scored against ``test`` with
+    :func:`recommend.evaluation.evaluate_ranking`; the ``discover_weekly`` row is the served
+    playlist.
 
     Parameters
     ----------
     train, test
         A holdout split (``recommend.evaluation.holdout_split``) of golden listens.
-    artist_terms, text_vectors
-        Text source inputs (term vectors are built from ``artist_terms`` when no vectors).
     items
-        ``item_id, artist_id`` for track catalogs (default: items are artists).
+        The catalog (``item_id, artist_id[, name]``); default: items are the artists of train.
+    artist_terms, text_vectors, audio_vectors
+        Content inputs as served (term vectors are built from ``artist_terms`` when no text
+        vectors are given).
     config
-        Models and rules; ``config.blend`` is replaced by the tuned one.
-    validation_fraction, validation_seed
-        The validation split carved from ``train``.
-    tune_methods
-        Normalisations tried by the tuning.
-    reference
-        The source whose validation coverage@10 and novelty@10 the tuned blend must reach
-        (:func:`recommend.blend.tune_blend`); None: tune for NDCG@10 alone.
+        Sources, candidate counts and rules (what the served assets use).
+    week_start
+        The week the replayed playlists are for (default: the Monday after train's last play).
+    validation_fraction, validation_seed, tune_methods, reference
+        How the blend is tuned (as the ``blend_config`` asset does).
+    blend
+        A fixed blend (as ``blend_config`` serves when weights are configured): no tuning.
 
     Returns
     -------
     pandas.DataFrame
         Index ``ranking``; columns :data:`EVALUATION_METRICS` and the rest of
-        ``evaluate_ranking``'s. ``attrs``: ``blend_config`` (the tuned :class:`BlendConfig`),
-        ``tuning`` (search history), ``seconds`` (phase timings) and ``chart_png`` (bytes of a
-        bar chart, :func:`blend_chart_png`).
+        ``evaluate_ranking``'s. ``attrs``: ``blend_config``, ``tuning``, ``models_version``,
+        ``week_start``, ``seconds`` and ``chart_png``.
     """
     config = config or DiscoverWeeklyConfig()
     train = _check_listens(train)
-    test = (
-        _check_listens(test)
-        if "plays" in test.columns
-        else test.astype({"user_id": str, "item_id": str})
-    )
-    if items is None:
-        item_table = pd.DataFrame({"item_id": sorted(set(train["item_id"]))})
-        item_table["artist_id"] = item_table["item_id"]
-    else:
-        item_table = _check_items(items.assign(name=items.get("name", "")))
-    item_artist = dict(zip(item_table["item_id"], item_table["artist_id"], strict=True))
+    test = test.astype({"user_id": str, "item_id": str})
+    item_table = _evaluation_items(train, items)
+    week = pd.Timestamp(week_start) if week_start is not None else _default_week(train)
     seconds: dict[str, float] = {}
-    with threadpool_limits(config.num_threads):
-        clock = time.perf_counter()
-        text = _text_space(
-            item_table if items is not None else None,
-            artist_terms,
-            text_vectors,
-            config.text_dim,
-            config.seed,
-        )
-        seconds["text_vectors"] = time.perf_counter() - clock
-
-        def evaluation_candidates(history, fitted, users=None):
-            """Unexplained candidates from every source, on ``history``'s catalog."""
-            return generate_candidates(
-                history,
-                fitted,
-                text_vectors=text,
-                catalog=set(history["item_id"]),
-                users=users,
-                n=config.candidates_per_source,
-                exploration_n=config.exploration_candidates,
-                head_share=config.head_share,
-                explain=False,
-                exploration_model=config.exploration_model,
-                item_artist=item_artist,
-            )
-
-        clock = time.perf_counter()
-        split = validation_split(train, validation_fraction, seed=validation_seed)
-        fit_part = _check_listens(split.train)
-        fitted = _fit_all(fit_part, config.cf_models, config.num_threads)
-        candidates = evaluation_candidates(fit_part, fitted)
-        seconds["validation_candidates"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        blend_config, history = tune_blend(
-            candidates,
-            split.test,
+    clock = time.perf_counter()
+    tuning = pd.DataFrame()
+    if blend is None:
+        blend, tuning = tune_week_blend(
+            train,
+            item_table,
+            config=config,
+            artist_terms=artist_terms,
+            text_vectors=text_vectors,
+            audio_vectors=audio_vectors,
+            validation_fraction=validation_fraction,
+            validation_seed=validation_seed,
             methods=tune_methods,
-            rrf_k=config.blend.rrf_k,
-            novelty=item_novelty(fit_part),
             reference=reference,
         )
-        seconds["tuning"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        fitted = _fit_all(train, config.cf_models, config.num_threads)
-        test_users = sorted(set(test["user_id"]))
-        candidates = evaluation_candidates(train, fitted, test_users)
-        seconds["test_candidates"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        k = max(30, config.playlist.size)
-        rankings = source_rankings(candidates, k)
-        blended = fuse(candidates, blend_config, novelty=item_novelty(train))
-        rankings["blend"] = top_k_ranking(blended, k)
-        pool = candidates[candidates["source"] == "exploration"]
-        vectors = _mmr_vectors(config, fitted, text)
-        playlist = rerank(
-            blended,
-            pool,
-            played_items(train),
-            item_artist,
-            vectors,
-            config.playlist,
-            users=test_users,
-        )
-        rankings["discover_weekly"] = {
-            u: list(g) for u, g in playlist.groupby("user_id")["item_id"]
-        }
-        seconds["blend_and_rerank"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        diversity_vectors = vectors if vectors is not None else text
-        rows = []
-        for label, ranking in rankings.items():
-            row = evaluate_ranking(
-                ranking, test, train, ks=(10, 30), item_vectors=diversity_vectors
-            )
-            rows.append({"ranking": label, **row})
-        seconds["metrics"] = time.perf_counter() - clock
+    seconds["tuning"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    models = fit_sources(
+        train,
+        config.cf_models,
+        exploration_model=config.exploration_model,
+        num_threads=config.num_threads,
+    )
+    projector = (
+        fit_audio_to_cf(models.explorer, audio_vectors)
+        if audio_vectors is not None and models.explorer is not None
+        else None
+    )
+    seconds["fit"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    staged, candidates = build_discover_weekly(
+        train,
+        item_table,
+        week_start=week,
+        models=models,
+        blend=blend,
+        config=config,
+        users=sorted(set(test["user_id"])),
+        artist_terms=artist_terms,
+        text_vectors=text_vectors,
+        audio_vectors=audio_vectors,
+        audio_projector=projector,
+        stages=True,
+        return_candidates=True,
+    )
+    seconds["playlists"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    rankings = source_rankings(candidates, max(30, config.playlist.size))
+    for stage, frame in staged.items():
+        rankings[stage] = playlist_rankings(frame)
+    diversity = _mmr_vectors(
+        config,
+        models,
+        _text_space(item_table, artist_terms, text_vectors, config.text_dim, config.seed),
+    )
+    rows = [
+        {"ranking": label, **evaluate_ranking(r, test, train, ks=(10, 30), item_vectors=diversity)}
+        for label, r in rankings.items()
+    ]
+    seconds["metrics"] = time.perf_counter() - clock
     table = pd.DataFrame(rows).set_index("ranking")
     first = [m for m in EVALUATION_METRICS if m in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
     table = table.sort_values("ndcg@10", ascending=False)
-    table.attrs["blend_config"] = blend_config
-    table.attrs["tuning"] = history
-    table.attrs["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
-    table.attrs["chart_png"] = blend_chart_png(table)
+    table.attrs.update(
+        blend_config=blend,
+        tuning=tuning,
+        models_version=models.version,
+        week_start=str(week.date()),
+        seconds={name: round(value, 1) for name, value in seconds.items()},
+        chart_png=blend_chart_png(table),
+    )
     logger.info("blend evaluation: %s", table[first].round(4).to_dict("index"))
     return table
+
+
+def playlist_rankings(playlists: pd.DataFrame) -> dict[str, list[str]]:
+    """``{user_id: item ids in playlist order}`` of a playlist frame."""
+    ordered = playlists.sort_values(["user_id", "position"], kind="mergesort")
+    return {user: list(group) for user, group in ordered.groupby("user_id")["item_id"]}
 
 
 def blend_chart_png(

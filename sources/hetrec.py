@@ -153,3 +153,26 @@ class HetrecSource(Source):
             listens_kind="aggregated",
             notes=notes,
         )
+
+
+def read_hetrec_listens_and_terms(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """HetRec plays as ``user_id, item_id, plays`` and artist terms from its tags, for offline
+    evaluation and benchmarks without running the pipeline."""
+    from embeddings.terms import build_artist_terms
+
+    folder = Path(directory)
+    plays = pd.read_csv(folder / "user_artists.dat", sep="\t", dtype=str)
+    listens = pd.DataFrame(
+        {
+            "user_id": plays["userID"],
+            "item_id": plays["artistID"],
+            "plays": plays["weight"].astype(float),
+        }
+    )
+    tagged = pd.read_csv(folder / "user_taggedartists.dat", sep="\t", dtype=str)
+    tags = pd.read_csv(folder / "tags.dat", sep="\t", dtype=str, encoding="iso-8859-1")
+    assignments = tagged.merge(tags, on="tagID").rename(
+        columns={"userID": "user_id", "artistID": "artist_id", "tagValue": "tag"}
+    )
+    terms, _ = build_artist_terms(assignments[["user_id", "artist_id", "tag"]])
+    return listens, terms
