@@ -66,7 +66,7 @@ def publish(
     quarantine = quarantine if quarantine is not None else rules.empty_quarantine()
     quarantine = quarantine.assign(
         table_name=table,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         quarantined_at=pd.Timestamp.now(tz="UTC"),
     )
     warehouse.publish_golden(table, golden, quarantine, QUARANTINE_DDL)

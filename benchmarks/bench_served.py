@@ -41,9 +41,11 @@ def run(seeds: list[int], directory: Path) -> dict:
         per_seed[seed] = {
             "table": table[COLUMNS].round(4).to_dict("index"),
             "best_single_source": best,
-            "served_minus_best_ndcg@10": round(served["ndcg@10"] - singles["ndcg@10"].max(), 4),
+            "served_minus_best_ndcg@10": round(
+                float(served["ndcg@10"] - singles["ndcg@10"].max()), 4
+            ),
             "served_distinct@30_over_ease": round(
-                served["distinct@30"] / table.loc["ease", "distinct@30"], 2
+                float(served["distinct@30"] / table.loc["ease", "distinct@30"]), 2
             ),
             "blend_config": str(table.attrs["blend_config"]),
             "seconds": round(time.perf_counter() - started, 1),
@@ -72,8 +74,9 @@ def markdown(result: dict) -> str:
             f"{figures['served_distinct@30_over_ease']}; blend: {figures['blend_config']}"
         )
         lines.append("")
-    lines.append(f"served NDCG@10 mean: {result['served_ndcg@10_mean']}; peak RSS "
-                 f"{result['peak_rss_mb']} MB")
+    lines.append(
+        f"served NDCG@10 mean: {result['served_ndcg@10_mean']}; peak RSS {result['peak_rss_mb']} MB"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -212,15 +212,9 @@ def rerank_user(
     def fits(item: str) -> bool:
         return item not in taken and per_artist.get(artist(item), 0) < config.max_per_artist
 
-    # exploration picks first (they are reserved), then MMR fills the rest around them
-    explore_rows = []
-    for row in explore.itertuples(index=False):
-        if len(explore_rows) >= config.exploration_slots:
-            break
-        if fits(row.item_id):
-            take(row.item_id)
-            explore_rows.append(row._asdict())
-    main_needed = config.size - len(explore_rows)
+    # MMR picks the main list first, so exploration never pushes a relevant item down or
+    # takes its artist's slot; exploration then fills its reserved slots among what fits
+    main_needed = config.size - config.exploration_slots
     pool_items = pool["item_id"].tolist()
 
     def allowed(index: int, chosen: list[int]) -> bool:
@@ -238,14 +232,21 @@ def rerank_user(
         allowed=allowed,
     )
     main_rows = pool.iloc[order].to_dict("records")
-    if len(main_rows) < main_needed:  # the pool ran short: the rest of the ranking, then more
-        for frame in (ranked.iloc[config.pool_size :], explore):
-            for row in frame.drop_duplicates("item_id").itertuples(index=False):
-                if len(main_rows) >= main_needed:
-                    break
-                if row.item_id not in played and fits(row.item_id):
-                    take(row.item_id)
-                    main_rows.append(row._asdict())
+    explore_rows = []
+    for row in explore.itertuples(index=False):
+        if len(explore_rows) >= config.exploration_slots:
+            break
+        if fits(row.item_id):
+            take(row.item_id)
+            explore_rows.append(row._asdict())
+    # short of candidates: the rest of the pool, then of the ranking, then of exploration
+    for frame in (pool, ranked.iloc[config.pool_size :], explore):
+        for row in frame.drop_duplicates("item_id").itertuples(index=False):
+            if len(main_rows) + len(explore_rows) >= config.size:
+                break
+            if row.item_id not in played and fits(row.item_id):
+                take(row.item_id)
+                main_rows.append(row._asdict())
     rows = _interleave(main_rows, explore_rows, config)
     frame = pd.DataFrame(rows, columns=_ROW_COLUMNS)
     frame.insert(0, "position", np.arange(1, len(frame) + 1))

@@ -385,7 +385,9 @@ def test_evaluate_encoder_reports_both_properties(dsp):
         dsp, sources, ids, segment_seconds=4, clip_vectors=vectors, labels=genres
     )
     assert figures["queries"] == 12 and figures["clips_with_2_segments"] == 6
-    assert 0.0 <= figures["self_retrieval"] <= 1.0 and figures["chance"] == pytest.approx(1 / 11, abs=1e-4)
+    assert 0.0 <= figures["self_retrieval"] <= 1.0 and figures["chance"] == pytest.approx(
+        1 / 11, abs=1e-4
+    )
     assert figures["genre_labelled"] == 5 and figures["genre_majority_rate"] == 0.6
     few = evaluate_encoder(
         dsp, sources[:2], ids[:2], segment_seconds=10, clip_vectors=vectors[:2], labels=["a", "b"]

@@ -15,6 +15,7 @@ from recommend.candidates import (
     explain,
     played_items,
 )
+from recommend.models import fit_sources
 from recommend.playlist import (
     PLAYLIST_OUTPUT_COLUMNS,
     DiscoverWeeklyConfig,
@@ -43,6 +44,12 @@ def small_config(**playlist: object) -> DiscoverWeeklyConfig:
     return DiscoverWeeklyConfig(
         cf_models=small_models(), text_dim=8, num_threads=1, playlist=PlaylistConfig(**playlist)
     )
+
+
+def serve(listens: pd.DataFrame, items: pd.DataFrame, *, config: DiscoverWeeklyConfig, **kw):
+    """The served path: models fitted once (as the cf_model asset does), then the playlists."""
+    models = fit_sources(listens, config.cf_models, num_threads=1)
+    return build_discover_weekly(listens, items, models=models, config=config, **kw)
 
 
 def make_catalog(
@@ -103,7 +110,7 @@ def catalog() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def playlist(catalog) -> pd.DataFrame:
     items, listens, terms = catalog
-    return build_discover_weekly(
+    return serve(
         listens,
         items,
         week_start=WEEK,
@@ -135,7 +142,7 @@ def test_artist_cap_holds_at_track_level(playlist):
 
 def test_artist_cap_is_configurable(catalog):
     items, listens, terms = catalog
-    one = build_discover_weekly(
+    one = serve(
         listens,
         items,
         week_start=WEEK,
@@ -189,7 +196,7 @@ def test_tiny_catalog_gives_a_shorter_playlist():
             "plays": [3.0, 1.0, 2.0, 5.0, 1.0, 1.0, 2.0],
         }
     )
-    result = build_discover_weekly(listens, items, week_start=WEEK, config=small_config())
+    result = serve(listens, items, week_start=WEEK, config=small_config())
     played = played_items(listens)
     for user, group in result.groupby("user_id"):
         assert 0 < len(group) <= 8 - len(played[user])
@@ -203,7 +210,7 @@ def test_unknown_listened_item_is_a_clear_error(catalog):
         [listens, pd.DataFrame({"user_id": ["u00"], "item_id": ["nope"], "plays": [1.0]})]
     )
     with pytest.raises(ValueError, match="not in the items catalog"):
-        build_discover_weekly(bad, items, week_start=WEEK, config=small_config())
+        serve(bad, items, week_start=WEEK, config=small_config())
 
 
 def test_mmr_changes_order_and_demotes_near_duplicates():
@@ -295,3 +302,72 @@ def test_playlist_text_reads_the_warehouse(tmp_path, playlist):
     assert "Unknown user 'nobody'" in playlist_text(path, "nobody")
     assert "No Discover Weekly" in playlist_text(path, "u00", week="2020-01-06")
     assert first_user_playlist_text(path).startswith("Discover Weekly for user newcomer")
+
+
+# ---------------------------------------------------------------------------------- model plane
+def test_the_playlist_step_fits_no_model(catalog, monkeypatch):
+    items, listens, terms = catalog
+    config = small_config()
+    models = fit_sources(listens, config.cf_models, num_threads=1)
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("build_discover_weekly fitted a model")
+
+    monkeypatch.setattr("embeddings.cf.fit_cf", no_fitting)
+    monkeypatch.setattr("recommend.models.fit_cf", no_fitting)
+    monkeypatch.setattr("embeddings.cf.CFModel.fit", no_fitting)
+    playlists = build_discover_weekly(
+        listens, items, week_start=WEEK, models=models, config=config, artist_terms=terms
+    )
+    assert playlists["user_id"].nunique() == listens["user_id"].nunique()
+
+
+def test_without_models_the_error_says_which_asset_to_materialise(catalog):
+    items, listens, _ = catalog
+    with pytest.raises(ValueError, match="cf_model asset"):
+        build_discover_weekly(listens, items, week_start=WEEK, config=small_config())
+
+
+def test_cf_and_blend_configuration_change_the_playlists(catalog):
+    from recommend.blend import BlendConfig
+
+    items, listens, terms = catalog
+    config = small_config()
+    base = serve(listens, items, week_start=WEEK, config=config, artist_terms=terms)
+    other_cf = DiscoverWeeklyConfig(
+        cf_models={**small_models(), "ease": CFConfig(model="ease", ease_lambda=500.0)},
+        text_dim=8,
+        num_threads=1,
+    )
+    changed_cf = serve(listens, items, week_start=WEEK, config=other_cf, artist_terms=terms)
+    only_text = serve(
+        listens,
+        items,
+        week_start=WEEK,
+        config=config,
+        artist_terms=terms,
+        blend=BlendConfig(weights={"text": 1.0}),
+    )
+    key = ["user_id", "position", "item_id"]
+    assert not base[key].equals(changed_cf[key])
+    assert not base[key].equals(only_text[key])
+    assert (only_text["source"] == "text").mean() > (base["source"] == "text").mean()
+
+
+def test_stages_are_the_served_path(catalog):
+    items, listens, terms = catalog
+    config = small_config()
+    models = fit_sources(listens, config.cf_models, num_threads=1)
+    kwargs = dict(week_start=WEEK, models=models, config=config, artist_terms=terms)
+    served = build_discover_weekly(listens, items, **kwargs)
+    staged = build_discover_weekly(listens, items, stages=True, **kwargs)
+    assert list(staged) == ["blend", "mmr", "discover_weekly"]
+    key = ["user_id", "position", "item_id"]
+    pd.testing.assert_frame_equal(
+        served[key].reset_index(drop=True),
+        staged["discover_weekly"].sort_values(["user_id", "position"])[key].reset_index(drop=True),
+        check_dtype=False,
+    )
+    # no exploration before the MMR stage; the raw blend keeps the fused order
+    assert "exploration" not in set(staged["mmr"]["source"])
+    assert "exploration" not in set(staged["blend"]["source"])
