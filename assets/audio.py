@@ -321,6 +321,7 @@ def _track_genres(warehouse: Warehouse, track_ids: list[str]) -> list[str | None
 
 @dg.asset(
     ins={"audio_vectors": dg.AssetIn("audio_vectors")},
+    deps=[AUDIO_CLIPS, ["golden", "tracks"]],
     group_name="evaluation",
     kinds={"tensorflow", "pandas"},
     owners=["team:recsys"],

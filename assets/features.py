@@ -52,7 +52,12 @@ def user_listening_stats(
 
 @dg.asset(
     key=["features", "artist_stats"],
-    deps=[["golden", "listens"], ["golden", "items"], ["golden", "artist_terms"]],
+    deps=[
+        ["golden", "listens"],
+        ["golden", "items"],
+        ["golden", "artists"],
+        ["golden", "artist_terms"],
+    ],
     group_name="features",
     kinds={"parquet", "duckdb"},
     owners=[OWNER],

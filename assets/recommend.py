@@ -56,7 +56,10 @@ class BlendTuningConfig(dg.Config):
     validation_fraction: float = 0.2
     validation_seed: int = 7
     methods: list[str] = ["zscore", "rrf"]
-    reference: str = ""  # a source whose coverage and novelty the blend must reach; "" = none
+    # the blend must reach coverage_factor x the distinct items of this source's top-10 lists
+    # and its novelty: "best" = the most accurate single source, "" = NDCG alone
+    reference: str = "best"
+    coverage_factor: float = 2.0
     weights: dict[str, float] = {}
     method: str = "zscore"
 
@@ -66,6 +69,7 @@ class BlendTuningConfig(dg.Config):
             "validation_seed": self.validation_seed,
             "methods": tuple(self.methods),
             "reference": self.reference or None,
+            "coverage_factor": self.coverage_factor,
         }
 
 
@@ -80,6 +84,7 @@ class BlendTuningConfig(dg.Config):
         ["golden", "listen_events"],
         ["golden", "listens"],
         ["golden", "items"],
+        ["golden", "artists"],
         ["golden", "artist_terms"],
     ],
     partitions_def=WEEKS,
@@ -190,7 +195,14 @@ def playlist_rule_violations(
         ),
         dg.AssetSpec(
             DISCOVER_WEEKLY,
-            deps=[CANDIDATES, "blend_config", "feast_apply", ["golden", "items"]],
+            deps=[
+                CANDIDATES,
+                "blend_config",
+                "feast_apply",
+                ["golden", "items"],
+                ["golden", "artists"],
+                ["golden", "users"],
+            ],
             group_name="recommend",
             kinds={"duckdb", "parquet", "feast"},
             owners=[OWNER],
@@ -317,7 +329,12 @@ def _publish_to_feast(context, feature_store: FeatureStoreResource, playlists, w
 
 @dg.asset(
     ins={"text_vectors": dg.AssetIn("text_vectors")},
-    deps=[["golden", "listens"], ["golden", "items"], ["golden", "artists"]],
+    deps=[
+        ["golden", "listens"],
+        ["golden", "items"],
+        ["golden", "artists"],
+        ["golden", "artist_terms"],
+    ],
     group_name="recommend",
     kinds={"duckdb"},
     owners=[OWNER],
@@ -369,6 +386,7 @@ def _evaluation_markdown(table: pd.DataFrame) -> str:
         ["golden", "listen_events"],
         ["golden", "listens"],
         ["golden", "items"],
+        ["golden", "artists"],
         ["golden", "artist_terms"],
     ],
     partitions_def=WEEKS,
@@ -410,6 +428,7 @@ def blend_evaluation(
         validation_seed=tuning.get("validation_seed", 7),
         tune_methods=tuning.get("methods", ("zscore", "rrf")),
         reference=tuning.get("reference"),
+        coverage_factor=tuning.get("coverage_factor", 1.0),
     )
     chart = table.attrs["chart_png"]
     out = paths.sub("reports")

@@ -9,20 +9,11 @@ The data directory comes from ``CRATEDIGGER_FEAST_DATA_DIR`` (the same variable 
 
 from __future__ import annotations
 
-import os
-
 from feature_views import build_definitions
 
-DATA_DIR_ENV = "CRATEDIGGER_FEAST_DATA_DIR"
+from orchestration.settings import feast_data_dir
 
-if not os.environ.get(DATA_DIR_ENV):
-    raise RuntimeError(
-        f"{DATA_DIR_ENV} is not set: export it to the directory holding the feature Parquet "
-        f"files and the registry (e.g. `export {DATA_DIR_ENV}=$PWD/data/feast`), then rerun "
-        f"`feast -c feature_repo apply`"
-    )
-
-_definitions = build_definitions(os.environ[DATA_DIR_ENV])
+_definitions = build_definitions(feast_data_dir())
 
 user = _definitions.user
 artist = _definitions.artist

@@ -6,19 +6,22 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-from orchestration.settings import SettingsError, load_settings
+from orchestration.settings import (
+    SettingsError,
+    apply_runtime_environment,
+    dagster_home,
+    load_settings,
+    use_dagster_home,
+)
 
 
 def _prepare_home() -> None:
     """Use ``DAGSTER_HOME`` when set, else ``<data dir>/dagster_home`` with the profile's yaml."""
     from orchestration.instance import ensure_dagster_home
 
-    settings = load_settings()
-    home = os.environ.get("DAGSTER_HOME")
-    path = ensure_dagster_home(settings, Path(home) if home else None)
-    os.environ["DAGSTER_HOME"] = str(path)
+    path = ensure_dagster_home(load_settings(), dagster_home())
+    use_dagster_home(path)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -56,7 +59,7 @@ def where_text(elapsed: float | None = None) -> str:
         f"  quality summary      {settings.reports_dir / 'data_quality.md'}",
         f"  vectors (Milvus)     {settings.milvus_uri}",
         f"  feature repo (Feast) {settings.feature_repo}",
-        f"  Dagster home         {os.environ.get('DAGSTER_HOME', '')}",
+        f"  Dagster home         {dagster_home() or ''}",
         "  UI                   make ui   (dagster dev -w workspace.yaml, http://127.0.0.1:3000)",
     ]
     return "\n".join(lines)
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     where = sub.add_parser("where", help="print where the artefacts are")
     where.set_defaults(func=cmd_where)
     args = parser.parse_args(argv)
+    apply_runtime_environment()
     try:
         return int(args.func(args))
     except SettingsError as error:

@@ -7,7 +7,9 @@ import dagster as dg
 from assets import audio, cf, checks, features, golden, ingest, recommend, reports, text
 from orchestration.partitions import WEEKS
 from orchestration.resources import build_resources
-from orchestration.settings import load_settings
+from orchestration.settings import apply_runtime_environment, load_settings
+
+apply_runtime_environment()
 
 settings = load_settings()
 

@@ -106,6 +106,52 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+# What third-party libraries read from the environment: models load from installed packages
+# only (no hub), musicnn needs legacy Keras, TensorFlow and GX stay quiet.
+RUNTIME_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TF_USE_LEGACY_KERAS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "GX_ANALYTICS_ENABLED": "false",
+}
+FORCED = ("HF_HUB_OFFLINE",)  # no network at run time, whatever the caller set
+FEAST_DATA_DIR_ENV = "CRATEDIGGER_FEAST_DATA_DIR"
+
+
+def apply_runtime_environment() -> None:
+    """Set :data:`RUNTIME_ENVIRONMENT` (before the libraries that read it are imported)."""
+    for key, value in RUNTIME_ENVIRONMENT.items():
+        if key in FORCED:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
+
+
+def dagster_home() -> Path | None:
+    """``DAGSTER_HOME`` when set."""
+    home = os.environ.get("DAGSTER_HOME")
+    return Path(home) if home else None
+
+
+def use_dagster_home(path: Path) -> None:
+    """Point this process (and the Dagster runs it starts) at ``path``."""
+    os.environ["DAGSTER_HOME"] = str(path)
+
+
+def feast_data_dir() -> str:
+    """The Feast data directory that ``feature_repo/`` reads (set by the feature store client and
+    by whoever runs the ``feast`` CLI)."""
+    value = os.environ.get(FEAST_DATA_DIR_ENV)
+    if not value:
+        raise SettingsError(
+            f"{FEAST_DATA_DIR_ENV} is not set: export it to the directory holding the feature "
+            f"Parquet files and the registry (e.g. `export {FEAST_DATA_DIR_ENV}=$PWD/data/"
+            "features`), then rerun the feast command."
+        )
+    return value
+
+
 def _choice(env: dict[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(key, default).strip().lower() or default
     if value not in allowed:

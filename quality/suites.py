@@ -14,13 +14,14 @@ Example usage::
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from orchestration.settings import apply_runtime_environment
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _expectations(table: str, references: Mapping[str, Iterable[str]], min_rows:
 
 
 def _context(gx_root: Path) -> Any:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    apply_runtime_environment()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

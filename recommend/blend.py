@@ -442,12 +442,26 @@ class _Search:
             self.self_information = (
                 table.pairs["item_id"].map(shares).fillna(float(shares.max())).to_numpy()
             )
+        self.margin = margin
         self.target: dict[str, float] = {}
-        if reference is not None and reference in table.sources:
-            measured = self.measure({reference: 1.0})
-            self.target = {
-                name: value * (1.0 + margin) for name, value in measured.items() if name != "ndcg"
-            }
+        self.reference = reference
+
+    def set_target(self, sources: Sequence[str], coverage_factor: float) -> str | None:
+        """Coverage and novelty the blend must reach: the reference source's (the single best
+        source by NDCG when the reference is ``"best"``), coverage times ``coverage_factor``."""
+        reference = self.reference
+        if reference == "best":
+            real = [s for s in sources if s != NOVELTY_SOURCE]
+            reference = max(real, key=lambda s: (self.measure({s: 1.0})["ndcg"], s))
+        if reference is None or reference not in self.table.sources:
+            return None
+        measured = self.measure({reference: 1.0})
+        self.target = {
+            name: value * (1.0 + self.margin) for name, value in measured.items() if name != "ndcg"
+        }
+        if "coverage" in self.target:
+            self.target["coverage"] = measured["coverage"] * max(coverage_factor, 1.0 + self.margin)
+        return reference
 
     def measure(self, weights: Mapping[str, float]) -> dict[str, float]:
         scores = self.table.matrix @ _weight_vector(self.table, weights)
@@ -498,6 +512,7 @@ def tune_blend(
     reference: str | None = "als",
     penalty: float = 1.0,
     margin: float = 0.05,
+    coverage_factor: float = 1.0,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """Tune blend weights (and the normalisation) on a validation split by coordinate ascent.
 
@@ -527,12 +542,16 @@ def tune_blend(
         ``{item_id: self-information}`` (:func:`item_novelty` of the fitting part): enables the
         ``novelty`` pseudo-source and the novelty constraint.
     reference
-        Source whose coverage and novelty the blend must reach (None: no constraint).
+        Source whose coverage and novelty the blend must reach; ``"best"``: the single source
+        with the best validation NDCG@k; None: no constraint.
     penalty
         Weight of the relative shortfall in the objective.
     margin
         Safety margin: the targets are the reference's figures times ``1 + margin`` (a blend
         tuned on validation loses a little when refitted on all of train).
+    coverage_factor
+        The coverage target is the reference's coverage@k times this (at least ``1 + margin``):
+        e.g. 2 asks for twice as many distinct items in the top-k lists.
 
     Returns
     -------
@@ -557,7 +576,8 @@ def tune_blend(
             raise ValueError(
                 f"none of the sources {sources} is among the candidates' {table.sources}"
             )
-        references[method] = search.target
+        chosen = search.set_target(tuned, coverage_factor)
+        references[method] = {"source": chosen, **search.target}
         # start from the single best real source
         start = {s: search.evaluate({s: 1.0}, 0, s, 1.0) for s in tuned if s != NOVELTY_SOURCE}
         first = max(start, key=lambda s: (start[s], s))

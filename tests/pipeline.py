@@ -29,11 +29,15 @@ def run_assets(
     selection: str | list[str] | None = None,
     raise_on_error: bool = True,
     partition_key: str | None = None,
+    run_config: dict | None = None,
+    warehouse=None,
 ):
     """Materialise ``selection`` (Dagster selection syntax) of the whole graph, in process."""
     from orchestration.definitions import all_assets, all_checks
 
     resources = build_resources(settings)
+    if warehouse is not None:
+        resources["warehouse"] = warehouse
     resources["source_choice"] = ingest.SourceChoice(
         kind=settings.source, path=settings.source_path or "", sample_scale=settings.sample_scale
     )
@@ -44,4 +48,5 @@ def run_assets(
         selection=selection,
         raise_on_error=raise_on_error,
         partition_key=partition_key,
+        run_config=run_config,
     )

@@ -12,20 +12,34 @@ import soundfile as sf
 
 from tests.pipeline import run_assets, settings_for
 
+LAST_WEEK = "2026-11-16"
+WEEKLY = (
+    "key:cf_model or key:audio_to_cf_model or key:blend_config or key:candidates "
+    "or key:discover_weekly"
+)
+
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
+    """The unpartitioned graph, then every weekly asset for one week, with reads recorded."""
+    from orchestration.definitions import PARTITIONED
+    from tests.lineage import RecordingWarehouse
+
     data_dir = tmp_path_factory.mktemp("graph")
     settings = settings_for(data_dir, scale=0.3).with_overrides(audio_backend="dsp")
-    from orchestration.definitions import PARTITIONED
-
-    first = run_assets(settings, dg.AssetSelection.all() - PARTITIONED)
+    warehouse = RecordingWarehouse(path=str(settings.warehouse_path))
+    first = run_assets(settings, dg.AssetSelection.all() - PARTITIONED, warehouse=warehouse)
     assert first.success
+    week = run_assets(settings, PARTITIONED, partition_key=LAST_WEEK, warehouse=warehouse)
+    assert week.success
     failed = [
-        (c.asset_key, c.check_name) for c in first.get_asset_check_evaluations() if not c.passed
+        (c.asset_key, c.check_name)
+        for result in (first, week)
+        for c in result.get_asset_check_evaluations()
+        if not c.passed
     ]
     assert not failed, failed
-    return settings, first
+    return settings, first, week, warehouse.reads()
 
 
 def _metadata(result, key) -> dict:
@@ -35,18 +49,22 @@ def _metadata(result, key) -> dict:
 
 
 def test_rerun_does_not_refit_and_leaves_collections_unchanged(graph) -> None:
-    settings, first = graph
-    cf_first = _metadata(first, dg.AssetKey("cf_model"))
-    items_first = _metadata(first, dg.AssetKey("cf_item_vectors"))
+    settings, first, week, _ = graph
+    cf_first = _metadata(week, dg.AssetKey("cf_model"))
+    items_first = _metadata(week, dg.AssetKey("cf_item_vectors"))
     text_first = _metadata(first, dg.AssetKey("text_vectors"))
     assert cf_first["refit"] is True and items_first["written"] is True
     second = run_assets(
-        settings, "key:cf_model or key:cf_item_vectors or key:cf_user_vectors or key:text_vectors"
+        settings,
+        "key:cf_model or key:cf_item_vectors or key:cf_user_vectors",
+        partition_key=LAST_WEEK,
     )
     cf_second = _metadata(second, dg.AssetKey("cf_model"))
     items_second = _metadata(second, dg.AssetKey("cf_item_vectors"))
-    text_second = _metadata(second, dg.AssetKey("text_vectors"))
+    second_text = run_assets(settings, "key:text_vectors")
+    text_second = _metadata(second_text, dg.AssetKey("text_vectors"))
     assert cf_second["refit"] is False and cf_second["version"] == cf_first["version"]
+    assert cf_second["artifact_written"] is False
     assert items_second["written"] is False
     assert items_second["physical_collection"] == items_first["physical_collection"]
     assert text_second["encoded"] == 0 and text_second["cached"] == text_first["encoded"]
@@ -57,7 +75,7 @@ def test_similarity_api_reads_milvus(graph) -> None:
     from embeddings.vector_store import VectorStore
     from recommend.similarity import MilvusSimilarity
 
-    settings, _ = graph
+    settings = graph[0]
     with VectorStore(settings.milvus_uri) as store:
         similarity = MilvusSimilarity(store)
         con = duckdb.connect(str(settings.warehouse_path), read_only=True)
@@ -82,7 +100,7 @@ def test_similarity_api_reads_milvus(graph) -> None:
 def test_features_are_served_online_after_the_run(graph) -> None:
     from recommend.feature_store import FeatureStoreClient
 
-    settings, _ = graph
+    settings = graph[0]
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     user = con.execute("SELECT user_id FROM golden.users ORDER BY 1 LIMIT 1").fetchone()[0]
     plays = con.execute(
@@ -99,7 +117,7 @@ def test_features_are_served_online_after_the_run(graph) -> None:
 def test_a_new_file_in_the_watched_folder_is_embedded_alone(graph) -> None:
     from assets.audio import audio_folder_sensor
 
-    settings, _ = graph
+    settings = graph[0]
     folder = settings.audio_dir
     existing = sorted(folder.glob("*.wav"))
     assert existing
@@ -129,7 +147,7 @@ def test_a_new_file_in_the_watched_folder_is_embedded_alone(graph) -> None:
 def test_audio_backends_are_embedded_side_by_side_and_evaluated(graph) -> None:
     from embeddings.audio import available_backends
 
-    settings, first = graph
+    settings, first = graph[0], graph[1]
     vectors = _metadata(first, dg.AssetKey("audio_vectors"))
     assert vectors["backend"] == "dsp" and vectors["collection"] == "audio_dsp"
     installed = [b for b in available_backends() if b != "dsp"]
@@ -152,13 +170,13 @@ def test_audio_backends_are_embedded_side_by_side_and_evaluated(graph) -> None:
 
 
 def test_backfill_three_weeks_and_rerun_one_is_idempotent(graph) -> None:
-    from assets.recommend import WEEKS
+    from orchestration.partitions import WEEKS
     from recommend.playlist import playlist_text
 
-    settings, _ = graph
+    settings = graph[0]
     keys = ["2026-10-26", "2026-11-02", "2026-11-09"]
     assert all(WEEKS.has_partition_key(k) for k in keys)
-    selection = "key:candidates or key:discover_weekly"
+    selection = WEEKLY
     for key in keys:
         result = run_assets(settings, selection, partition_key=key)
         checks = result.get_asset_check_evaluations()
@@ -176,6 +194,7 @@ def test_backfill_three_weeks_and_rerun_one_is_idempotent(graph) -> None:
         "2026-11-02",
         "2026-11-09",
         "2026-11-16",
+        "2026-11-23",  # the fixture's week
     ]
     sizes = before.groupby(["week_start", "user_id"])["item_id"].agg(["size", "nunique"])
     assert (sizes["size"] == 30).all() and (sizes["nunique"] == 30).all()
@@ -188,3 +207,57 @@ def test_backfill_three_weeks_and_rerun_one_is_idempotent(graph) -> None:
     user = before["user_id"].iloc[0]
     text = playlist_text(settings.warehouse_path, user)
     assert user in text and "30." in text
+
+
+# conditional inputs: the history comes from listen_events when the source has timestamps,
+# from listens otherwise; an asset declaring both reads one of them
+ALTERNATIVES = {dg.AssetKey(["golden", "listens"]): dg.AssetKey(["golden", "listen_events"])}
+
+
+def test_lineage_is_true_every_dep_is_read_and_every_read_declared(graph) -> None:
+    from orchestration.definitions import defs
+
+    reads = graph[3]
+    asset_graph = defs.resolve_asset_graph()
+    tables = {k for k in asset_graph.get_all_asset_keys() if k in set().union(*reads.values())}
+    undeclared, unread = {}, {}
+    for key, read in reads.items():
+        # a multi-asset step reads for all of its assets: compare with all of their deps
+        own = set(asset_graph.get(key).execution_set_asset_keys)
+        declared = set().union(*(asset_graph.get(k).parent_keys for k in own)) - own
+        extra = read - declared - own
+        if extra:
+            undeclared[key.to_user_string()] = sorted(k.to_user_string() for k in extra)
+        table_deps = {d for d in declared if d.path[0] in ("raw", "golden") or d in tables}
+        missing = {
+            d for d in table_deps - read if not (d in ALTERNATIVES and ALTERNATIVES[d] in read)
+        }
+        if missing:
+            unread[key.to_user_string()] = sorted(k.to_user_string() for k in missing)
+    assert len(reads) >= 30, sorted(k.to_user_string() for k in reads)
+    assert not undeclared, f"assets read tables they do not declare: {undeclared}"
+    assert not unread, f"assets declare tables they do not read: {unread}"
+
+
+def test_model_and_blend_configuration_change_the_served_playlists(graph) -> None:
+    settings = graph[0]
+
+    def served(run_config: dict | None = None) -> pd.DataFrame:
+        result = run_assets(settings, WEEKLY, partition_key=LAST_WEEK, run_config=run_config)
+        assert result.success
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        try:
+            return con.execute(
+                "SELECT user_id, position, item_id FROM recommend.discover_weekly "
+                "WHERE week_start = DATE '2026-11-23' ORDER BY user_id, position"
+            ).df()
+        finally:
+            con.close()
+
+    base = served()
+    cf = served({"ops": {"cf_model": {"config": {"ease_lambda": 20.0, "als_factors": 16}}}})
+    blend = served({"ops": {"blend_config": {"config": {"weights": {"text": 1.0}}}}})
+    assert not base.equals(cf)
+    assert not base.equals(blend) and not cf.equals(blend)
+    again = served()
+    pd.testing.assert_frame_equal(base, again)
