@@ -9,8 +9,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.golden import CONTRACTS, OWNER, publish, read_raw
 from assets.metadata import floats, png_markdown
+from assets.publishing import CONTRACTS, OWNER, publish, read_raw
 from embeddings.audio import (
     BackendUnavailable,
     available_backends,
@@ -30,14 +30,6 @@ from recommend.models import SourceModels, fit_audio_to_cf
 AUDIO_EXTENSIONS = {".ogg", ".wav", ".flac", ".mp3", ".oga"}
 AUDIO_CLIPS = dg.AssetKey(["golden", "audio_clips"])
 AUDIO_ATTRIBUTES = dg.AssetKey(["golden", "audio_attributes"])
-CONTRACTS["audio_clips"] = (
-    "One row per playable audio file. track_id (PK), path, sha256, sample_rate, channels, "
-    "duration_s, container, note. Undecodable, empty, silent or absurdly long files are "
-    "quarantined with a reason."
-)
-CONTRACTS["audio_attributes"] = (
-    "What the audio model hears per track: backend, tempo_bpm, top_tags and tag probabilities."
-)
 
 
 def folder_files(folder: Path) -> pd.DataFrame:

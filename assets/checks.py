@@ -3,27 +3,9 @@
 import dagster as dg
 
 from orchestration.resources import Paths, Warehouse
-from quality.suites import validate_table
+from quality.suites import SUITE_REFERENCES, validate_table
 
 EXPECTATIONS_CHECK = "expectations"
-
-# golden table -> referenced key sets: reference name -> (golden table, key column)
-SUITE_REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
-    "users": {},
-    "artists": {},
-    "tags": {},
-    "tracks": {"artists": ("artists", "artist_id")},
-    "items": {},
-    "listens": {"users": ("users", "user_id"), "items": ("items", "item_id")},
-    "listen_events": {"users": ("users", "user_id"), "items": ("items", "item_id")},
-    "tag_assignments": {"artists": ("artists", "artist_id")},
-    "artist_text": {"artists": ("artists", "artist_id")},
-    "friends": {"users": ("users", "user_id")},
-    "artist_terms": {"artists": ("artists", "artist_id")},
-    "artist_docs": {"artists": ("artists", "artist_id")},
-    "audio_clips": {},
-    "audio_attributes": {"audio_clips": ("audio_clips", "track_id")},
-}
 
 
 def _suite_check(table: str) -> dg.AssetChecksDefinition:

@@ -3,9 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from assets.checks import SUITE_REFERENCES
 from orchestration.resources import Paths, Warehouse
-from quality.suites import build_data_docs, validate_table
+from quality.suites import SUITE_REFERENCES, build_data_docs, validate_table
 
 GOLDEN_TABLES = list(SUITE_REFERENCES)
 

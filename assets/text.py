@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets.golden import CONTRACTS, OWNER, publish
 from assets.metadata import floats, png_markdown
+from assets.publishing import CONTRACTS, OWNER, publish
 from embeddings.terms import build_artist_docs, build_artist_terms
 from embeddings.text import TextEncoder, encode_with_cache
 from embeddings.vectors import TEXT_COLLECTION, VectorSet

@@ -82,6 +82,25 @@ class SuiteResult:
         return "\n".join(rows)
 
 
+# golden table -> referenced key sets: reference name -> (golden table, key column)
+SUITE_REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
+    "users": {},
+    "artists": {},
+    "tags": {},
+    "tracks": {"artists": ("artists", "artist_id")},
+    "items": {},
+    "listens": {"users": ("users", "user_id"), "items": ("items", "item_id")},
+    "listen_events": {"users": ("users", "user_id"), "items": ("items", "item_id")},
+    "tag_assignments": {"artists": ("artists", "artist_id")},
+    "artist_text": {"artists": ("artists", "artist_id")},
+    "friends": {"users": ("users", "user_id")},
+    "artist_terms": {"artists": ("artists", "artist_id")},
+    "artist_docs": {"artists": ("artists", "artist_id")},
+    "audio_clips": {},
+    "audio_attributes": {"audio_clips": ("audio_clips", "track_id")},
+}
+
+
 def _expectations(table: str, references: Mapping[str, Iterable[str]], min_rows: int) -> list[Any]:
     import great_expectations.expectations as gxe
 

@@ -121,3 +121,57 @@ def test_cli_where_and_bad_config(tmp_path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "CRATEDIGGER_PROFILE" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------- layout
+PROJECT = __import__("pathlib").Path(__file__).resolve().parent.parent
+PURE_PACKAGES = ("artifacts", "embeddings", "recommend", "quality", "sources")
+CODE = ("artifacts", "assets", "embeddings", "feature_repo", "orchestration", "quality")
+CODE += ("recommend", "sources", "examples")
+
+
+def _imported_modules(path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_pure_packages_never_import_dagster() -> None:
+    offenders = {
+        str(path.relative_to(PROJECT)): sorted(
+            m for m in _imported_modules(path) if m.split(".")[0] in ("dagster", "assets")
+        )
+        for package in PURE_PACKAGES
+        for path in (PROJECT / package).rglob("*.py")
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_no_asset_module_imports_another() -> None:
+    from orchestration.definitions import ASSET_MODULES
+
+    modules = {m.__name__ for m in ASSET_MODULES} | {"assets.checks"}
+    for module in modules:
+        path = PROJECT / (module.replace(".", "/") + ".py")
+        others = _imported_modules(path) & (modules - {module})
+        assert not others, f"{module} imports the asset module(s) {sorted(others)}"
+
+
+def test_the_environment_is_read_in_settings_only() -> None:
+    import re
+
+    pattern = re.compile(r"\bos\.(environ|getenv|putenv)\b")
+    readers = sorted(
+        str(path.relative_to(PROJECT))
+        for package in CODE
+        for path in (PROJECT / package).rglob("*.py")
+        if pattern.search(path.read_text()) and path != PROJECT / "orchestration" / "settings.py"
+    )
+    assert not readers, f"read or set the environment outside orchestration/settings.py: {readers}"
