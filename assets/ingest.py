@@ -78,42 +78,34 @@ def raw_tables(
     context.log.info(f"reading source {kind!r} from {path}")
     bundle = source.read()
     loaded_at = pd.Timestamp.now(tz="UTC").floor("s")
-    with warehouse.connect() as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        con.execute("CREATE SCHEMA IF NOT EXISTS meta")
-        con.execute(
-            "CREATE OR REPLACE TABLE meta.source AS SELECT ? AS source_name, ? AS item_level, "
-            "? AS listens_kind, ? AS loaded_at",
-            [bundle.source_name, bundle.item_level, bundle.listens_kind, loaded_at],
+    warehouse.write_table(
+        "meta",
+        "source",
+        pd.DataFrame(
+            {
+                "source_name": [bundle.source_name],
+                "item_level": [bundle.item_level],
+                "listens_kind": [bundle.listens_kind],
+                "loaded_at": [loaded_at],
+            }
+        ),
+    )
+    for name in RAW_TABLES:
+        frame = bundle.table(name)
+        columns = RAW_COLUMNS[name] + LINEAGE_COLUMNS
+        for column in [c for c in columns if c not in frame.columns]:
+            frame[column] = None
+        frame = frame[columns].astype("object").assign(_loaded_at=loaded_at)
+        # Every raw column stays text: what the file said, nothing fixed or guessed.
+        types = {c: "BIGINT" if c == "_source_line" else "VARCHAR" for c in columns}
+        warehouse.write_table("raw", name, frame, types=types)
+        yield dg.MaterializeResult(
+            asset_key=["raw", name],
+            metadata={
+                **frame_metadata(frame),
+                "source": bundle.source_name,
+                "item_level": bundle.item_level,
+                "listens_kind": bundle.listens_kind,
+                **{f"note/{k}": str(v) for k, v in bundle.notes.items()},
+            },
         )
-        for name in RAW_TABLES:
-            frame = bundle.table(name)
-            columns = RAW_COLUMNS[name] + LINEAGE_COLUMNS
-            missing = [c for c in columns if c not in frame.columns]
-            for column in missing:
-                frame[column] = None
-            frame = frame[columns].astype("object").assign(_loaded_at=loaded_at)
-            con.register("_frame", frame)
-            con.execute("BEGIN TRANSACTION")
-            # Every raw column stays text: what the file said, nothing fixed or guessed.
-            casts = ", ".join(
-                f'CAST("{c}" AS VARCHAR) AS "{c}"'
-                if c != "_source_line"
-                else f'CAST("{c}" AS BIGINT) AS "{c}"'
-                for c in columns
-            )
-            con.execute(
-                f"CREATE OR REPLACE TABLE raw.{name} AS SELECT {casts}, _loaded_at FROM _frame"
-            )
-            con.execute("COMMIT")
-            con.unregister("_frame")
-            yield dg.MaterializeResult(
-                asset_key=["raw", name],
-                metadata={
-                    **frame_metadata(frame),
-                    "source": bundle.source_name,
-                    "item_level": bundle.item_level,
-                    "listens_kind": bundle.listens_kind,
-                    **{f"note/{k}": str(v) for k, v in bundle.notes.items()},
-                },
-            )

@@ -59,13 +59,26 @@ class Warehouse(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def write_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
-        """Replace ``schema.table`` with ``frame`` atomically; return the row count."""
+    def write_table(
+        self,
+        schema: str,
+        table: str,
+        frame: pd.DataFrame,
+        types: dict[str, str] | None = None,
+    ) -> int:
+        """Replace ``schema.table`` with ``frame`` atomically; return the row count.
+
+        ``types`` casts the named columns (e.g. ``{"plays": "VARCHAR"}``); others keep theirs.
+        """
+        columns = ", ".join(
+            f'CAST("{c}" AS {types[c]}) AS "{c}"' if types and c in types else f'"{c}"'
+            for c in frame.columns
+        )
         with self.connect() as con:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             con.register("_frame", frame)
             con.execute("BEGIN TRANSACTION")
-            con.execute(f"CREATE OR REPLACE TABLE {schema}.{table} AS SELECT * FROM _frame")
+            con.execute(f"CREATE OR REPLACE TABLE {schema}.{table} AS SELECT {columns} FROM _frame")
             con.execute("COMMIT")
             con.unregister("_frame")
         return len(frame)
