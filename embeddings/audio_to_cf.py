@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from embeddings.vectors import normalize_rows, top_k_indices
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 4, 15))
@@ -168,11 +170,6 @@ class AudioToCF:
         return model
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1.0, norms)
-
-
 def neighbour_overlap(
     predicted: np.ndarray,
     true: np.ndarray,
@@ -205,17 +202,15 @@ def neighbour_overlap(
         ``median_rank``, ``random_median_rank`` (= n_items / 2), ``hit_at_k`` (own item in the
         predicted top k), ``random_hit_at_k``, ``n``, ``k``.
     """
-    unit_catalogue = _unit_rows(np.asarray(catalogue, dtype=np.float64))
-    pred_scores = _unit_rows(np.asarray(predicted, dtype=np.float64)) @ unit_catalogue.T
-    true_scores = _unit_rows(np.asarray(true, dtype=np.float64)) @ unit_catalogue.T
+    unit_catalogue = normalize_rows(catalogue, dtype=np.float64)
+    pred_scores = normalize_rows(predicted, dtype=np.float64) @ unit_catalogue.T
+    true_scores = normalize_rows(true, dtype=np.float64) @ unit_catalogue.T
     n_items = unit_catalogue.shape[0]
     overlaps, ranks = [], []
     for row, own in enumerate(exclude):
         ranks.append(1 + int((pred_scores[row] > pred_scores[row, own]).sum()))
-        pred_row, true_row = pred_scores[row].copy(), true_scores[row].copy()
-        pred_row[own] = true_row[own] = -np.inf
-        top_pred = np.argpartition(-pred_row, k)[:k]
-        top_true = np.argpartition(-true_row, k)[:k]
+        top_pred = top_k_indices(pred_scores[row], k, exclude=[own])
+        top_true = top_k_indices(true_scores[row], k, exclude=[own])
         overlaps.append(len(set(top_pred.tolist()) & set(top_true.tolist())) / k)
     ranks_array = np.asarray(ranks)
     return {

@@ -41,6 +41,8 @@ import pandas as pd
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from embeddings.vectors import normalize_rows, top_k_indices
+
 logger = logging.getLogger(__name__)
 
 WEIGHTINGS = ("log", "bm25", "raw")
@@ -337,17 +339,12 @@ def weight_plays(
 def _top_n(
     scores: np.ndarray, n: int, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and scores of the ``n`` highest finite scores, best first, minus ``exclude``."""
-    scores = np.asarray(scores, dtype=np.float64).copy()
-    if exclude is not None and len(exclude):
-        scores[exclude] = -np.inf
-    available = int(np.isfinite(scores).sum())
-    n = min(n, available)
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    part = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-    order = part[np.lexsort((part, -scores[part]))]  # ties broken by index: deterministic
-    return order.astype(np.int64), scores[order].astype(np.float32)
+    """Indices and scores of the ``n`` highest finite scores, best first, minus ``exclude``.
+
+    Ties go to the lower index (:func:`embeddings.vectors.top_k_indices`); scores are float32.
+    """
+    top = top_k_indices(scores, n, exclude)
+    return top, np.asarray(scores)[top].astype(np.float32)
 
 
 class CFModel(ABC):
@@ -451,11 +448,18 @@ class CFModel(ABC):
         return thing
 
 
-def _cosine_neighbours(vectors: np.ndarray, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    norms = np.linalg.norm(vectors, axis=1)
-    norms[norms == 0] = 1.0
-    scores = (vectors @ vectors[index]) / (norms * norms[index])
-    return _top_n(scores, n, exclude=np.array([index]))
+def _cosine_neighbours(
+    vectors: np.ndarray | sparse.spmatrix, index: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` rows closest to row ``index`` by cosine (itself excluded): indices, scores.
+
+    ``vectors`` may be dense or sparse; zero rows score 0 against everything.
+    """
+    unit = normalize_rows(vectors, dtype=None)
+    scores = unit @ unit[index].T
+    if sparse.issparse(scores):
+        scores = scores.toarray()
+    return _top_n(np.asarray(scores).ravel(), n, exclude=[index])
 
 
 class _FactorModel(CFModel):

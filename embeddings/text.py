@@ -27,6 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from embeddings.vectors import normalize_rows, top_k_indices
+from orchestration.settings import apply_runtime_environment
+
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -103,8 +106,7 @@ class TextEncoder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         # Never reach the Hugging Face Hub: weights come from the installed package.
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        apply_runtime_environment()
         path = Path(model_path) if model_path is not None else bundled_model_path()
         try:
             import torch
@@ -393,11 +395,8 @@ def encode_with_cache(
     return ids, vectors, stats
 
 
-def normalise_rows(matrix: np.ndarray) -> np.ndarray:
-    """Return ``matrix`` with unit-length rows (zero rows stay zero), as float32."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+# The old name of ``embeddings.vectors.normalize_rows``, still importable from here.
+normalise_rows = normalize_rows
 
 
 def center_vectors(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -424,7 +423,7 @@ def center_vectors(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(vectors) == 0:
         raise ValueError("center_vectors needs at least one vector.")
     mean = vectors.mean(axis=0)
-    return normalise_rows(vectors - mean), mean
+    return normalize_rows(vectors - mean), mean
 
 
 def taste_profiles(
@@ -487,7 +486,7 @@ def taste_profiles(
         (weights, (user_rows, rows[known].to_numpy(dtype=np.int64))),
         shape=(len(user_ids), len(item_ids)),
     )
-    profiles = normalise_rows(matrix @ item_vectors)
+    profiles = normalize_rows(matrix @ item_vectors)
     without = all_users.nunique() - len(user_ids)
     if without:
         logger.info(
@@ -529,7 +528,7 @@ class TextSpace:
         center: bool = False,
     ) -> None:
         self.ids = np.asarray(ids).astype(str)
-        self.vectors = center_vectors(vectors)[0] if center else normalise_rows(vectors)
+        self.vectors = center_vectors(vectors)[0] if center else normalize_rows(vectors)
         if len(self.ids) != len(self.vectors):
             raise ValueError(f"{len(self.ids)} ids for {len(self.vectors)} vectors.")
         self.position = pd.Series(np.arange(len(self.ids)), index=pd.Index(self.ids))
@@ -558,12 +557,8 @@ class TextSpace:
             ) from None
 
     def _top(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> pd.DataFrame:
-        scores = self.vectors @ normalise_rows(query[None, :])[0]
-        if exclude is not None and len(exclude):
-            scores[exclude] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k] if k > 0 else np.zeros(0, dtype=int)
-        top = top[np.lexsort((self.ids[top], -scores[top]))]
+        scores = self.vectors @ normalize_rows(query[None, :])[0]
+        top = top_k_indices(scores, k, exclude, tie_break=self.ids)
         return pd.DataFrame({"artist_id": self.ids[top], "score": scores[top].astype(float)})
 
     def similar_artists_by_text(self, artist_id: str, k: int = 10) -> pd.DataFrame:
@@ -603,9 +598,7 @@ class TextSpace:
         """
         profile = self._profile(user_id)
         scores = self.profiles @ profile
-        scores[int(self._user_position[str(user_id)])] = -np.inf
-        k = min(k, len(scores) - 1)
-        top = np.argsort(-scores, kind="stable")[:k]
+        top = top_k_indices(scores, k, exclude=[int(self._user_position[str(user_id)])])
         return pd.DataFrame({"user_id": self.user_ids[top], "score": scores[top].astype(float)})
 
     def recommend_for_user(
@@ -622,8 +615,7 @@ class TextSpace:
         """Mean text vector of the ``mainstream_top`` most popular artists."""
         if self.popularity is None:
             raise ValueError("TextSpace was built without popularity; pass popularity=...")
-        top = np.argsort(-self.popularity, kind="stable")[:mainstream_top]
-        return self.vectors[top].mean(axis=0)
+        return self.vectors[top_k_indices(self.popularity, mainstream_top)].mean(axis=0)
 
     def artist_minus_mainstream(
         self,
@@ -658,5 +650,5 @@ class TextSpace:
         query = self.vectors[row] - strength * self.mainstream_vector(mainstream_top)
         exclude = [row]
         if exclude_mainstream:
-            exclude += np.argsort(-self.popularity, kind="stable")[:mainstream_top].tolist()
+            exclude += top_k_indices(self.popularity, mainstream_top).tolist()
         return self._top(query, k, exclude=np.array(exclude))

@@ -3,6 +3,7 @@
 Example usage::
 
     top, scores = exact_top_k(item_vectors[:5], item_vectors, k=10, metric="COSINE")
+    best = top_k_indices(scores_per_item, k=20, exclude=already_played)
     with VectorStore("data/vectors.db") as store:
         write_cf_vectors(store, fitted, item_names={"51": "Duran Duran"})
 """
@@ -11,14 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from numpy.typing import DTypeLike
+from scipy import sparse
 
-from embeddings.cf import FittedCF
 from embeddings.vector_store import ProgressCallback, VectorStore, WriteReport
+
+if TYPE_CHECKING:  # embeddings.cf uses the helpers below, so no import at run time
+    from embeddings.cf import FittedCF
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +104,118 @@ class AudioEmbeddings:
         return digest.hexdigest()[:16]
 
 
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
-    matrix = np.asarray(matrix, dtype=np.float32)
+def normalize_rows(
+    matrix: np.ndarray | sparse.spmatrix, dtype: DTypeLike | None = np.float32
+) -> np.ndarray | sparse.csr_matrix:
+    """Rows scaled to unit L2 norm; zero rows stay zero.
+
+    Parameters
+    ----------
+    matrix : ndarray or scipy sparse matrix
+        ``(n, d)``.
+    dtype : numpy dtype or None, default float32
+        Dtype of the result; None keeps a floating ``matrix``'s dtype (others become float64).
+
+    Returns
+    -------
+    ndarray or scipy.sparse.csr_matrix
+        ``(n, d)`` like ``matrix`` (a sparse ``matrix`` gives CSR).
+    """
+    if not sparse.issparse(matrix):
+        matrix = np.asarray(matrix)
+    if dtype is None:
+        dtype = matrix.dtype if np.issubdtype(matrix.dtype, np.floating) else np.float64
+    if sparse.issparse(matrix):
+        matrix = sparse.csr_matrix(matrix, dtype=dtype)
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        return sparse.diags((1.0 / np.where(norms == 0, 1.0, norms)).astype(dtype)) @ matrix
+    matrix = np.asarray(matrix, dtype=dtype)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def top_k_indices(
+    scores: np.ndarray,
+    k: int,
+    exclude: Sequence[int] | np.ndarray | None = None,
+    *,
+    tie_break: np.ndarray | None = None,
+) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first; equal scores go to the lower index.
+
+    The answer is ``np.argsort(-scores, kind="stable")[..., :k]`` (with ``tie_break``:
+    ``np.lexsort((tie_break, -scores))[..., :k]``), found in O(n) plus O(k log k) per row.
+
+    Parameters
+    ----------
+    scores : ndarray
+        ``(n,)`` or ``(n_rows, n)``; higher is better. ``-inf`` marks an item to leave out.
+    k : int
+        How many to keep, capped at ``n``; ``k <= 0`` keeps none.
+    exclude : sequence of int, optional
+        Positions along the last axis never returned (scored ``-inf`` on a copy).
+    tie_break : ndarray, optional
+        ``(n,)`` key that orders equal scores, smaller first (e.g. item ids); default the index.
+
+    Returns
+    -------
+    ndarray of int64
+        For 1-D ``scores``: the indices of the best finite scores only, so fewer than ``k``
+        when fewer are finite. For 2-D: ``(n_rows, min(k, n))``; non-finite scores sort last,
+        mask them with ``np.isfinite(np.take_along_axis(scores, top, axis=1))``.
+    """
+    scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    if exclude is not None and len(exclude):
+        scores = scores.copy()
+        scores[..., np.asarray(exclude, dtype=np.int64)] = -np.inf
+    key = None if tie_break is None else np.asarray(tie_break)
+    if scores.ndim == 2:
+        k = min(k, scores.shape[1])
+        if k <= 0:
+            return np.zeros((scores.shape[0], 0), dtype=np.int64)
+        return _top_k_rows(-scores, k, key)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-D or 2-D, got shape {scores.shape}")
+    finite = np.isfinite(scores)
+    kept = None if finite.all() else np.flatnonzero(finite)
+    if kept is not None:
+        scores = scores[kept]
+        key = None if key is None else key[kept]
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    top = _top_k_rows(-scores[None, :], k, key)[0]
+    return top if kept is None else kept[top]
+
+
+def _top_k_rows(neg: np.ndarray, k: int, key: np.ndarray | None) -> np.ndarray:
+    """Per row of ``neg`` (minus the scores), the ``k`` (1..n) smallest in (value, key) order."""
+    n_rows, n = neg.shape
+    if k >= n:
+        return _sort_columns(neg, np.broadcast_to(np.arange(n), (n_rows, n)), key)
+    top = _sort_columns(neg, np.argpartition(neg, k - 1, axis=1)[:, :k], key)
+    # argpartition picks arbitrarily among values equal to the k-th: redo rows that left some out
+    kth = np.take_along_axis(neg, top[:, -1:], axis=1)
+    chosen_ties = np.count_nonzero(np.take_along_axis(neg, top, axis=1) == kth, axis=1)
+    for row in np.flatnonzero(np.count_nonzero(neg == kth, axis=1) > chosen_ties):
+        values, boundary = neg[row], kth[row, 0]
+        tied = np.flatnonzero(values == boundary)
+        if key is not None:
+            tied = tied[np.argsort(key[tied], kind="stable")]
+        better = np.flatnonzero(values < boundary)
+        columns = np.concatenate([better, tied[: k - len(better)]])
+        top[row] = _sort_columns(values[None, :], columns[None, :], key)[0]
+    return top
+
+
+def _sort_columns(neg: np.ndarray, columns: np.ndarray, key: np.ndarray | None) -> np.ndarray:
+    """``columns`` ``(n_rows, m)`` reordered per row by ``neg``, then ``key``, then index."""
+    values = np.take_along_axis(neg, columns, axis=1)
+    sort_keys = (columns, values) if key is None else (columns, key[columns], values)
+    order = np.lexsort(sort_keys, axis=1)
+    return np.take_along_axis(columns, order, axis=1).astype(np.int64, copy=False)
 
 
 def pairwise_scores(queries: np.ndarray, matrix: np.ndarray, metric: str) -> np.ndarray:
@@ -128,14 +241,12 @@ def exact_top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest rows of ``matrix`` for each query: ``(indices, scores)``, best first.
 
-    Scores follow :func:`pairwise_scores` (higher is closer). ``k`` is capped at the row count.
+    Scores follow :func:`pairwise_scores` (higher is closer); ties go to the lower row
+    (:func:`top_k_indices`). ``k`` is capped at the row count.
     """
     scores = pairwise_scores(queries, matrix, metric)
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+    top = top_k_indices(scores, k)
+    return top, np.take_along_axis(scores, top, axis=1)
 
 
 def recall_vs_exact(

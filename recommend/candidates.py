@@ -42,7 +42,8 @@ import pandas as pd
 from scipy import sparse
 
 from embeddings.cf import FittedCF
-from embeddings.text import normalise_rows, taste_profiles
+from embeddings.text import taste_profiles
+from embeddings.vectors import normalize_rows, top_k_indices
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +116,8 @@ def _check_n(n: int) -> None:
 
 
 def _top_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: indices of the ``n`` best finite scores (best first, ties by index), a mask."""
-    n = min(n, scores.shape[1])
-    part = (
-        np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        if n < scores.shape[1]
-        else (np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1)))
-    )
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
+    """Per row: indices of the ``n`` best scores (best first, ties by index), finite mask."""
+    top = top_k_indices(scores, n)
     return top, np.isfinite(np.take_along_axis(scores, top, axis=1))
 
 
@@ -254,7 +247,7 @@ class _CFExplainer:
             self.position[model.modelled_items] = np.arange(len(model.modelled_items))
             self.weights = model.weights
         elif self.kind in FACTOR_KINDS:
-            self.user_vectors = normalise_rows(model.user_factors)
+            self.user_vectors = normalize_rows(model.user_factors)
             self.neighbours = max(1, min(neighbours, len(self.user_vectors) - 1))
             self.binary = sparse.csr_matrix(fitted.interactions.plays > 0, dtype=np.float32)
 
@@ -281,8 +274,7 @@ class _CFExplainer:
             return codes, [s if h else "" for s, h in zip(sources, has, strict=True)]
         if self.kind in FACTOR_KINDS:
             similarity = self.user_vectors @ self.user_vectors[row]
-            similarity[row] = -np.inf
-            nearest = np.argpartition(-similarity, self.neighbours - 1)[: self.neighbours]
+            nearest = top_k_indices(similarity, self.neighbours, exclude=[row])
             counts = np.asarray(self.binary[nearest][:, chosen].sum(axis=0)).ravel()
             details = [f"{int(c)}/{self.neighbours}" for c in counts]
             codes = ["listeners_like_you" if c > 0 else "taste_profile" for c in counts]
@@ -318,19 +310,11 @@ def term_vectors(artist_terms: pd.DataFrame, dim: int = 128, *, seed: int = 42) 
         raise ValueError("artist_terms is empty: no text vectors can be built from terms")
     documents = np.diff(sparse.csc_matrix(matrix > 0).indptr)
     idf = np.log((1 + matrix.shape[0]) / (1 + documents)) + 1.0
-    weighted = normalise_sparse(matrix @ sparse.diags(idf))
+    weighted = normalize_rows(matrix @ sparse.diags(idf), dtype=np.float64)
     components = max(1, min(dim, matrix.shape[1] - 1, matrix.shape[0] - 1))
     svd = TruncatedSVD(n_components=components, random_state=seed)
-    vectors = normalise_rows(svd.fit_transform(weighted))
+    vectors = normalize_rows(svd.fit_transform(weighted))
     return list(artist_ids), vectors
-
-
-def normalise_sparse(matrix: sparse.spmatrix) -> sparse.csr_matrix:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    matrix = sparse.csr_matrix(matrix, dtype=np.float64)
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sparse.diags(1.0 / norms) @ matrix
 
 
 def _term_matrix(artist_terms: pd.DataFrame) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
@@ -415,7 +399,7 @@ def content_candidates(
     _require(listens, ("user_id", "item_id", "plays"), "listens")
     ids, matrix = vectors
     item_ids = np.asarray([str(i) for i in ids], dtype=object)
-    matrix = normalise_rows(np.asarray(matrix, dtype=np.float32))
+    matrix = normalize_rows(matrix)
     if len(item_ids) != len(matrix):
         raise ValueError(f"{source} vectors: {len(item_ids)} ids for {len(matrix)} rows")
     if len(item_ids) == 0 or listens.empty:
@@ -527,7 +511,7 @@ class _TermDescriber:
             match = candidate_terms.data[start:stop] * profile[columns]
             if match.max() <= 0:  # nothing shared: the candidate's own strongest terms
                 match = candidate_terms.data[start:stop]
-            order = np.lexsort((columns, -match))[: self.top_terms]
+            order = top_k_indices(match, self.top_terms, tie_break=columns)
             codes.append("described_as")
             details.append(", ".join(self.terms[columns[order]]))
         return codes, details
@@ -707,7 +691,7 @@ def exploration_candidates(
         return frame
     frame["reason_code"] = "exploration"
     if explain:
-        items = normalise_rows(fitted.model.item_factors)
+        items = normalize_rows(fitted.model.item_factors)
         item_index = fitted.interactions.item_index
         item_ids = np.asarray(fitted.item_ids, dtype=object)
         plays = fitted.interactions.plays

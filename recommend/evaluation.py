@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from embeddings.cf import CFConfig, FittedCF, Interactions, fit_cf
+from embeddings.vectors import normalize_rows
 
 logger = logging.getLogger(__name__)
 
@@ -317,8 +318,7 @@ def intra_list_diversity(
         ids = list(item_vectors)
         lookup = {item: i for i, item in enumerate(ids)}
         matrix = np.asarray([item_vectors[i] for i in ids], dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    normalised = matrix / np.where(norms == 0, 1.0, norms)
+    normalised = normalize_rows(matrix, dtype=np.float64)
     per_user = []
     for user, items in ranking.items():
         top = list(items)[:k]

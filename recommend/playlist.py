@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from embeddings.cf import CF_PRESETS, CFConfig, fit_cf
 from embeddings.text import normalise_rows
+from embeddings.vectors import top_k_indices
 from recommend.blend import (
     BlendConfig,
     fuse,
@@ -471,14 +472,17 @@ def tune_week_blend(
     validation_fraction: float = 0.2,
     validation_seed: int = 7,
     methods: Sequence[str] = ("zscore", "rrf"),
-    reference: str | None = None,
+    reference: str | None = "best",
+    coverage_factor: float = 2.0,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """The blend for a week, tuned on a validation split carved from its history.
 
     The sources are fitted on the fitting part with :func:`recommend.models.fit_sources` (as
     the served ones are on the whole history), their candidates ranked for the validation users,
-    and :func:`recommend.blend.tune_blend` picks weights and normalisation for NDCG@10 (with
-    ``reference``: no less coverage and novelty than that source).
+    and :func:`recommend.blend.tune_blend` picks weights and normalisation for NDCG@10 under a
+    discovery constraint: at least ``coverage_factor`` times the distinct items in the top-10
+    lists of ``reference`` (``"best"``: the most accurate single source) and no less novelty
+    (None: NDCG alone).
 
     Returns
     -------
@@ -519,6 +523,7 @@ def tune_week_blend(
             rrf_k=config.blend.rrf_k,
             novelty=item_novelty(fit_part),
             reference=reference,
+            coverage_factor=coverage_factor,
         )
 
 
@@ -601,7 +606,7 @@ def similar_artists(
                 block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = -np.inf
                 if top_n <= 0:
                     break
-                top = np.argpartition(-block, top_n - 1, axis=1)[:, :top_n]
+                top = top_k_indices(block, top_n)
                 for offset, row in enumerate(top):
                     artist = ids[start + offset]
                     for column in row:
@@ -686,7 +691,8 @@ def evaluate_blend(
     validation_fraction: float = 0.2,
     validation_seed: int = 7,
     tune_methods: Sequence[str] = ("zscore", "rrf"),
-    reference: str | None = None,
+    reference: str | None = "best",
+    coverage_factor: float = 2.0,
     blend: BlendConfig | None = None,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
@@ -713,7 +719,7 @@ def evaluate_blend(
         Sources, candidate counts and rules (what the served assets use).
     week_start
         The week the replayed playlists are for (default: the Monday after train's last play).
-    validation_fraction, validation_seed, tune_methods, reference
+    validation_fraction, validation_seed, tune_methods, reference, coverage_factor
         How the blend is tuned (as the ``blend_config`` asset does).
     blend
         A fixed blend (as ``blend_config`` serves when weights are configured): no tuning.
@@ -745,6 +751,7 @@ def evaluate_blend(
             validation_seed=validation_seed,
             methods=tune_methods,
             reference=reference,
+            coverage_factor=coverage_factor,
         )
     seconds["tuning"] = time.perf_counter() - clock
     clock = time.perf_counter()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embeddings.text import normalise_rows
+from embeddings.vectors import normalize_rows
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def mmr_order(
         return []
     spread = relevance.max() - relevance.min()
     scaled = (relevance - relevance.min()) / spread if spread > 0 else np.ones(count)
-    unit = normalise_rows(vectors).astype(np.float64) if vectors is not None else None
+    unit = normalize_rows(vectors).astype(np.float64) if vectors is not None else None
     max_similarity = np.zeros(count)
     available = np.ones(count, dtype=bool)
     chosen: list[int] = []

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import sparse
 
-from embeddings.cf import FittedCF, _top_n
+from embeddings.cf import FittedCF, _cosine_neighbours, _top_n
 from embeddings.vector_store import VectorStore
 from embeddings.vectors import CF_ITEMS_COLLECTION, CF_USERS_COLLECTION, normalize_rows
 
@@ -89,17 +89,7 @@ class CFRecommender:
     def similar_users(self, user_id: str, k: int = 10) -> Scored:
         """The ``k`` users most similar to ``user_id`` by cosine of user vectors (or rows)."""
         _check_k(k)
-        index = self._user_index(user_id)
-        vectors = self._user_vectors
-        if sparse.issparse(vectors):
-            norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel())
-            dots = np.asarray((vectors @ vectors[index].T).todense()).ravel()
-        else:
-            norms = np.linalg.norm(vectors, axis=1)
-            dots = vectors @ vectors[index]
-        norms[norms == 0] = 1.0
-        scores = dots / (norms * norms[index])
-        indices, top = _top_n(scores, k, exclude=np.array([index]))
+        indices, top = _cosine_neighbours(self._user_vectors, self._user_index(user_id), k)
         return [(self._user_ids[i], float(s)) for i, s in zip(indices, top, strict=True)]
 
     def recommend_for_user(

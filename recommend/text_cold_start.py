@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from embeddings.text import center_vectors, normalise_rows, taste_profiles
+from embeddings.text import center_vectors, taste_profiles
+from embeddings.vectors import normalize_rows
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def evaluate_text_cold_start(
         user_id=listens["user_id"].astype(str), item_id=listens["item_id"].astype(str)
     )
     item_ids = np.asarray(item_ids).astype(str)
-    item_vectors = normalise_rows(item_vectors)
+    item_vectors = normalize_rows(item_vectors)
     vector_row = pd.Series(np.arange(len(item_ids)), index=item_ids)
 
     artists = np.sort(listens["item_id"].unique())

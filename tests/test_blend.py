@@ -127,7 +127,7 @@ def test_tuning_with_a_reference_keeps_its_coverage():
         candidates, validation, novelty=novelty, reference="noise", margin=0.0, rounds=1
     )
     target = history.attrs["reference"][config.method]
-    assert set(target) == {"coverage", "novelty"}
+    assert set(target) == {"source", "coverage", "novelty"} and target["source"] == "noise"
     start = history[(history["round"] == 0) & (history["method"] == config.method)]
     start = start.set_index("source")
     # the reference meets its own targets: no penalty; the other source is penalised
@@ -136,6 +136,20 @@ def test_tuning_with_a_reference_keeps_its_coverage():
     short = good["coverage"] < target["coverage"] or good["novelty"] < target["novelty"]
     assert (good["objective"] < good["ndcg"]) == short
     assert history["objective"].max() >= start.loc["noise", "ndcg"] - 1e-12
+
+
+def test_best_reference_asks_for_a_multiple_of_the_best_sources_coverage():
+    candidates, validation = synthetic_sources()
+    novelty = pd.Series({f"i{i}": float(i % 7) for i in range(80)})
+    config, history = tune_blend(
+        candidates, validation, novelty=novelty, reference="best", coverage_factor=2.0, rounds=1
+    )
+    target = history.attrs["reference"][config.method]
+    start = history[(history["round"] == 0) & (history["method"] == config.method)]
+    start = start.set_index("source")
+    best = start["ndcg"].idxmax()
+    assert target["source"] == best
+    assert target["coverage"] == pytest.approx(2.0 * start.loc[best, "coverage"])
 
 
 def test_item_novelty_is_self_information():

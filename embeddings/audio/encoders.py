@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -48,6 +47,8 @@ import numpy as np
 import pandas as pd
 
 from embeddings.audio.loading import DEFAULT_MAX_SECONDS, AudioSource, Waveform, load_waveform
+from embeddings.vectors import normalize_rows, top_k_indices
+from orchestration.settings import apply_runtime_environment
 
 logger = logging.getLogger(__name__)
 
@@ -470,8 +471,7 @@ class MusicnnEncoder(AudioEncoder):
         return self._labels
 
     def _load(self) -> None:
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        apply_runtime_environment()
         if importlib.util.find_spec("musicnn") is None:
             raise BackendUnavailable(
                 "the musicnn backend needs the musicnn package: "
@@ -563,8 +563,7 @@ class MusicnnEncoder(AudioEncoder):
         if not self.is_vgg:
             return np.concatenate([frames.mean(axis=0), frames.max(axis=0)])
         blocks = frames.mean(axis=0).reshape(self.VGG_BLOCKS, self.VGG_CHANNELS)
-        norms = np.linalg.norm(blocks, axis=1, keepdims=True)
-        return (blocks / np.where(norms == 0, 1.0, norms)).ravel()
+        return normalize_rows(blocks).ravel()
 
     def _embed_waveform(self, waveform: Waveform) -> AudioEmbedding:
         patches = self.log_mel_patches(waveform.samples)
@@ -582,7 +581,7 @@ class MusicnnEncoder(AudioEncoder):
         frames = np.vstack(features).astype(np.float32)
         tag_means = np.vstack(probabilities).mean(axis=0)
         tags = {tag: round(float(p), 4) for tag, p in zip(self.tag_names, tag_means, strict=True)}
-        order = np.argsort(-tag_means, kind="stable")[:TOP_TAG_COUNT]
+        order = top_k_indices(tag_means, TOP_TAG_COUNT)
         attributes = {
             "tags": tags,
             "top_tags": [self.tag_names[i] for i in order],
@@ -633,8 +632,7 @@ class OpenL3Encoder(AudioEncoder):
         return 512
 
     def _load(self) -> None:
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        apply_runtime_environment()
         import openl3
 
         self._model = openl3.models.load_audio_embedding_model(

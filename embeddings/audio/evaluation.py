@@ -18,6 +18,7 @@ import numpy as np
 
 from embeddings.audio.encoders import AudioEncoder
 from embeddings.audio.loading import AudioSource, load_waveform
+from embeddings.vectors import normalize_rows, top_k_indices
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,7 @@ def standardise_columns(matrix: np.ndarray) -> np.ndarray:
 
 def cosine_similarities(matrix: np.ndarray) -> np.ndarray:
     """Pairwise cosine similarity ``(n, n)``; zero rows get similarity 0 to everything."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit = matrix / np.where(norms == 0, 1.0, norms)
+    unit = normalize_rows(matrix, dtype=np.float64)
     return unit @ unit.T
 
 
@@ -126,7 +125,7 @@ def knn_accuracy(matrix: np.ndarray, labels: Sequence[str | None], k: int = 1) -
         )
     similarity = cosine_similarities(matrix)
     np.fill_diagonal(similarity, -np.inf)
-    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    order = top_k_indices(similarity, k)
     correct = 0
     for row, neighbours in enumerate(order):
         votes = Counter(labels_kept[neighbours].tolist())
