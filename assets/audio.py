@@ -14,17 +14,19 @@ from assets.publishing import CONTRACTS, OWNER, publish, read_raw
 from embeddings.audio import (
     BackendUnavailable,
     available_backends,
-    choose_segment_seconds,
-    evaluate_encoder,
     make_audio_encoder,
     probe_clips,
 )
 from embeddings.audio_cache import embed_with_cache
 from embeddings.audio_to_cf import evaluate_cold_start
 from embeddings.vectors import AudioEmbeddings, VectorSet, audio_collection
+from evaluation.audio import (
+    choose_segment_seconds,
+    evaluate_encoder,
+)
+from evaluation.metrics import metrics_bar_chart
 from orchestration.partitions import WEEKS
 from orchestration.resources import ARTIFACTS, Paths, VectorStoreResource, Warehouse
-from recommend.evaluation import metrics_bar_chart
 from recommend.models import SourceModels, fit_audio_to_cf
 
 AUDIO_EXTENSIONS = {".ogg", ".wav", ".flac", ".mp3", ".oga"}
@@ -267,6 +269,9 @@ def audio_to_cf_model(
 ) -> dg.Output:
     explorer = cf_model.explorer
     audio = audio_vectors.primary
+    if len(audio) == 0:
+        context.log.info("no audio vectors (the source has no audio): no audio->CF model")
+        return dg.Output(None, metadata={"fitted": False})
     if explorer is None or explorer.model.item_factors is None:
         context.log.warning("the CF sources have no factor model: no audio->CF model this week")
         return dg.Output(None, metadata={"fitted": False})

@@ -9,9 +9,9 @@ import numpy as np
 from assets.metadata import floats, png_markdown
 from embeddings.cf import CF_PRESETS, CFConfig, Interactions
 from embeddings.vectors import CF_ITEMS_COLLECTION, CF_USERS_COLLECTION, write_cf_vectors
+from evaluation.metrics import evaluate_models, holdout_split, metrics_bar_chart
 from orchestration.partitions import WEEKS, week_cutoff
 from orchestration.resources import ARTIFACTS, ArtifactStoreResource, VectorStoreResource, Warehouse
-from recommend.evaluation import evaluate_models, holdout_split, metrics_bar_chart
 from recommend.history import history_before
 from recommend.models import SourceModels, fit_sources, sources_version
 

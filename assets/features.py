@@ -4,9 +4,9 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import floats, frame_metadata
+from featurestore import tables as features
 from orchestration.partitions import WEEKS, week_cutoff
 from orchestration.resources import FeatureStoreResource, Warehouse
-from recommend import features
 from recommend.models import SourceModels
 
 OWNER = "team:features"

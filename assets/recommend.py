@@ -12,18 +12,18 @@ import pandas as pd
 
 from assets.metadata import floats, frame_metadata, png_markdown
 from embeddings.vectors import AudioEmbeddings, VectorSet
+from evaluation.metrics import holdout_split
+from evaluation.served import evaluate_blend
+from featurestore import tables as features
 from orchestration.partitions import WEEKS, week_cutoff
 from orchestration.resources import ARTIFACTS, FeatureStoreResource, Paths, Warehouse
-from recommend import features
 from recommend.blend import BlendChoice, BlendConfig
-from recommend.evaluation import holdout_split
 from recommend.history import artist_level, display_items, history_before
 from recommend.models import AudioProjector, SourceModels
 from recommend.playlist import (
     STAGE_DESCRIPTIONS,
     DiscoverWeeklyConfig,
     build_discover_weekly,
-    evaluate_blend,
     similar_artists,
     tune_week_blend,
 )
@@ -307,7 +307,7 @@ def discover_weekly(
 
 def _publish_to_feast(context, feature_store: FeatureStoreResource, playlists, week) -> int:
     """Merge this week's playlists into the Feast view's Parquet and push them online."""
-    from recommend.feature_store import FeatureStoreError
+    from featurestore.errors import FeatureStoreError
 
     client = feature_store.client()
     recs = playlists.rename(columns={"position": "rank"})[["user_id", "item_id", "rank", "reason"]]

@@ -9,8 +9,8 @@ from assets.publishing import CONTRACTS, OWNER, publish
 from embeddings.terms import build_artist_docs, build_artist_terms
 from embeddings.text import TextEncoder, encode_with_cache
 from embeddings.vectors import TEXT_COLLECTION, VectorSet
+from evaluation.text_cold_start import evaluate_text_cold_start
 from orchestration.resources import ARTIFACTS, Paths, VectorStoreResource, Warehouse
-from recommend.text_cold_start import evaluate_text_cold_start
 
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8))
 CONTRACTS["artist_terms"] = (

@@ -37,14 +37,16 @@ import pandas as pd  # noqa: E402
 
 from embeddings.audio import (  # noqa: E402
     available_backends,
+    make_audio_encoder,
+)
+from embeddings.audio_to_cf import evaluate_cold_start  # noqa: E402
+from evaluation.audio import (  # noqa: E402
     embed_segments,
     knn_accuracy,
-    make_audio_encoder,
     nearest_in_same_group,
     self_retrieval_accuracy,
     standardise_columns,
 )
-from embeddings.audio_to_cf import evaluate_cold_start  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

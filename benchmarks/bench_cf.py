@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 from embeddings.cf import CF_PRESETS, Interactions, fit_cf  # noqa: E402
 from embeddings.vector_store import VectorStore  # noqa: E402
 from embeddings.vectors import recall_vs_exact, write_cf_vectors  # noqa: E402
-from recommend.evaluation import evaluate_models, holdout_split  # noqa: E402
+from evaluation.metrics import evaluate_models, holdout_split  # noqa: E402
 from recommend.similarity import CFRecommender, MilvusSimilarity  # noqa: E402
 
 logger = logging.getLogger(__name__)

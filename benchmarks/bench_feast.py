@@ -39,8 +39,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from recommend import features
-from recommend.feature_store import FeatureStoreClient, free_port
+from featurestore import tables as features
+from featurestore.client import FeatureStoreClient
+from featurestore.server import free_port
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 For each seed: a 20% per-user holdout (``holdout_split``); on train only, the blend is tuned on
 a validation split carved from train, the sources are fitted and the playlists are built by the
-very functions the weekly assets call (``recommend.playlist.evaluate_blend``). Reported per seed:
+very functions the weekly assets call (``evaluation.served.evaluate_blend``). Reported per seed:
 NDCG@10, R@30 and distinct artists in the top-30 lists of every single source, of each
 re-ranking stage and of the served playlists, with time and peak memory.
 
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from recommend.evaluation import holdout_split
-from recommend.playlist import STAGES, evaluate_blend
+from evaluation.metrics import holdout_split
+from evaluation.served import evaluate_blend
+from recommend.playlist import STAGES
 from sources.hetrec import read_hetrec_listens_and_terms
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench_results"

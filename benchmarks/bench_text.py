@@ -15,7 +15,7 @@ Figures:
 2. A cold-cache encode, then a re-run after changing 1% of the documents (seconds, documents
    encoded, ratio to the first run; goal <= 0.10): on the sample, or on the whole corpus with
    ``--full-cold`` (11,581 documents; minutes on a shared 2-core machine).
-3. Cold start (``recommend.text_cold_start``) on the whole corpus for each seed; the corpus
+3. Cold start (``evaluation.text_cold_start``) on the whole corpus for each seed; the corpus
    vectors go through a persistent cache (``--corpus-cache``, default ``data/cache/``), so only
    the first run pays for encoding the corpus.
 """
@@ -39,7 +39,7 @@ import pandas as pd  # noqa: E402
 
 from embeddings.terms import build_artist_docs, build_artist_terms  # noqa: E402
 from embeddings.text import TextEncoder, encode_with_cache  # noqa: E402
-from recommend.text_cold_start import evaluate_text_cold_start  # noqa: E402
+from evaluation.text_cold_start import evaluate_text_cold_start  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

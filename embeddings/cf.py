@@ -128,7 +128,7 @@ class CFConfig:
         return replace(self, **changes)
 
 
-# Tuned on a HetRec validation split carved from train (recommend.evaluation.validation_split;
+# Tuned on a HetRec validation split carved from train (evaluation.metrics.validation_split;
 # the test split is never used for tuning). Validation NDCG@10: item_knn K=100/200/400/800 ->
 # 0.140/0.154/0.163/0.165; ALS bm25 0.120-0.125, ALS log alpha=5 reg=5 0.160; BPR lr 0.01 x 300
 # epochs 0.106 (lr 0.05-0.1 worse); EASE lambda 300/1000/3000 -> 0.155/0.170/0.179.

@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recommend.feature_store import FeatureStoreClient, FeatureStoreError  # noqa: E402
+from featurestore.client import FeatureStoreClient  # noqa: E402
+from featurestore.errors import FeatureStoreError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

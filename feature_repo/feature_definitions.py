@@ -1,4 +1,4 @@
-"""What ``feast apply`` registers: the definitions of ``feature_views.py`` for one data directory.
+"""What ``feast apply`` registers: ``featurestore.definitions`` for one data directory.
 
 The data directory comes from ``CRATEDIGGER_FEAST_DATA_DIR`` (the same variable that
 ``feature_store.yaml`` substitutes), e.g.::
@@ -9,8 +9,7 @@ The data directory comes from ``CRATEDIGGER_FEAST_DATA_DIR`` (the same variable 
 
 from __future__ import annotations
 
-from feature_views import build_definitions
-
+from featurestore.definitions import build_definitions
 from orchestration.settings import feast_data_dir
 
 _definitions = build_definitions(feast_data_dir())

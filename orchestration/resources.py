@@ -209,7 +209,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
     redis_url: str
 
     def client(self) -> Any:
-        from recommend.feature_store import FeatureStoreClient
+        from featurestore.client import FeatureStoreClient
 
         return FeatureStoreClient(
             repo_path=self.repo_path,

@@ -42,7 +42,7 @@ NOVELTY_SOURCE = "novelty"
 BLEND_COLUMNS = ["user_id", "item_id", "score", "source", "reason_code", "reason_detail"]
 
 # Tuned on the HetRec validation split (carved from train; zscore normalisation, coverage and
-# novelty at least ALS's): see recommend.playlist.evaluate_blend and the lead's report. HetRec has
+# novelty at least ALS's): see evaluation.served.evaluate_blend and the lead's report. HetRec has
 # no audio, so the ``audio`` and ``new`` weights are set by hand, not tuned. Sources absent from
 # the candidates are ignored.
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -562,8 +562,7 @@ def tune_blend(
     """
     if validation.empty:
         raise ValueError(
-            "validation split is empty: carve one from train "
-            "(recommend.evaluation.validation_split)"
+            "validation split is empty: carve one from train (evaluation.metrics.validation_split)"
         )
     history: list[dict] = []
     references: dict[str, dict[str, float]] = {}

@@ -1,12 +1,12 @@
-"""Discover Weekly: candidates -> blend -> playlist rules, similar artists, evaluation, CLI text.
+"""Discover Weekly: candidates -> blend -> playlist rules, similar artists, CLI text.
 
 :func:`build_discover_weekly` serves already fitted models (:mod:`recommend.models`, the
 ``cf_model`` asset) and a tuned blend (:func:`tune_week_blend`, the ``blend_config`` asset): it
 ranks CF, text, audio, new-track, popularity and exploration candidates, fuses them
 (:mod:`recommend.blend`), applies the playlist rules (:mod:`recommend.rerank`) and writes one
-reason per item; it fits nothing. :func:`evaluate_blend` replays those very functions on a
-holdout and scores each single source and each stage. :func:`playlist_text` prints a stored
-playlist for the CLI.
+reason per item; it fits nothing. :func:`evaluation.served.evaluate_blend` replays these
+functions on a holdout and scores each single source and each stage. :func:`playlist_text`
+prints a stored playlist for the CLI.
 
 Example usage::
 
@@ -15,7 +15,6 @@ Example usage::
     playlist = build_discover_weekly(listens, items, week_start="2026-11-16", models=models,
                                      blend=blend, artist_terms=terms)
     neighbours = similar_artists(listens, items, artist_terms=terms)
-    table = evaluate_blend(split.train, split.test, artist_terms=terms)
 """
 
 from __future__ import annotations
@@ -33,11 +32,11 @@ from threadpoolctl import threadpool_limits
 from embeddings.cf import CF_PRESETS, CFConfig, fit_cf
 from embeddings.text import normalise_rows
 from embeddings.vectors import top_k_indices
+from evaluation.metrics import validation_split
 from recommend.blend import (
     BlendConfig,
     fuse,
     item_novelty,
-    source_rankings,
     tune_blend,
 )
 from recommend.candidates import (
@@ -51,11 +50,9 @@ from recommend.candidates import (
     played_items,
     term_vectors,
 )
-from recommend.evaluation import evaluate_ranking, metrics_bar_chart, validation_split
 from recommend.models import (
     AudioProjector,
     SourceModels,
-    fit_audio_to_cf,
     fit_sources,
     project_new_items,
 )
@@ -76,14 +73,6 @@ PLAYLIST_OUTPUT_COLUMNS = [
 ]
 SIMILAR_COLUMNS = ["artist_id", "rank", "similar_artist_id", "score", "reason"]
 PLAYLIST_TABLE = "recommend.discover_weekly"
-EVALUATION_METRICS = (
-    "ndcg@10",
-    "ndcg@30",
-    "recall@30",
-    "coverage@30",
-    "novelty@30",
-    "diversity@30",
-)
 
 
 def _default_models() -> dict[str, CFConfig]:
@@ -161,16 +150,16 @@ def _checked(
     return out
 
 
-def _check_items(items: pd.DataFrame) -> pd.DataFrame:
+def check_items(items: pd.DataFrame) -> pd.DataFrame:
     out = _checked(items, ("item_id", "artist_id", "name"), ("item_id", "artist_id"), "items")
     return out.drop_duplicates("item_id")
 
 
-def _check_listens(listens: pd.DataFrame) -> pd.DataFrame:
+def check_listens(listens: pd.DataFrame) -> pd.DataFrame:
     return _checked(listens, ("user_id", "item_id", "plays"), ("user_id", "item_id"), "listens")
 
 
-def _text_space(
+def text_space(
     items: pd.DataFrame | None,
     artist_terms: pd.DataFrame | None,
     text_vectors: VectorTable | None,
@@ -208,7 +197,7 @@ class RankedWeek:
     users: list[str]
 
 
-def _mmr_vectors(
+def mmr_vectors(
     config: DiscoverWeeklyConfig, models: SourceModels, text: VectorTable | None
 ) -> VectorTable | None:
     if config.mmr_space == "text":
@@ -255,7 +244,7 @@ def rank_week(
     pool = candidates[candidates["source"].isin(["new", "exploration"])]
     # brand-new items before the less popular ones in the exploration pool
     pool = pool.assign(score=pool["score"].rank(pct=True) + (pool["source"] == "new").astype(float))
-    vectors = _mmr_vectors(config, models, text)
+    vectors = mmr_vectors(config, models, text)
     return RankedWeek(candidates, blended, pool, vectors, users)
 
 
@@ -329,6 +318,20 @@ def _explained(playlist: pd.DataFrame, week: pd.Timestamp, names: Mapping[str, s
     return playlist.reset_index(drop=True)
 
 
+def _catalog(listens: pd.DataFrame, items: pd.DataFrame, users: Sequence[str] | None) -> set:
+    """The recommendable item ids, or a ValueError when the inputs cannot make playlists."""
+    if listens.empty and not users:
+        raise ValueError("listens is empty and no users were given: nobody to build for")
+    catalog = set(items["item_id"])
+    unknown = set(listens["item_id"]) - catalog
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} listened items are not in the items catalog, e.g. "
+            f"{sorted(unknown)[:5]}; build items and listens from the same golden tables"
+        )
+    return catalog
+
+
 def build_discover_weekly(
     listens: pd.DataFrame,
     items: pd.DataFrame,
@@ -392,17 +395,9 @@ def build_discover_weekly(
     config = config or DiscoverWeeklyConfig()
     blend = blend or config.blend
     started = time.perf_counter()
-    listens, items = _check_listens(listens), _check_items(items)
+    listens, items = check_listens(listens), check_items(items)
     week = pd.Timestamp(week_start)
-    if listens.empty and not users:
-        raise ValueError("listens is empty and no users were given: nobody to build for")
-    catalog = set(items["item_id"])
-    unknown = set(listens["item_id"]) - catalog
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} listened items are not in the items catalog, e.g. "
-            f"{sorted(unknown)[:5]}; build items and listens from the same golden tables"
-        )
+    catalog = _catalog(listens, items, users)
     item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
     served = sorted(set(listens["user_id"])) if users is None else [str(u) for u in users]
     with_history = sorted(set(served) & set(listens["user_id"]))
@@ -417,7 +412,7 @@ def build_discover_weekly(
     candidate_frames: list[pd.DataFrame] = []
     with threadpool_limits(config.num_threads):
         if with_history:
-            text = _text_space(items, artist_terms, text_vectors, config.text_dim, config.seed)
+            text = text_space(items, artist_terms, text_vectors, config.text_dim, config.seed)
             new_items = project_new_items(audio_projector, models.explorer, audio_vectors, catalog)
             ranked = rank_week(
                 listens,
@@ -490,9 +485,9 @@ def tune_week_blend(
         The tuned config and the search history.
     """
     config = config or DiscoverWeeklyConfig()
-    history, items = _check_listens(history), _check_items(items)
+    history, items = check_listens(history), check_items(items)
     split = validation_split(history, validation_fraction, seed=validation_seed)
-    fit_part = _check_listens(split.train)
+    fit_part = check_listens(split.train)
     models = fit_sources(
         fit_part,
         config.cf_models,
@@ -503,7 +498,7 @@ def tune_week_blend(
         candidates = generate_candidates(
             fit_part,
             models.fitted,
-            text_vectors=_text_space(
+            text_vectors=text_space(
                 items, artist_terms, text_vectors, config.text_dim, config.seed
             ),
             audio_vectors=audio_vectors,
@@ -570,8 +565,8 @@ def similar_artists(
     """
     if not 0.0 <= cf_weight <= 1.0:
         raise ValueError(f"cf_weight must be in [0, 1], got {cf_weight}")
-    listens = _check_listens(listens)
-    items = _check_items(items)
+    listens = check_listens(listens)
+    items = check_items(items)
     artist_listens = (
         listens.merge(items[["item_id", "artist_id"]], on="item_id", how="inner")
         .groupby(["user_id", "artist_id"], as_index=False)["plays"]
@@ -660,172 +655,6 @@ def _similar_reasons(
             reason = "similar descriptions"
         reasons.append(reason)
     return reasons
-
-
-# ---------------------------------------------------------------------------------- evaluation
-def _evaluation_items(train: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
-    if items is not None:
-        return _check_items(items.assign(name=items.get("name", items["item_id"])))
-    ids = sorted(set(train["item_id"]))
-    return pd.DataFrame({"item_id": ids, "artist_id": ids, "name": ids})
-
-
-def _default_week(listens: pd.DataFrame) -> pd.Timestamp:
-    """The Monday after the last play (a fixed date when plays carry no times)."""
-    if "last_ts" in listens and listens["last_ts"].notna().any():
-        last = pd.Timestamp(listens["last_ts"].max()).tz_localize(None)
-        return (last + pd.Timedelta(days=7 - last.weekday())).normalize()
-    return pd.Timestamp("2026-01-05")
-
-
-def evaluate_blend(
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    *,
-    items: pd.DataFrame | None = None,
-    artist_terms: pd.DataFrame | None = None,
-    text_vectors: VectorTable | None = None,
-    audio_vectors: VectorTable | None = None,
-    config: DiscoverWeeklyConfig | None = None,
-    week_start: str | pd.Timestamp | None = None,
-    validation_fraction: float = 0.2,
-    validation_seed: int = 7,
-    tune_methods: Sequence[str] = ("zscore", "rrf"),
-    reference: str | None = "best",
-    coverage_factor: float = 2.0,
-    blend: BlendConfig | None = None,
-) -> pd.DataFrame:
-    """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
-
-    On ``train`` only, exactly as the weekly assets do on a week's history: tune the blend on a
-    validation split carved from it (:func:`tune_week_blend`, the ``blend_config`` asset), fit
-    the sources (:func:`recommend.models.fit_sources`, ``cf_model``), fit the audio -> CF model
-    (``audio_to_cf_model``), then build the test users' playlists with
-    :func:`build_discover_weekly` (``discover_weekly``). Every single source's candidates and
-    every stage of :data:`STAGES` are scored against ``test`` with
-    :func:`recommend.evaluation.evaluate_ranking`; the ``discover_weekly`` row is the served
-    playlist.
-
-    Parameters
-    ----------
-    train, test
-        A holdout split (``recommend.evaluation.holdout_split``) of golden listens.
-    items
-        The catalog (``item_id, artist_id[, name]``); default: items are the artists of train.
-    artist_terms, text_vectors, audio_vectors
-        Content inputs as served (term vectors are built from ``artist_terms`` when no text
-        vectors are given).
-    config
-        Sources, candidate counts and rules (what the served assets use).
-    week_start
-        The week the replayed playlists are for (default: the Monday after train's last play).
-    validation_fraction, validation_seed, tune_methods, reference, coverage_factor
-        How the blend is tuned (as the ``blend_config`` asset does).
-    blend
-        A fixed blend (as ``blend_config`` serves when weights are configured): no tuning.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index ``ranking``; columns :data:`EVALUATION_METRICS` and the rest of
-        ``evaluate_ranking``'s. ``attrs``: ``blend_config``, ``tuning``, ``models_version``,
-        ``week_start``, ``seconds`` and ``chart_png``.
-    """
-    config = config or DiscoverWeeklyConfig()
-    train = _check_listens(train)
-    test = test.astype({"user_id": str, "item_id": str})
-    item_table = _evaluation_items(train, items)
-    week = pd.Timestamp(week_start) if week_start is not None else _default_week(train)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-    tuning = pd.DataFrame()
-    if blend is None:
-        blend, tuning = tune_week_blend(
-            train,
-            item_table,
-            config=config,
-            artist_terms=artist_terms,
-            text_vectors=text_vectors,
-            audio_vectors=audio_vectors,
-            validation_fraction=validation_fraction,
-            validation_seed=validation_seed,
-            methods=tune_methods,
-            reference=reference,
-            coverage_factor=coverage_factor,
-        )
-    seconds["tuning"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    models = fit_sources(
-        train,
-        config.cf_models,
-        exploration_model=config.exploration_model,
-        num_threads=config.num_threads,
-    )
-    projector = (
-        fit_audio_to_cf(models.explorer, audio_vectors)
-        if audio_vectors is not None and models.explorer is not None
-        else None
-    )
-    seconds["fit"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    staged, candidates = build_discover_weekly(
-        train,
-        item_table,
-        week_start=week,
-        models=models,
-        blend=blend,
-        config=config,
-        users=sorted(set(test["user_id"])),
-        artist_terms=artist_terms,
-        text_vectors=text_vectors,
-        audio_vectors=audio_vectors,
-        audio_projector=projector,
-        stages=True,
-        return_candidates=True,
-    )
-    seconds["playlists"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    rankings = source_rankings(candidates, max(30, config.playlist.size))
-    for stage, frame in staged.items():
-        rankings[stage] = playlist_rankings(frame)
-    diversity = _mmr_vectors(
-        config,
-        models,
-        _text_space(item_table, artist_terms, text_vectors, config.text_dim, config.seed),
-    )
-    rows = [
-        {"ranking": label, **evaluate_ranking(r, test, train, ks=(10, 30), item_vectors=diversity)}
-        for label, r in rankings.items()
-    ]
-    seconds["metrics"] = time.perf_counter() - clock
-    table = pd.DataFrame(rows).set_index("ranking")
-    first = [m for m in EVALUATION_METRICS if m in table.columns]
-    table = table[first + [c for c in table.columns if c not in first]]
-    table = table.sort_values("ndcg@10", ascending=False)
-    table.attrs.update(
-        blend_config=blend,
-        tuning=tuning,
-        models_version=models.version,
-        week_start=str(week.date()),
-        seconds={name: round(value, 1) for name, value in seconds.items()},
-        chart_png=blend_chart_png(table),
-    )
-    logger.info("blend evaluation: %s", table[first].round(4).to_dict("index"))
-    return table
-
-
-def playlist_rankings(playlists: pd.DataFrame) -> dict[str, list[str]]:
-    """``{user_id: item ids in playlist order}`` of a playlist frame."""
-    ordered = playlists.sort_values(["user_id", "position"], kind="mergesort")
-    return {user: list(group) for user, group in ordered.groupby("user_id")["item_id"]}
-
-
-def blend_chart_png(
-    table: pd.DataFrame, metrics: Sequence[str] = ("ndcg@10", "ndcg@30", "recall@30", "coverage@30")
-) -> bytes:
-    """A grouped bar chart (PNG bytes) of the blend vs single sources."""
-    present = [m for m in metrics if m in table.columns]
-    return metrics_bar_chart(table, present, title="Discover Weekly: blend vs single sources")
 
 
 # ---------------------------------------------------------------------------------- CLI text

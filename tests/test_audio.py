@@ -19,18 +19,20 @@ from embeddings.audio import (
     ClipInfo,
     ProbeFailure,
     available_backends,
-    choose_segment_seconds,
-    embed_segments,
-    evaluate_encoder,
-    knn_accuracy,
     load_waveform,
     make_audio_encoder,
     probe_audio,
     probe_clips,
+)
+from embeddings.audio_cache import embed_with_cache
+from evaluation.audio import (
+    choose_segment_seconds,
+    embed_segments,
+    evaluate_encoder,
+    knn_accuracy,
     self_retrieval_accuracy,
     standardise_columns,
 )
-from embeddings.audio_cache import embed_with_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -160,14 +160,10 @@ def test_item_novelty_is_self_information():
 
 # ---------------------------------------------------------------------------------- served
 def test_evaluated_served_row_equals_a_recomputation_through_the_served_path():
-    from recommend.evaluation import evaluate_ranking, holdout_split
+    from evaluation.metrics import evaluate_ranking, holdout_split
+    from evaluation.served import evaluate_blend, playlist_rankings
     from recommend.models import fit_sources
-    from recommend.playlist import (
-        STAGES,
-        build_discover_weekly,
-        evaluate_blend,
-        playlist_rankings,
-    )
+    from recommend.playlist import STAGES, build_discover_weekly
     from tests.test_playlist import WEEK, make_catalog, small_config
 
     items, listens, terms = make_catalog(n_users=60, plays_per_user=20)
@@ -199,8 +195,9 @@ def test_evaluated_served_row_equals_a_recomputation_through_the_served_path():
 @pytest.mark.slow
 def test_hetrec_served_playlists_beat_every_single_source(hetrec_dir):
     """Issue 11's bar on one split seed (the three seeds: benchmarks.bench_served)."""
-    from recommend.evaluation import holdout_split
-    from recommend.playlist import STAGES, evaluate_blend
+    from evaluation.metrics import holdout_split
+    from evaluation.served import evaluate_blend
+    from recommend.playlist import STAGES
     from sources.hetrec import read_hetrec_listens_and_terms
 
     listens, terms = read_hetrec_listens_and_terms(hetrec_dir)

@@ -183,7 +183,7 @@ def test_hetrec_platform_als_matches_raw_implicit(hetrec_listens) -> None:
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.evaluation import ndcg_at_k
 
-    from recommend.evaluation import holdout_split, rank_fitted, ranking_metrics
+    from evaluation.metrics import holdout_split, rank_fitted, ranking_metrics
 
     listens = hetrec_listens
     split = holdout_split(listens)

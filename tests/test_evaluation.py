@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from embeddings.cf import CF_PRESETS, CFConfig, Interactions, fit_cf
-from recommend.evaluation import (
+from evaluation.metrics import (
     catalog_coverage,
     evaluate_models,
     evaluate_ranking,

@@ -8,20 +8,22 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from recommend import features
-from recommend.feature_store import (
-    FeatureStoreClient,
-    NotAppliedError,
-    NotMaterializedError,
-    build_config,
-)
+from featurestore import schemas
+from featurestore import tables as features
+from featurestore.client import FeatureStoreClient
+from featurestore.config import build_config
+from featurestore.definitions import build_definitions
+from featurestore.errors import NotAppliedError, NotMaterializedError
+from featurestore.schemas import PARQUET_FILES
 from tests.test_features import AS_OF, make_golden_db
 
 REPO = Path(__file__).resolve().parent.parent / "feature_repo"
@@ -72,6 +74,49 @@ def test_apply_registers_entities_views_and_service(tmp_path: Path) -> None:
         "feature_service:weekly_playlist_ranking_v1",
     ):
         assert expected in names
+
+
+# Arrow type in featurestore.schemas -> the Feast type its view must declare
+FEAST_TYPE_OF = {
+    pa.string(): "String",
+    pa.int64(): "Int64",
+    pa.float64(): "Float64",
+    pa.timestamp("us", tz="UTC"): "UnixTimestamp",
+    pa.list_(pa.float32()): "Array(Float32)",
+    pa.list_(pa.string()): "Array(String)",
+}
+
+
+def _declared(view) -> list[tuple[str, str, str]]:
+    return [(f.name, str(f.dtype), f.description) for f in view.entity_columns + view.features]
+
+
+def test_feast_fields_are_generated_from_featurestore_schemas(tmp_path: Path) -> None:
+    built = build_definitions(tmp_path)
+    views = {v.name: v for v in built.feature_views()}
+    assert set(views) == set(schemas.TABLES)
+    for name, table in schemas.TABLES.items():
+        expected = [(table.key, "String", "")] + [
+            (c.name, FEAST_TYPE_OF[c.type], c.description) for c in table.features
+        ]
+        assert _declared(views[name]) == expected, name
+        assert views[name].join_keys == [table.key]
+        source = views[name].batch_source
+        assert source.path == str(tmp_path.resolve() / schemas.PARQUET_FILES[name])
+        assert (source.timestamp_field, source.created_timestamp_column) == (
+            "event_timestamp",
+            "created",
+        )
+
+
+def test_a_column_added_to_the_schemas_reaches_feast_and_parquet(monkeypatch, tmp_path) -> None:
+    table = schemas.TABLES["artist_stats"]
+    extra = schemas.Column("mean_plays", pa.float64(), "Plays per listener.")
+    grown = replace(table, features=(*table.features, extra))
+    monkeypatch.setitem(schemas.TABLES, "artist_stats", grown)
+    view = build_definitions(tmp_path).artist_stats_fv
+    assert _declared(view)[-1] == ("mean_plays", "Float64", "Plays per listener.")
+    assert grown.arrow_schema.names[-3:] == ["mean_plays", "event_timestamp", "created"]
 
 
 def test_online_read_returns_the_latest_snapshot_for_a_known_user(embedded) -> None:
@@ -216,10 +261,22 @@ def test_feast_cli_applies_the_checked_in_repo(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     client = FeatureStoreClient(REPO, tmp_path)
     views = {v.name: v for v in client.store.list_feature_views()}
-    assert set(views) == set(features.PARQUET_FILES)
+    assert set(views) == set(PARQUET_FILES)
     assert views["user_listening_stats"].batch_source.path == str(
         tmp_path.resolve() / "user_listening_stats.parquet"
     )
+
+
+def test_featurestore_never_imports_dagster_or_assets() -> None:
+    modules = ["client", "config", "definitions", "errors", "online", "schemas", "server", "tables"]
+    code = (
+        "import sys\n"
+        + "".join(f"import featurestore.{m}\n" for m in modules)
+        + "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'assets'))\n"
+        + "assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_production_config_needs_a_registry_url(tmp_path: Path) -> None:

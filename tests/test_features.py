@@ -1,8 +1,7 @@
-"""Feature tables for Feast (recommend.features): values, timestamps, Parquet contract."""
+"""Feature tables for Feast (featurestore.tables): values, timestamps, Parquet contract."""
 
 from __future__ import annotations
 
-import ast
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recommend import features
+from featurestore import schemas
+from featurestore import tables as features
 
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
 
@@ -245,16 +245,32 @@ def test_export_parquet_requires_event_timestamp(tmp_path: Path) -> None:
         features.export_parquet(pd.DataFrame({"user_id": ["1"]}), tmp_path / "x.parquet")
 
 
-def test_parquet_file_names_match_the_feast_repo() -> None:
-    # read the literal from feature_views.py without importing feast (slow to import)
-    source = Path(__file__).resolve().parent.parent / "feature_repo" / "feature_views.py"
-    tree = ast.parse(source.read_text())
-    assigned = next(
-        node.value
-        for node in tree.body
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "PARQUET_FILES"
-    )
-    assert ast.literal_eval(assigned) == features.PARQUET_FILES
+def _one_frame_per_table(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    cf = pd.DataFrame({"user_id": ["1"], "vector": [[0.25, 0.5]], "version": ["v"]})
+    recs = pd.DataFrame({"user_id": ["u1"], "item_id": ["t1"], "rank": [1], "reason": ["r"]})
+    return {
+        "user_listening_stats": features.user_listening_stats(con),
+        "artist_stats": features.artist_stats(con, as_of=AS_OF),
+        "user_cf_vector": features.user_cf_vectors(cf, as_of=AS_OF),
+        "discover_weekly_playlist": features.discover_weekly_playlist(recs, AS_OF),
+    }
+
+
+def test_parquet_schemas_are_the_columns_of_featurestore_schemas(
+    events_con, tmp_path: Path
+) -> None:
+    frames = _one_frame_per_table(events_con)
+    assert set(frames) == set(schemas.TABLES) == set(schemas.PARQUET_FILES)
+    for name, table in schemas.TABLES.items():
+        expected = pa.schema(
+            [(table.key, pa.string())]
+            + [(c.name, c.type) for c in table.features]
+            + [("event_timestamp", schemas.TIMESTAMP), ("created", schemas.TIMESTAMP)]
+        )
+        assert schemas.ARROW_SCHEMAS[name].equals(expected), name
+        assert list(frames[name].columns) == expected.names, name
+        written = features.export_parquet(frames[name], tmp_path / schemas.PARQUET_FILES[name])
+        assert pq.read_schema(written).remove_metadata().equals(expected), name
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ def test_similarity_api_reads_milvus(graph) -> None:
 
 
 def test_features_are_served_online_after_the_run(graph) -> None:
-    from recommend.feature_store import FeatureStoreClient
+    from featurestore.client import FeatureStoreClient
 
     settings = graph[0]
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)

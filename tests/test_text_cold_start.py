@@ -1,4 +1,4 @@
-"""Cold-start evaluation of the text model (recommend.text_cold_start)."""
+"""Cold-start evaluation of the text model (evaluation.text_cold_start)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommend.text_cold_start import (
+from evaluation.text_cold_start import (
     METHOD_RANDOM,
     METHOD_TAG_POPULARITY,
     METHOD_TEXT,

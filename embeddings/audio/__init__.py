@@ -1,4 +1,4 @@
-"""Audio: probe files for ``audio_clips``, embed clips (musicnn / openl3 / DSP), evaluate.
+"""Audio: probe files for ``audio_clips``, embed clips (musicnn / openl3 / DSP).
 
 Public API::
 
@@ -8,8 +8,8 @@ Public API::
     available_backends() -> list[str]
     AudioEncoder.load(); .embed(source) -> AudioEmbedding; .embed_many(...) -> AudioBatch
     load_waveform(source, target_rate, max_seconds=120) -> Waveform
-    self_retrieval_accuracy(matrix, groups), knn_accuracy(matrix, labels, k), embed_segments(...)
-    evaluate_encoder(encoder, sources, ids, ...) -> self-retrieval + genre kNN figures
+
+Their evaluation (segment self-retrieval, genre kNN) lives in :mod:`evaluation.audio`.
 """
 
 from embeddings.audio.encoders import (
@@ -26,16 +26,6 @@ from embeddings.audio.encoders import (
     estimate_tempo,
     make_audio_encoder,
     tag_column,
-)
-from embeddings.audio.evaluation import (
-    choose_segment_seconds,
-    cosine_similarities,
-    embed_segments,
-    evaluate_encoder,
-    knn_accuracy,
-    nearest_in_same_group,
-    self_retrieval_accuracy,
-    standardise_columns,
 )
 from embeddings.audio.loading import Waveform, load_waveform
 from embeddings.audio.probe import (
@@ -63,18 +53,10 @@ __all__ = [
     "ProbeFailure",
     "Waveform",
     "available_backends",
-    "cosine_similarities",
-    "embed_segments",
     "estimate_tempo",
-    "knn_accuracy",
     "load_waveform",
     "make_audio_encoder",
-    "choose_segment_seconds",
-    "evaluate_encoder",
-    "nearest_in_same_group",
     "probe_audio",
     "probe_clips",
-    "self_retrieval_accuracy",
-    "standardise_columns",
     "tag_column",
 ]

@@ -28,7 +28,7 @@ Backends:
 - ``openl3``: 512-d mel256 music embeddings, mean-pooled; only when ``openl3`` is installed.
 - ``dsp``: librosa statistics (MFCC mean/std, chroma, spectral centroid/bandwidth/rolloff,
   zero-crossing rate, RMS, onset strength, tempo): 67-d, columns on very different scales, so
-  standardise them over a collection (:func:`embeddings.audio.evaluation.standardise_columns`)
+  standardise them over a collection (:func:`evaluation.audio.standardise_columns`)
   before comparing.
 """
 

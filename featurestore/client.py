@@ -1,18 +1,14 @@
 """One client for cratedigger's Feast feature store, in either profile.
 
 Pure code (no dagster, no environment reads): the caller passes the repository path, the data
-directory and the profile. The client builds Feast's ``RepoConfig`` itself, so one set of
-definitions (``feature_repo/feature_views.py``) serves both profiles:
-
-``embedded``    file registry ``<data_dir>/registry.db``, DuckDB offline store over the Parquet
-                files in ``data_dir``, SQLite online store ``<data_dir>/online_store.db``.
-``production``  SQL registry (a Postgres URL such as ``postgresql://postgres@127.0.0.1:5432/db``),
-                Redis online store (``127.0.0.1:6379``), DuckDB offline store over the Parquet
-                files in ``data_dir``.
+directory and the profile. The client builds Feast's ``RepoConfig`` itself
+(:func:`featurestore.config.build_config`), so one set of definitions
+(:func:`featurestore.definitions.build_definitions`) serves both profiles.
 
 Example usage::
 
-    from recommend.feature_store import FeatureStoreClient
+    from featurestore.client import FeatureStoreClient
+    from featurestore.server import free_port
 
     client = FeatureStoreClient("feature_repo", "data/feast")
     client.apply()                      # register entities, views, services
@@ -24,31 +20,26 @@ Example usage::
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import pandas as pd
 import yaml
 
+from featurestore.config import DEFAULT_PROJECT, DEFAULT_REDIS, Profile, build_config
+from featurestore.errors import FeatureStoreError, NotAppliedError, NotMaterializedError
+from featurestore.online import response_frame
+from featurestore.schemas import EVENT_TIMESTAMP, PARQUET_FILES
+from featurestore.server import FeatureServer, free_port, serve_command, start_server
+
 logger = logging.getLogger(__name__)
 
-Profile = Literal["embedded", "production"]
-PROFILES: tuple[str, ...] = ("embedded", "production")
-DEFAULT_PROJECT = "cratedigger"
-DEFAULT_REDIS = "127.0.0.1:6379"
 DEFAULT_USER_FEATURES = "weekly_playlist_ranking_v1"
 MATERIALIZE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -61,18 +52,6 @@ MATERIALIZE_HINT = (
     "or `CRATEDIGGER_FEAST_DATA_DIR={data_dir} feast -c {repo} materialize-incremental "
     "$(date -u +%Y-%m-%dT%H:%M:%S)`"
 )
-
-
-class FeatureStoreError(RuntimeError):
-    """The feature store cannot answer; the message says which command to run."""
-
-
-class NotAppliedError(FeatureStoreError):
-    """The registry has no definitions for this project yet (``apply`` was never run)."""
-
-
-class NotMaterializedError(FeatureStoreError):
-    """A feature view was applied but never materialised to the online store."""
 
 
 @dataclass(frozen=True)
@@ -96,185 +75,18 @@ class MaterializeResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def build_config(
-    data_dir: str | Path,
-    profile: Profile = "embedded",
-    *,
-    project: str = DEFAULT_PROJECT,
-    registry_url: str | None = None,
-    redis_url: str = DEFAULT_REDIS,
-    registry_cache_ttl_seconds: int = 60,
-) -> dict[str, Any]:
-    """The ``feature_store.yaml`` content for a profile, as a dict.
-
-    Parameters
-    ----------
-    data_dir : str or Path
-        Directory of the Parquet sources (and, embedded, of the registry and SQLite file).
-    profile : {"embedded", "production"}
-        Which stores to use (see the module docstring).
-    project : str
-        Feast project name: letters, digits and ``_``, not starting with ``_``.
-    registry_url : str, optional
-        SQLAlchemy URL of the SQL registry; required for ``production``.
-    redis_url : str
-        Redis ``host:port[,option=value...]`` for ``production``.
-    registry_cache_ttl_seconds : int
-        How long a process trusts its cached registry before re-reading it.
-
-    Returns
-    -------
-    dict
-        Keys ``project``, ``provider``, ``registry``, ``offline_store``, ``online_store``,
-        ``entity_key_serialization_version``.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is unknown; use one of {PROFILES}")
-    if not project or project.startswith("_") or not project.replace("_", "").isalnum():
-        raise ValueError(
-            f"project={project!r} is not a valid Feast project name: use letters, digits and "
-            f"'_', not starting with '_'"
-        )
-    data_dir = Path(data_dir).expanduser().resolve()
-    config: dict[str, Any] = {
-        "project": project,
-        "provider": "local",
-        "offline_store": {"type": "duckdb"},
-        "entity_key_serialization_version": 3,
-    }
-    if profile == "embedded":
-        config["registry"] = {
-            "registry_type": "file",
-            "path": str(data_dir / "registry.db"),
-            "cache_ttl_seconds": registry_cache_ttl_seconds,
-        }
-        config["online_store"] = {"type": "sqlite", "path": str(data_dir / "online_store.db")}
-    else:
-        if not registry_url:
-            raise ValueError(
-                "profile='production' needs registry_url, e.g. "
-                "'postgresql://postgres@127.0.0.1:5432/test'"
-            )
-        config["registry"] = {
-            "registry_type": "sql",
-            "path": registry_url,
-            "cache_ttl_seconds": registry_cache_ttl_seconds,
-            "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
-        }
-        config["online_store"] = {"type": "redis", "connection_string": redis_url}
-    return config
-
-
-def load_definitions_module(repo_path: str | Path) -> ModuleType:
-    """Import ``<repo_path>/feature_views.py`` (the definition builder) without ``sys.path``.
-
-    Parameters
-    ----------
-    repo_path : str or Path
-        The Feast repository directory (``feature_repo``).
-
-    Returns
-    -------
-    module
-        A module with ``build_definitions(data_dir)`` and ``PARQUET_FILES``.
-    """
-    source = Path(repo_path) / "feature_views.py"
-    if not source.is_file():
-        raise FileNotFoundError(
-            f"{source} not found: repo_path must be the Feast repository directory "
-            f"(the one holding feature_store.yaml and feature_views.py)"
-        )
-    name = f"_cratedigger_feature_views_{abs(hash(str(source.resolve())))}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, source)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {source}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (for test servers)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-class FeatureServer:
-    """A ``feast serve`` subprocess; use as a context manager so it is always stopped.
-
-    Attributes
-    ----------
-    url : str
-        Base URL, e.g. ``http://127.0.0.1:6566``; POST ``/get-online-features`` there.
-    process : subprocess.Popen
-        The server process (its own process group).
-    """
-
-    def __init__(self, command: list[str], url: str, log_path: Path, cwd: Path) -> None:
-        self.url = url
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
-        )
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Block until ``GET /health`` answers 200; raise with the server log otherwise."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise FeatureStoreError(
-                    f"feast serve exited with code {self.process.returncode}; log:\n"
-                    f"{self.log_path.read_text(errors='replace')[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise FeatureStoreError(
-            f"feast serve did not answer {self.url}/health within {timeout_s:.0f}s; log:\n"
-            f"{self.log_path.read_text(errors='replace')[-3000:]}"
-        )
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after ``timeout_s``)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout_s)
-        if not self._log.closed:
-            self._log.close()
-
-    def __enter__(self) -> FeatureServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
 class FeatureStoreClient:
     """cratedigger's Feast store: apply, materialise, read online / historical, serve.
 
     Parameters
     ----------
     repo_path : str or Path
-        The Feast repository (``feature_repo``), holding ``feature_views.py``.
+        The Feast repository (``feature_repo``): Feast's ``repo_path``, and the ``-c`` of
+        ``feast serve``.
     data_dir : str or Path
         Directory of the feature Parquet files; embedded, also of registry and SQLite store.
     profile : {"embedded", "production"}
-        Which stores to use (see :func:`build_config`).
+        Which stores to use (see :func:`featurestore.config.build_config`).
     project : str
         Feast project name (use a unique one per test run on shared servers).
     registry_url : str, optional
@@ -313,7 +125,6 @@ class FeatureStoreClient:
             registry_cache_ttl_seconds=registry_cache_ttl_seconds,
         )
         self.project = project
-        self._definitions_module = load_definitions_module(self.repo_path)
         self._store: Any = None
         self._materialized: set[str] = set()
         self._resolved: dict[Any, tuple[list[str], dict[str, str], float]] = {}
@@ -331,15 +142,16 @@ class FeatureStoreClient:
         return self._store
 
     def definitions(self) -> Any:
-        """The Feast objects for this data directory (``feature_views.FeatureDefinitions``)."""
-        return self._definitions_module.build_definitions(self.data_dir)
+        """The Feast objects for this data directory (a ``FeatureDefinitions``)."""
+        from featurestore.definitions import build_definitions
+
+        return build_definitions(self.data_dir)
 
     def parquet_path(self, view: str) -> Path:
         """Where the Parquet source of feature view ``view`` lives (write it there)."""
-        files = self._definitions_module.PARQUET_FILES
-        if view not in files:
-            raise KeyError(f"unknown feature view {view!r}; known: {sorted(files)}")
-        return self.data_dir / files[view]
+        if view not in PARQUET_FILES:
+            raise KeyError(f"unknown feature view {view!r}; known: {sorted(PARQUET_FILES)}")
+        return self.data_dir / PARQUET_FILES[view]
 
     def hints(self) -> dict[str, str]:
         """The commands that fix "not applied" / "not materialised", for this client."""
@@ -384,8 +196,7 @@ class FeatureStoreClient:
             Names of the registered objects, as ``kind:name`` (e.g. ``feature_view:artist_stats``).
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        definitions = self.definitions()
-        objects = definitions.objects()
+        objects = self.definitions().objects()
         stale = self._stale_objects(objects)
         self.store.apply(objects, objects_to_delete=stale, partial=not stale)
         self._materialized.clear()
@@ -436,34 +247,24 @@ class FeatureStoreClient:
         start = _aware(start, "start") if start is not None else MATERIALIZE_FROM
         registered = self._registered_views()
         wanted = list(views) if views is not None else sorted(registered)
+        self._check_registered(wanted, registered)
+        ready, skipped = _split_by_source(wanted, registered)
+        for name, reason in skipped.items():
+            logger.warning("not materialising %s: %s", name, reason)
+        entities = {name: _entities_in_window(registered[name], start, end) for name in ready}
+        if ready:
+            self.store.materialize(start_date=start, end_date=end, feature_views=ready)
+            self._materialized.update(ready)
+        logger.info("materialised %s into the %s online store", entities, self.profile)
+        return MaterializeResult(start=start, end=end, entities=entities, skipped=skipped)
+
+    def _check_registered(self, wanted: Sequence[str], registered: dict[str, Any]) -> None:
         unknown = [v for v in wanted if v not in registered]
         if unknown:
             raise NotAppliedError(
                 f"feature view(s) {unknown} are not in the registry of project "
                 f"{self.project!r}: {self.hints()['apply']}"
             )
-        ready: list[str] = []
-        skipped: dict[str, str] = {}
-        entities: dict[str, int] = {}
-        for name in wanted:
-            path = Path(registered[name].batch_source.path)
-            if not path.exists():
-                skipped[name] = f"Parquet source {path} does not exist yet"
-                continue
-            ready.append(name)
-            entities[name] = _entities_in_window(
-                path,
-                registered[name].join_keys[0] if registered[name].join_keys else None,
-                start,
-                end,
-            )
-        for name, reason in skipped.items():
-            logger.warning("not materialising %s: %s", name, reason)
-        if ready:
-            self.store.materialize(start_date=start, end_date=end, feature_views=ready)
-            self._materialized.update(ready)
-        logger.info("materialised %s into the %s online store", entities, self.profile)
-        return MaterializeResult(start=start, end=end, entities=entities, skipped=skipped)
 
     def materialize_incremental(self, end: datetime | None = None) -> MaterializeResult:
         """Materialise each view from where the last run ended (Feast's incremental mode).
@@ -480,12 +281,7 @@ class FeatureStoreClient:
         """
         end = _aware(end, "end") if end is not None else datetime.now(UTC)
         registered = self._registered_views()
-        ready = [n for n, v in registered.items() if Path(v.batch_source.path).exists()]
-        skipped = {
-            n: f"Parquet source {v.batch_source.path} does not exist yet"
-            for n, v in registered.items()
-            if n not in ready
-        }
+        ready, skipped = _split_by_source(list(registered), registered)
         if ready:
             self.store.materialize_incremental(end_date=end, feature_views=ready)
             self._materialized.update(ready)
@@ -511,12 +307,8 @@ class FeatureStoreClient:
 
     # ------------------------------------------------------------------ reads
     def _registered_views(self) -> dict[str, Any]:
-        registry = self.config["registry"]
-        if registry["registry_type"] == "file" and not Path(registry["path"]).exists():
-            raise NotAppliedError(
-                f"Feast registry {registry['path']} does not exist (project {self.project!r} "
-                f"was never applied there): {self.hints()['apply']}"
-            )
+        """Registered feature views by name; :class:`NotAppliedError` if there are none."""
+        self._check_registry_file()
         try:
             views = {v.name: v for v in self.store.list_feature_views(allow_cache=True)}
         except Exception as error:  # registry file/tables missing
@@ -531,6 +323,14 @@ class FeatureStoreClient:
             )
         return views
 
+    def _check_registry_file(self) -> None:
+        registry = self.config["registry"]
+        if registry["registry_type"] == "file" and not Path(registry["path"]).exists():
+            raise NotAppliedError(
+                f"Feast registry {registry['path']} does not exist (project {self.project!r} "
+                f"was never applied there): {self.hints()['apply']}"
+            )
+
     def _resolve_features(self, features: str | Sequence[str] | None) -> list[str]:
         """Feature references ``view:feature`` from a service name, view names or refs."""
         registered = self._registered_views()
@@ -538,26 +338,30 @@ class FeatureStoreClient:
             features = DEFAULT_USER_FEATURES
         if isinstance(features, str):
             features = [features]
-        refs: list[str] = []
-        for item in features:
-            if ":" in item:
-                refs.append(item)
-            elif item in registered:
-                refs += [f"{item}:{f.name}" for f in registered[item].features]
-            else:
-                try:
-                    service = self.store.get_feature_service(item, allow_cache=True)
-                except Exception as error:
-                    raise KeyError(
-                        f"{item!r} is neither a feature view ({sorted(registered)}), a "
-                        f"'view:feature' reference nor a registered feature service"
-                    ) from error
-                for projection in service.feature_view_projections:
-                    refs += [f"{projection.name_to_use()}:{f.name}" for f in projection.features]
+        refs = [ref for item in features for ref in self._refs_of(item, registered)]
         unknown_views = sorted({r.split(":")[0] for r in refs} - set(registered))
         if unknown_views:
             raise KeyError(f"feature view(s) {unknown_views} not registered; {sorted(registered)}")
         return refs
+
+    def _refs_of(self, item: str, registered: dict[str, Any]) -> list[str]:
+        """The ``view:feature`` references of one ref, view name or feature service name."""
+        if ":" in item:
+            return [item]
+        if item in registered:
+            return [f"{item}:{f.name}" for f in registered[item].features]
+        try:
+            service = self.store.get_feature_service(item, allow_cache=True)
+        except Exception as error:
+            raise KeyError(
+                f"{item!r} is neither a feature view ({sorted(registered)}), a "
+                f"'view:feature' reference nor a registered feature service"
+            ) from error
+        return [
+            f"{projection.name_to_use()}:{f.name}"
+            for projection in service.feature_view_projections
+            for f in projection.features
+        ]
 
     def feature_refs(self, features: str | Sequence[str] | None = None) -> list[str]:
         """Resolve a service name, view names or refs to ``view:feature`` references.
@@ -656,42 +460,13 @@ class FeatureStoreClient:
         NotAppliedError, NotMaterializedError
             Before ``apply`` / ``materialize``; the message names the command to run.
         """
-        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-
         refs, dtypes = self._resolve_cached(features)
         self._check_materialized(refs)
         keys = [str(k) for k in keys]
         response = self.store.get_online_features(
             features=refs, entity_rows=[{entity_key: k} for k in keys]
         )
-        values = response.to_dict()
-        names = list(response.proto.metadata.feature_names.val)
-        feature_columns = [r.split(":")[1] for r in refs]
-        results = dict(zip(names, response.proto.results, strict=True))
-        row_status: list[str] = []
-        row_detail: list[dict[str, str]] = []
-        for row in range(len(keys)):
-            detail = {
-                name: _field_status(results[name], row, FieldStatus) for name in feature_columns
-            }
-            if all(status == "PRESENT" for status in detail.values()):
-                row_status.append("PRESENT")
-            elif all(status == "NOT_FOUND" for status in detail.values()):
-                row_status.append("NOT_FOUND")
-            else:
-                row_status.append("PARTIAL")
-            row_detail.append({n: status for n, status in detail.items() if status != "PRESENT"})
-        columns: dict[str, Any] = {entity_key: keys}
-        for column in feature_columns:
-            if dtypes.get(column) in ("Int32", "Int64"):
-                columns[column] = pd.array(values[column], dtype="Int64")
-            elif dtypes.get(column) == "UnixTimestamp":
-                columns[column] = pd.to_datetime(pd.Series(values[column], dtype=object), utc=True)
-            else:
-                columns[column] = values[column]
-        columns["status"] = row_status
-        columns["feature_status"] = row_detail
-        return pd.DataFrame(columns)
+        return response_frame(response, entity_key, keys, refs, dtypes)
 
     def online_user_features(
         self, user_ids: Sequence[str], features: str | Sequence[str] | None = None
@@ -742,32 +517,29 @@ class FeatureStoreClient:
             ``entity_df`` plus one column per feature (rows may come back reordered; sort by
             your keys).
         """
-        if "event_timestamp" not in entity_df.columns:
+        if EVENT_TIMESTAMP not in entity_df.columns:
             raise ValueError(
                 f"entity_df needs an event_timestamp column (UTC) besides the join keys; "
                 f"got {list(entity_df.columns)}"
             )
         refs = self._resolve_features(features)
-        registered = self._registered_views()
-        absent = sorted(
-            {
-                r.split(":")[0]
-                for r in refs
-                if not Path(registered[r.split(":")[0]].batch_source.path).exists()
-            }
-        )
-        if absent:
-            raise FeatureStoreError(
-                f"Parquet source of feature view(s) {absent} does not exist yet in "
-                f"{self.data_dir}: write it with recommend.features.export_parquet (or "
-                f"materialise the Dagster `features` asset group) first"
-            )
+        self._check_sources_exist({r.split(":")[0] for r in refs})
         frame = entity_df.copy()
-        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype(
+        frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype(
             "datetime64[us, UTC]"
         )
         job = self.store.get_historical_features(entity_df=frame, features=refs)
         return job.to_df()
+
+    def _check_sources_exist(self, views: Iterable[str]) -> None:
+        registered = self._registered_views()
+        absent = sorted(v for v in views if not Path(registered[v].batch_source.path).exists())
+        if absent:
+            raise FeatureStoreError(
+                f"Parquet source of feature view(s) {absent} does not exist yet in "
+                f"{self.data_dir}: write it with featurestore.tables.export_parquet (or "
+                f"materialise the Dagster `features` asset group) first"
+            )
 
     def serve(
         self,
@@ -804,33 +576,38 @@ class FeatureStoreClient:
             Use ``with client.serve() as server:`` so the process is always terminated.
         """
         self._registered_views()
+        if not self.repo_path.is_dir():
+            raise FeatureStoreError(
+                f"{self.repo_path} is not a directory: repo_path must be the Feast repository "
+                f"(the one holding feature_store.yaml), which `feast serve -c` needs"
+            )
         port = port if port is not None else free_port(host)
-        yaml_path = self.write_yaml()
-        executable = feast_executable or str(Path(sys.executable).with_name("feast"))
-        if not Path(executable).exists():
-            executable = "feast"
-        command = [
-            executable,
-            "-c",
-            str(self.repo_path),
-            "-f",
-            str(yaml_path),
-            "serve",
-            "-h",
+        command = serve_command(
+            self.repo_path,
+            self.write_yaml(),
             host,
-            "-p",
-            str(port),
-            "--no-access-log",
-            "-w",
-            str(workers),
-        ]
-        if max_requests is not None:
-            command += ["--max-requests", str(max_requests), "--max-requests-jitter", "0"]
+            port,
+            workers=workers,
+            max_requests=max_requests,
+            executable=feast_executable,
+        )
         log_path = self.data_dir / f"feast_serve_{port}.log"
-        logger.info("starting %s", " ".join(command))
-        server = FeatureServer(command, f"http://{host}:{port}", log_path, cwd=self.data_dir)
-        server.wait_ready(timeout_s)
-        return server
+        return start_server(command, f"http://{host}:{port}", log_path, self.data_dir, timeout_s)
+
+
+def _split_by_source(
+    wanted: Sequence[str], registered: dict[str, Any]
+) -> tuple[list[str], dict[str, str]]:
+    """The views whose Parquet source exists, and the others with the reason they wait."""
+    ready: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in wanted:
+        path = Path(registered[name].batch_source.path)
+        if path.exists():
+            ready.append(name)
+        else:
+            skipped[name] = f"Parquet source {path} does not exist yet"
+    return ready, skipped
 
 
 def _delete_sql_version_history(registry: Any, project: str) -> None:
@@ -866,34 +643,20 @@ def _kind(obj: Any) -> str:
     return type(obj).__name__
 
 
-def _field_status(result: Any, row: int, field_status: Any) -> str:
-    """Feast's status of one value, made consistent across online stores.
-
-    Feast's Redis store reports ``PRESENT`` with an empty value and a zero timestamp for keys
-    it does not hold (SQLite reports ``NOT_FOUND``); an empty value is reported here as
-    ``NOT_FOUND`` when its timestamp is zero, else as ``NULL_VALUE``.
-    """
-    status = field_status.Name(result.statuses[row])
-    if status == "PRESENT" and result.values[row].WhichOneof("val") is None:
-        stamp = result.event_timestamps[row] if len(result.event_timestamps) > row else None
-        return "NOT_FOUND" if stamp is None or stamp.seconds == 0 else "NULL_VALUE"
-    return status
-
-
 def _aware(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{name}={moment!r} has no time zone; pass a UTC-aware datetime")
     return moment.astimezone(UTC)
 
 
-def _entities_in_window(path: Path, join_key: str | None, start: datetime, end: datetime) -> int:
-    """Distinct join keys with an event in ``[start, end]`` in one Parquet file."""
-    if join_key is None:
+def _entities_in_window(view: Any, start: datetime, end: datetime) -> int:
+    """Distinct join keys of a registered view with an event in ``[start, end]`` in its Parquet."""
+    if not view.join_keys:
         return 0
     with duckdb.connect() as con:
         found = con.execute(
-            f'SELECT count(DISTINCT "{join_key}") FROM read_parquet(?) '
-            "WHERE event_timestamp BETWEEN ? AND ?",
-            [str(path), start, end],
+            f'SELECT count(DISTINCT "{view.join_keys[0]}") FROM read_parquet(?) '
+            f"WHERE {EVENT_TIMESTAMP} BETWEEN ? AND ?",
+            [str(view.batch_source.path), start, end],
         ).fetchone()
     return int(found[0]) if found else 0

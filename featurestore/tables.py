@@ -12,26 +12,23 @@ TIMESTAMP)"). :func:`export_parquet` always writes microseconds.
 
 Feature tables
 --------------
-=============================  =================================================================
-table (Feast feature view)     columns besides ``event_timestamp`` and ``created``
-=============================  =================================================================
-``user_listening_stats``       user_id, total_plays, distinct_items, distinct_artists,
-                               top_artist_share, artist_entropy, last_listen_ts,
-                               plays_last_4_weeks
-``artist_stats``               artist_id, listeners, plays, popularity_rank, top_terms
-``user_cf_vector``             user_id, cf_vector (list of float32), model_version
-``discover_weekly_playlist``   user_id, playlist_items (list of str), playlist_reasons
-                               (list of str), week (ISO week, e.g. ``2026-W47``)
-=============================  =================================================================
+One function per Feast feature view; the columns and their types are those of
+:mod:`featurestore.schemas` (the same definitions give the Feast fields):
+
+- :func:`user_listening_stats` -> ``user_listening_stats`` (weekly snapshots, or as-of)
+- :func:`artist_stats` -> ``artist_stats``
+- :func:`user_cf_vectors` -> ``user_cf_vector``
+- :func:`discover_weekly_playlist` -> ``discover_weekly_playlist``
 
 Example usage::
 
     import duckdb
-    from recommend import features
+    from featurestore import tables
+    from featurestore.schemas import PARQUET_FILES
 
     con = duckdb.connect("data/warehouse.duckdb", read_only=True)
-    stats = features.user_listening_stats(con, as_of=datetime(2011, 5, 1, tzinfo=UTC))
-    features.export_parquet(stats, data_dir / features.PARQUET_FILES["user_listening_stats"])
+    stats = tables.user_listening_stats(con, as_of=datetime(2011, 5, 1, tzinfo=UTC))
+    tables.export_parquet(stats, data_dir / PARQUET_FILES["user_listening_stats"])
 """
 
 from __future__ import annotations
@@ -46,80 +43,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurestore.schemas import (
+    ARROW_SCHEMAS,
+    ARTIST_STATS_SCHEMA,
+    DISCOVER_WEEKLY_PLAYLIST_SCHEMA,
+    TIMESTAMP_DTYPE,
+    USER_CF_VECTOR_SCHEMA,
+    USER_LISTENING_STATS_SCHEMA,
+)
+
 logger = logging.getLogger(__name__)
-
-TIMESTAMP_DTYPE = "datetime64[us, UTC]"
-"""The one timestamp dtype of every feature table (microseconds, UTC)."""
-
-PARQUET_FILES: dict[str, str] = {
-    "user_listening_stats": "user_listening_stats.parquet",
-    "artist_stats": "artist_stats.parquet",
-    "user_cf_vector": "user_cf_vector.parquet",
-    "discover_weekly_playlist": "discover_weekly_playlist.parquet",
-}
-"""File name, inside the Feast data directory, of each feature view's Parquet source.
-
-``feature_repo/feature_views.py`` uses the same names (a test keeps the two in step).
-"""
-
-USER_LISTENING_STATS_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.string()),
-        ("total_plays", pa.int64()),
-        ("distinct_items", pa.int64()),
-        ("distinct_artists", pa.int64()),
-        ("top_artist_share", pa.float64()),
-        ("artist_entropy", pa.float64()),
-        ("last_listen_ts", pa.timestamp("us", tz="UTC")),
-        ("plays_last_4_weeks", pa.int64()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("created", pa.timestamp("us", tz="UTC")),
-    ]
-)
-ARTIST_STATS_SCHEMA = pa.schema(
-    [
-        ("artist_id", pa.string()),
-        ("listeners", pa.int64()),
-        ("plays", pa.int64()),
-        ("popularity_rank", pa.int64()),
-        ("top_terms", pa.string()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("created", pa.timestamp("us", tz="UTC")),
-    ]
-)
-USER_CF_VECTOR_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.string()),
-        ("cf_vector", pa.list_(pa.float32())),
-        ("model_version", pa.string()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("created", pa.timestamp("us", tz="UTC")),
-    ]
-)
-DISCOVER_WEEKLY_PLAYLIST_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.string()),
-        ("playlist_items", pa.list_(pa.string())),
-        ("playlist_reasons", pa.list_(pa.string())),
-        ("week", pa.string()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("created", pa.timestamp("us", tz="UTC")),
-    ]
-)
-"""Contract of the Parquet the recommendations stage writes for ``discover_weekly_playlist``.
-
-One row per user and week: ``playlist_items[i]`` is the i-th recommended item id (rank order)
-and ``playlist_reasons[i]`` its explanation; ``week`` is the ISO week (``2026-W47``) and
-``event_timestamp`` the start of the week the playlist is valid for. Build it with
-:func:`discover_weekly_playlist`.
-"""
-
-ARROW_SCHEMAS: dict[str, pa.Schema] = {
-    "user_listening_stats": USER_LISTENING_STATS_SCHEMA,
-    "artist_stats": ARTIST_STATS_SCHEMA,
-    "user_cf_vector": USER_CF_VECTOR_SCHEMA,
-    "discover_weekly_playlist": DISCOVER_WEEKLY_PLAYLIST_SCHEMA,
-}
 
 TOP_TERMS_PER_ARTIST = 5
 RECENT_WINDOW_DAYS = 28
@@ -349,6 +282,44 @@ def user_listening_stats(
     return _finish(frame, USER_LISTENING_STATS_SCHEMA, created_ts)
 
 
+_TOP_TERMS_SQL = """
+    SELECT artist_id,
+           string_agg(term, ', ' ORDER BY weight DESC, taggers DESC NULLS LAST, term)
+               AS top_terms
+    FROM (
+        SELECT artist_id, term, weight, taggers,
+               row_number() OVER (PARTITION BY artist_id
+                                  ORDER BY weight DESC, taggers DESC NULLS LAST, term) AS n
+        FROM golden.artist_terms
+    ) WHERE n <= $top GROUP BY artist_id
+"""
+
+_NO_TERMS_SQL = "SELECT NULL::VARCHAR AS artist_id, NULL::VARCHAR AS top_terms WHERE FALSE"
+
+_ARTIST_STATS_SQL = """
+WITH played AS (
+    SELECT coalesce(i.artist_id, l.item_id) AS artist_id,
+           count(DISTINCT l.user_id) AS listeners, sum(l.plays) AS plays
+    FROM golden.listens l LEFT JOIN golden.items i ON i.item_id = l.item_id
+    WHERE l.plays > 0
+    GROUP BY 1
+),
+terms AS ({terms_sql})
+SELECT a.artist_id,
+       coalesce(p.listeners, 0)::BIGINT AS listeners,
+       coalesce(p.plays, 0)::BIGINT AS plays,
+       row_number() OVER (ORDER BY coalesce(p.listeners, 0) DESC,
+                          coalesce(p.plays, 0) DESC, a.artist_id)::BIGINT
+           AS popularity_rank,
+       coalesce(t.top_terms, '') AS top_terms,
+       $stamp::TIMESTAMPTZ AS event_timestamp
+FROM golden.artists a
+LEFT JOIN played p USING (artist_id)
+LEFT JOIN terms t USING (artist_id)
+ORDER BY popularity_rank
+"""
+
+
 def artist_stats(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime,
@@ -383,49 +354,11 @@ def artist_stats(
     if top_terms < 1:
         raise FeatureInputError(f"top_terms={top_terms} must be at least 1")
     _require_tables(con, "artists", "listens", "items")
-    terms_sql = (
-        """
-        SELECT artist_id,
-               string_agg(term, ', ' ORDER BY weight DESC, taggers DESC NULLS LAST, term)
-                   AS top_terms
-        FROM (
-            SELECT artist_id, term, weight, taggers,
-                   row_number() OVER (PARTITION BY artist_id
-                                      ORDER BY weight DESC, taggers DESC NULLS LAST, term) AS n
-            FROM golden.artist_terms
-        ) WHERE n <= $top GROUP BY artist_id
-        """
-        if _table_exists(con, "golden", "artist_terms")
-        else "SELECT NULL::VARCHAR AS artist_id, NULL::VARCHAR AS top_terms WHERE FALSE"
-    )
     params = {"stamp": stamp.to_pydatetime()}
-    if "$top" in terms_sql:
-        params["top"] = top_terms
-    frame = con.execute(
-        f"""
-        WITH played AS (
-            SELECT coalesce(i.artist_id, l.item_id) AS artist_id,
-                   count(DISTINCT l.user_id) AS listeners, sum(l.plays) AS plays
-            FROM golden.listens l LEFT JOIN golden.items i ON i.item_id = l.item_id
-            WHERE l.plays > 0
-            GROUP BY 1
-        ),
-        terms AS ({terms_sql})
-        SELECT a.artist_id,
-               coalesce(p.listeners, 0)::BIGINT AS listeners,
-               coalesce(p.plays, 0)::BIGINT AS plays,
-               row_number() OVER (ORDER BY coalesce(p.listeners, 0) DESC,
-                                  coalesce(p.plays, 0) DESC, a.artist_id)::BIGINT
-                   AS popularity_rank,
-               coalesce(t.top_terms, '') AS top_terms,
-               $stamp::TIMESTAMPTZ AS event_timestamp
-        FROM golden.artists a
-        LEFT JOIN played p USING (artist_id)
-        LEFT JOIN terms t USING (artist_id)
-        ORDER BY popularity_rank
-        """,
-        params,
-    ).df()
+    terms_sql = _NO_TERMS_SQL
+    if _table_exists(con, "golden", "artist_terms"):
+        terms_sql, params["top"] = _TOP_TERMS_SQL, top_terms
+    frame = con.execute(_ARTIST_STATS_SQL.format(terms_sql=terms_sql), params).df()
     logger.info("artist_stats: %d artists stamped %s", len(frame), stamp)
     return _finish(frame, ARTIST_STATS_SCHEMA, created_ts)
 
