@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,7 @@ def text_key(model_id: str, text: str) -> str:
 
 
 def _read_cache(cache_path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read the cache's keys, vectors and token counts; empty if absent, stale or unreadable."""
     empty = (np.zeros(0, dtype="<U64"), np.zeros((0, dim), np.float32), np.zeros(0, np.int32))
     if not cache_path.exists():
         return empty
@@ -235,7 +237,10 @@ def _read_cache(cache_path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, np.
         return empty
 
 
-def _write_cache(cache_path: Path, keys: np.ndarray, vectors: np.ndarray, tokens: np.ndarray):
+def _write_cache(
+    cache_path: Path, keys: np.ndarray, vectors: np.ndarray, tokens: np.ndarray
+) -> None:
+    """Write the cache atomically (a per-process temporary file, then a rename)."""
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     # A per-process temporary name: two writers never clobber each other's half-written file.
     temporary = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp.npz")
@@ -294,86 +299,16 @@ def encode_with_cache(
         If columns are missing or an ``artist_id`` repeats.
     """
     started = time.perf_counter()
-    missing = [c for c in ("artist_id", "text") if c not in docs.columns]
-    if missing:
-        raise ValueError(f"docs lacks column(s) {missing}; pass a frame (artist_id, text).")
-    duplicated = docs["artist_id"][docs["artist_id"].duplicated()]
-    if len(duplicated):
-        raise ValueError(
-            f"docs has {len(duplicated)} repeated artist_id(s), e.g. {list(duplicated[:5])}; "
-            "write one document per artist (build_artist_docs does)."
-        )
-    texts = docs["text"].map(as_text)
-    empty = (texts == "").to_numpy()
-    all_ids = docs["artist_id"].astype(str).to_numpy()
-    ids = all_ids[~empty]
-    texts = texts[~empty].tolist()
-    stats: dict = {
-        "docs": len(docs),
-        "empty": int(empty.sum()),
-        "empty_ids": all_ids[empty][:max_listed].tolist(),
-    }
-    if stats["empty"]:
-        logger.warning(
-            "text encode: %d empty documents skipped (no vector), e.g. %s",
-            stats["empty"],
-            stats["empty_ids"][:5],
-        )
-
+    _check_docs(docs)
+    ids, texts, stats = _non_empty_texts(docs, max_listed)
     cache_path = Path(cache_path)
-    cache_keys, cache_vectors, cache_tokens = _read_cache(cache_path, encoder.dim)
-    row_of = {key: row for row, key in enumerate(cache_keys.tolist())}
+    cache = _read_cache(cache_path, encoder.dim)
     keys = [text_key(encoder.model_id, t) for t in texts]
-
-    vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
-    tokens = np.zeros(len(texts), dtype=np.int32)
-    hit = np.array([k in row_of for k in keys], dtype=bool)
-    if hit.any():
-        rows = np.array([row_of[k] for k, h in zip(keys, hit, strict=True) if h])
-        vectors[hit] = cache_vectors[rows]
-        tokens[hit] = cache_tokens[rows]
-
-    # Distinct new texts only (two artists may share a document).
-    new_positions: dict[str, list[int]] = {}
-    for position in np.flatnonzero(~hit):
-        new_positions.setdefault(keys[position], []).append(int(position))
-    new_keys = list(new_positions)
-    new_texts = [texts[new_positions[k][0]] for k in new_keys]
-    encode_started = time.perf_counter()
-    new_vectors = encoder.encode(new_texts, progress=progress)
-    new_tokens = encoder.token_counts(new_texts)
-    encode_seconds = time.perf_counter() - encode_started
-    for j, key in enumerate(new_keys):
-        vectors[new_positions[key]] = new_vectors[j]
-        tokens[new_positions[key]] = new_tokens[j]
-
-    if new_keys or prune:
-        if prune:
-            kept_keys = np.array(list(dict.fromkeys(keys)), dtype="<U64")
-            first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            kept_rows = [first[k] for k in kept_keys.tolist()]
-            _write_cache(cache_path, kept_keys, vectors[kept_rows], tokens[kept_rows])
-            cache_entries = len(kept_keys)
-        else:
-            all_keys = np.concatenate([cache_keys, np.array(new_keys, dtype="<U64")])
-            all_vectors = np.concatenate([cache_vectors, new_vectors.astype(np.float32)])
-            all_tokens = np.concatenate([cache_tokens, new_tokens])
-            _write_cache(cache_path, all_keys, all_vectors, all_tokens)
-            cache_entries = len(all_keys)
-    else:
-        cache_entries = len(cache_keys)
-
-    truncated = tokens > encoder.max_seq_length
+    vectors, tokens, hit = _from_cache(keys, cache, encoder.dim)
+    encoded = _encode_missing(texts, keys, hit, vectors, tokens, encoder, progress)
+    cache_entries = _update_cache(cache_path, cache, keys, vectors, tokens, encoded, prune)
     stats.update(
-        encoded=len(new_keys),
-        cached=int(hit.sum()),
-        duplicates_reused=int((~hit).sum()) - len(new_keys),
-        truncated=int(truncated.sum()),
-        truncated_ids=ids[truncated][:max_listed].tolist(),
-        max_tokens=int(tokens.max()) if len(tokens) else 0,
-        encode_seconds=round(encode_seconds, 3),
-        docs_per_second=round(len(new_keys) / encode_seconds, 1) if new_keys else None,
-        cache_entries=cache_entries,
+        _encode_stats(ids, tokens, hit, encoded, encoder.max_seq_length, max_listed, cache_entries)
     )
     if stats["truncated"]:
         logger.warning(
@@ -395,6 +330,141 @@ def encode_with_cache(
     return ids, vectors, stats
 
 
+@dataclass
+class _Encoded:
+    """Texts encoded in this run: their distinct cache keys, vectors, token counts, time."""
+
+    keys: list[str]
+    vectors: np.ndarray
+    tokens: np.ndarray
+    seconds: float
+
+
+def _check_docs(docs: pd.DataFrame) -> None:
+    """Raise ValueError if ``docs`` lacks ``artist_id``/``text`` or repeats an ``artist_id``."""
+    missing = [c for c in ("artist_id", "text") if c not in docs.columns]
+    if missing:
+        raise ValueError(f"docs lacks column(s) {missing}; pass a frame (artist_id, text).")
+    duplicated = docs["artist_id"][docs["artist_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(
+            f"docs has {len(duplicated)} repeated artist_id(s), e.g. {list(duplicated[:5])}; "
+            "write one document per artist (build_artist_docs does)."
+        )
+
+
+def _non_empty_texts(docs: pd.DataFrame, max_listed: int) -> tuple[np.ndarray, list[str], dict]:
+    """Clean the texts; return ids and texts of the non-empty docs and the starting stats."""
+    texts = docs["text"].map(as_text)
+    empty = (texts == "").to_numpy()
+    all_ids = docs["artist_id"].astype(str).to_numpy()
+    stats: dict = {
+        "docs": len(docs),
+        "empty": int(empty.sum()),
+        "empty_ids": all_ids[empty][:max_listed].tolist(),
+    }
+    if stats["empty"]:
+        logger.warning(
+            "text encode: %d empty documents skipped (no vector), e.g. %s",
+            stats["empty"],
+            stats["empty_ids"][:5],
+        )
+    return all_ids[~empty], texts[~empty].tolist(), stats
+
+
+def _from_cache(
+    keys: list[str], cache: tuple[np.ndarray, np.ndarray, np.ndarray], dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectors and token counts of the cached keys (zeros elsewhere) and the hit mask."""
+    cache_keys, cache_vectors, cache_tokens = cache
+    row_of = {key: row for row, key in enumerate(cache_keys.tolist())}
+    vectors = np.zeros((len(keys), dim), dtype=np.float32)
+    tokens = np.zeros(len(keys), dtype=np.int32)
+    hit = np.array([k in row_of for k in keys], dtype=bool)
+    if hit.any():
+        rows = np.array([row_of[k] for k, h in zip(keys, hit, strict=True) if h])
+        vectors[hit] = cache_vectors[rows]
+        tokens[hit] = cache_tokens[rows]
+    return vectors, tokens, hit
+
+
+def _encode_missing(
+    texts: list[str],
+    keys: list[str],
+    hit: np.ndarray,
+    vectors: np.ndarray,
+    tokens: np.ndarray,
+    encoder: TextEncoder,
+    progress: ProgressCallback | None,
+) -> _Encoded:
+    """Encode each distinct uncached text once and fill its rows of ``vectors``/``tokens``."""
+    # Distinct new texts only (two artists may share a document).
+    new_positions: dict[str, list[int]] = {}
+    for position in np.flatnonzero(~hit):
+        new_positions.setdefault(keys[position], []).append(int(position))
+    new_keys = list(new_positions)
+    new_texts = [texts[new_positions[k][0]] for k in new_keys]
+    encode_started = time.perf_counter()
+    new_vectors = encoder.encode(new_texts, progress=progress)
+    new_tokens = encoder.token_counts(new_texts)
+    encode_seconds = time.perf_counter() - encode_started
+    for j, key in enumerate(new_keys):
+        vectors[new_positions[key]] = new_vectors[j]
+        tokens[new_positions[key]] = new_tokens[j]
+    return _Encoded(new_keys, new_vectors, new_tokens, encode_seconds)
+
+
+def _update_cache(
+    cache_path: Path,
+    cache: tuple[np.ndarray, np.ndarray, np.ndarray],
+    keys: list[str],
+    vectors: np.ndarray,
+    tokens: np.ndarray,
+    encoded: _Encoded,
+    prune: bool,
+) -> int:
+    """Rewrite the cache if anything was encoded or ``prune``; return its entry count."""
+    cache_keys, cache_vectors, cache_tokens = cache
+    if not (encoded.keys or prune):
+        return len(cache_keys)
+    if prune:
+        kept_keys = np.array(list(dict.fromkeys(keys)), dtype="<U64")
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        kept_rows = [first[k] for k in kept_keys.tolist()]
+        _write_cache(cache_path, kept_keys, vectors[kept_rows], tokens[kept_rows])
+        return len(kept_keys)
+    all_keys = np.concatenate([cache_keys, np.array(encoded.keys, dtype="<U64")])
+    all_vectors = np.concatenate([cache_vectors, encoded.vectors.astype(np.float32)])
+    all_tokens = np.concatenate([cache_tokens, encoded.tokens])
+    _write_cache(cache_path, all_keys, all_vectors, all_tokens)
+    return len(all_keys)
+
+
+def _encode_stats(
+    ids: np.ndarray,
+    tokens: np.ndarray,
+    hit: np.ndarray,
+    encoded: _Encoded,
+    max_seq_length: int,
+    max_listed: int,
+    cache_entries: int,
+) -> dict:
+    """Counts of encoded, cached, reused and truncated documents, and the encoding speed."""
+    truncated = tokens > max_seq_length
+    n_new = len(encoded.keys)
+    return {
+        "encoded": n_new,
+        "cached": int(hit.sum()),
+        "duplicates_reused": int((~hit).sum()) - n_new,
+        "truncated": int(truncated.sum()),
+        "truncated_ids": ids[truncated][:max_listed].tolist(),
+        "max_tokens": int(tokens.max()) if len(tokens) else 0,
+        "encode_seconds": round(encoded.seconds, 3),
+        "docs_per_second": round(n_new / encoded.seconds, 1) if encoded.keys else None,
+        "cache_entries": cache_entries,
+    }
+
+
 # The old name of ``embeddings.vectors.normalize_rows``, still importable from here.
 normalise_rows = normalize_rows
 
@@ -405,7 +475,7 @@ def center_vectors(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Sentence embeddings share a common direction (every document "is about music"), so raw
     cosines are all positive and crowded. Removing the corpus mean spreads them; on HetRec it
     raises cold-start recall@50 of taste profiles from 0.48 to 0.60 (mean of 3 seeds,
-    ``recommend.text_cold_start``).
+    ``evaluation.text_cold_start``).
 
     Parameters
     ----------

@@ -138,6 +138,25 @@ def _check_version(version: str) -> None:
         )
 
 
+def _check_write_options(
+    name: str, version: str, metric: str, index: str, batch_size: int, keep_versions: int
+) -> tuple[str, str]:
+    """Validate the name, version and write options; return metric and index upper-cased."""
+    _check_name(name)
+    _check_version(version)
+    metric = metric.upper()
+    index = index.upper()
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} for {name!r} is not one of {METRICS}")
+    if index not in INDEXES:
+        raise ValueError(f"index {index!r} for {name!r} is not one of {INDEXES}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if keep_versions < 1:
+        raise ValueError(f"keep_versions must be >= 1, got {keep_versions}")
+    return metric, index
+
+
 class VectorStore:
     """Versioned vector collections in Milvus Lite (``*.db`` path) or a Milvus server (URL).
 
@@ -390,98 +409,25 @@ class VectorStore:
         """
         self._require_open()
         started = time.perf_counter()
-        _check_name(name)
-        _check_version(version)
-        metric = metric.upper()
-        index = index.upper()
-        if metric not in METRICS:
-            raise ValueError(f"metric {metric!r} for {name!r} is not one of {METRICS}")
-        if index not in INDEXES:
-            raise ValueError(f"index {index!r} for {name!r} is not one of {INDEXES}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if keep_versions < 1:
-            raise ValueError(f"keep_versions must be >= 1, got {keep_versions}")
+        metric, index = _check_write_options(
+            name, version, metric, index, batch_size, keep_versions
+        )
         id_list, matrix = _check_ids_and_vectors(name, ids, vectors, dim, metric)
         field_specs = _infer_fields(name, fields or {}, len(id_list))
         physical = physical_collection_name(name, version)
         previous = self._alias_target(name)
-
         if previous == physical:
-            properties = self._properties(physical)
-            self._ensure_loaded(physical)
-            if properties.get(PROP_COMPLETE) == "true" and self._count_physical(physical) == len(
-                id_list
-            ):
-                dropped = self._drop_old_versions(name, physical, keep_versions)
-                logger.info(
-                    "vector collection %s already at version %s with %d rows; nothing to write",
-                    name,
-                    version,
-                    len(id_list),
-                )
-                return WriteReport(
-                    name=name,
-                    version=version,
-                    physical_name=physical,
-                    rows=len(id_list),
-                    written=False,
-                    seconds=time.perf_counter() - started,
-                    rows_per_second=0.0,
-                    previous_physical_name=previous,
-                    dropped=dropped,
-                )
-            raise VectorStoreError(
-                f"vector collection {name!r} points at {physical} but it holds a different row "
-                f"count than the {len(id_list)} rows given for the same version {version!r}: the "
-                "same version must mean the same data. Write under a new version."
-            )
+            return self._unchanged_report(name, version, len(id_list), keep_versions, started)
 
-        dropped: list[str] = []
-        if self._client.has_collection(physical):
-            logger.warning(
-                "dropping partial collection %s left by an interrupted write; writing it again",
-                physical,
-            )
-            self._client.drop_collection(physical)
-            self._forget(physical)
-            dropped.append(physical)
-
+        dropped = self._drop_partial(physical)
         self._create_physical(
             physical, dim, metric, index, index_params, field_specs, len(id_list), version
         )
-        upsert_started = time.perf_counter()
-        field_names = list(field_specs)
-        for start in range(0, len(id_list), batch_size):
-            stop = min(start + batch_size, len(id_list))
-            rows = [
-                {
-                    ID_FIELD: id_list[i],
-                    VECTOR_FIELD: matrix[i].tolist(),
-                    **{f: field_specs[f].values[i] for f in field_names},
-                }
-                for i in range(start, stop)
-            ]
-            self._client.upsert(physical, rows, timeout=self._timeout)
-            logger.debug("upserted %d/%d rows into %s", stop, len(id_list), physical)
-            if progress is not None:
-                progress(stop, len(id_list))
-        upsert_seconds = time.perf_counter() - upsert_started
-        self._client.flush(physical)
-        self._client.load_collection(physical)
-        self._loaded.add(physical)
-        rows = self._count_physical(physical)
-        if rows != len(id_list):
-            raise VectorStoreError(
-                f"collection {physical} holds {rows} rows after the write, expected "
-                f"{len(id_list)}; the alias {name!r} was not switched. Re-run the write."
-            )
-        self._client.alter_collection_properties(physical, properties={PROP_COMPLETE: "true"})
-        if previous is None:
-            self._client.create_alias(physical, name)
-        else:
-            self._client.alter_alias(physical, name)
-        self._search_defaults.pop(name, None)
+        upsert_seconds = self._upsert_rows(
+            physical, id_list, matrix, field_specs, batch_size, progress
+        )
+        rows = self._load_and_verify(name, physical, len(id_list))
+        self._publish(name, physical, previous)
         logger.info(
             "vector collection %s -> %s (%d rows, %s, %s; was %s)",
             name,
@@ -503,6 +449,100 @@ class VectorStore:
             previous_physical_name=previous,
             dropped=dropped,
         )
+
+    def _unchanged_report(
+        self, name: str, version: str, n_rows: int, keep_versions: int, started: float
+    ) -> WriteReport:
+        """Report a no-op re-write of the current version, or raise if its data differs."""
+        physical = physical_collection_name(name, version)
+        properties = self._properties(physical)
+        self._ensure_loaded(physical)
+        if properties.get(PROP_COMPLETE) != "true" or self._count_physical(physical) != n_rows:
+            raise VectorStoreError(
+                f"vector collection {name!r} points at {physical} but it holds a different row "
+                f"count than the {n_rows} rows given for the same version {version!r}: the "
+                "same version must mean the same data. Write under a new version."
+            )
+        dropped = self._drop_old_versions(name, physical, keep_versions)
+        logger.info(
+            "vector collection %s already at version %s with %d rows; nothing to write",
+            name,
+            version,
+            n_rows,
+        )
+        return WriteReport(
+            name=name,
+            version=version,
+            physical_name=physical,
+            rows=n_rows,
+            written=False,
+            seconds=time.perf_counter() - started,
+            rows_per_second=0.0,
+            previous_physical_name=physical,
+            dropped=dropped,
+        )
+
+    def _drop_partial(self, physical: str) -> list[str]:
+        """Drop ``physical`` if an interrupted write left it behind; return what was dropped."""
+        if not self._client.has_collection(physical):
+            return []
+        logger.warning(
+            "dropping partial collection %s left by an interrupted write; writing it again",
+            physical,
+        )
+        self._client.drop_collection(physical)
+        self._forget(physical)
+        return [physical]
+
+    def _upsert_rows(
+        self,
+        physical: str,
+        id_list: list[str],
+        matrix: np.ndarray,
+        field_specs: dict[str, _FieldSpec],
+        batch_size: int,
+        progress: ProgressCallback | None,
+    ) -> float:
+        """Upsert every row in batches of ``batch_size``; return the seconds it took."""
+        upsert_started = time.perf_counter()
+        field_names = list(field_specs)
+        for start in range(0, len(id_list), batch_size):
+            stop = min(start + batch_size, len(id_list))
+            rows = [
+                {
+                    ID_FIELD: id_list[i],
+                    VECTOR_FIELD: matrix[i].tolist(),
+                    **{f: field_specs[f].values[i] for f in field_names},
+                }
+                for i in range(start, stop)
+            ]
+            self._client.upsert(physical, rows, timeout=self._timeout)
+            logger.debug("upserted %d/%d rows into %s", stop, len(id_list), physical)
+            if progress is not None:
+                progress(stop, len(id_list))
+        return time.perf_counter() - upsert_started
+
+    def _load_and_verify(self, name: str, physical: str, expected: int) -> int:
+        """Flush and load ``physical``; return its row count, raise if it is not ``expected``."""
+        self._client.flush(physical)
+        self._client.load_collection(physical)
+        self._loaded.add(physical)
+        rows = self._count_physical(physical)
+        if rows != expected:
+            raise VectorStoreError(
+                f"collection {physical} holds {rows} rows after the write, expected "
+                f"{expected}; the alias {name!r} was not switched. Re-run the write."
+            )
+        return rows
+
+    def _publish(self, name: str, physical: str, previous: str | None) -> None:
+        """Mark ``physical`` complete and point the alias ``name`` at it."""
+        self._client.alter_collection_properties(physical, properties={PROP_COMPLETE: "true"})
+        if previous is None:
+            self._client.create_alias(physical, name)
+        else:
+            self._client.alter_alias(physical, name)
+        self._search_defaults.pop(name, None)
 
     def _create_physical(
         self,

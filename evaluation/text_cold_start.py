@@ -134,6 +134,7 @@ def _recall_at(ranked: np.ndarray, relevant: np.ndarray, ks: Sequence[int]) -> d
 def _png(
     curves: dict[str, dict[int, float]], beta_curve: dict[float, float], k: int, chosen_beta: float
 ) -> bytes:
+    """Plot recall@k curves (left) and the validation curve of beta (right) as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,6 +212,77 @@ def evaluate_text_cold_start(
     ValueError
         On missing columns, fractions outside (0, 1) or when no user can be evaluated.
     """
+    _check_arguments(listens, cold_fraction, validation_fraction)
+    rng = np.random.default_rng(seed)  # drawn from in order: cold artists, then the user split
+    listens = listens.assign(
+        user_id=listens["user_id"].astype(str), item_id=listens["item_id"].astype(str)
+    )
+    item_ids = np.asarray(item_ids).astype(str)
+    item_vectors = normalize_rows(item_vectors)
+    vector_row = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    split = _split_cold_artists(listens, vector_row, cold_fraction, rng)
+    profiles = _warm_profiles(split.warm, item_vectors, item_ids, center)
+    users = _evaluated_users(split, profiles.users, validation_fraction, rng)
+    scores = _scores(profiles, users, split.candidates, vector_row, tag_assignments)
+    beta_curve, best_beta = _tune_beta(scores, users, betas, k)
+    curves = _recall_curves(scores, users, best_beta, k, len(split.candidates))
+    table = _method_table(curves, k, len(users.evaluation), best_beta)
+    own_tag_share = _own_tag_share(tag_assignments, users, split.candidates)
+    details = _details(split, users, curves, beta_curve, best_beta, own_tag_share, seed, k, center)
+    _log_summary(details, len(users.evaluation), len(split.without_vector))
+    figure_png = b"" if not make_figure else _figure(curves, beta_curve, k, best_beta)
+    return ColdStartResult(table=table, figure_png=figure_png, details=details)
+
+
+@dataclass
+class _ColdSplit:
+    """The played artists, the cold ones that can be scored, and the hidden (cold) plays."""
+
+    artists: np.ndarray
+    n_cold: int
+    candidates: np.ndarray
+    without_vector: list[str]
+    held_out: pd.DataFrame
+    warm: pd.DataFrame
+    heldout_rows_without_vector: int
+
+
+@dataclass
+class _Profiles:
+    """Taste profiles from warm plays: raw, and on the (optionally centred) text vectors."""
+
+    users: np.ndarray
+    raw: np.ndarray
+    text: np.ndarray
+    item_vectors: np.ndarray
+    text_vectors: np.ndarray
+
+
+@dataclass
+class _EvaluatedUsers:
+    """Users who played a candidate and have a profile, their relevance mask and split."""
+
+    users: np.ndarray
+    with_heldout: np.ndarray
+    without_profile: int
+    relevant: np.ndarray  # users x candidates
+    validation: np.ndarray
+    evaluation: np.ndarray
+
+
+@dataclass
+class _Scores:
+    """Scores of every evaluated user for every candidate, per signal."""
+
+    raw: np.ndarray
+    text: np.ndarray
+    popularity: np.ndarray  # the candidates' normalised log popularity, one row per user
+
+
+def _check_arguments(
+    listens: pd.DataFrame, cold_fraction: float, validation_fraction: float
+) -> None:
+    """Raise ValueError on fractions outside (0, 1) or listens without the golden columns."""
     if not 0 < cold_fraction < 1 or not 0 < validation_fraction < 1:
         raise ValueError(
             f"cold_fraction and validation_fraction must be in (0, 1), got {cold_fraction} "
@@ -219,14 +291,12 @@ def evaluate_text_cold_start(
     missing = [c for c in ("user_id", "item_id", "plays") if c not in listens.columns]
     if missing:
         raise ValueError(f"listens lacks column(s) {missing}; pass golden listens.")
-    rng = np.random.default_rng(seed)
-    listens = listens.assign(
-        user_id=listens["user_id"].astype(str), item_id=listens["item_id"].astype(str)
-    )
-    item_ids = np.asarray(item_ids).astype(str)
-    item_vectors = normalize_rows(item_vectors)
-    vector_row = pd.Series(np.arange(len(item_ids)), index=item_ids)
 
+
+def _split_cold_artists(
+    listens: pd.DataFrame, vector_row: pd.Series, cold_fraction: float, rng: np.random.Generator
+) -> _ColdSplit:
+    """Draw the cold artists and split the listens into held-out (cold) and warm plays."""
     artists = np.sort(listens["item_id"].unique())
     n_cold = max(1, int(round(cold_fraction * len(artists))))
     cold = np.sort(rng.choice(artists, size=n_cold, replace=False))
@@ -235,70 +305,141 @@ def evaluate_text_cold_start(
     without_vector = sorted(cold_set - set(candidates.tolist()))
     is_cold = listens["item_id"].isin(cold_set)
     held_out = listens[is_cold]
-    warm = listens[~is_cold]
     heldout_rows_without_vector = int(held_out["item_id"].isin(set(without_vector)).sum())
     if len(candidates) == 0:
         raise ValueError("no cold artist has a text vector; encode artist docs first.")
+    return _ColdSplit(
+        artists=artists,
+        n_cold=n_cold,
+        candidates=candidates,
+        without_vector=without_vector,
+        held_out=held_out,
+        warm=listens[~is_cold],
+        heldout_rows_without_vector=heldout_rows_without_vector,
+    )
 
+
+def _warm_profiles(
+    warm: pd.DataFrame, item_vectors: np.ndarray, item_ids: np.ndarray, center: bool
+) -> _Profiles:
+    """Build taste profiles from warm plays, raw and (if ``center``) on centred vectors."""
     profile_users, raw_profiles = taste_profiles(warm, item_vectors, item_ids)
     text_vectors = center_vectors(item_vectors)[0] if center else item_vectors
     profiles = taste_profiles(warm, text_vectors, item_ids)[1] if center else raw_profiles
-    profile_row = pd.Series(np.arange(len(profile_users)), index=profile_users)
-    candidate_col = pd.Series(np.arange(len(candidates)), index=candidates)
-    scored = held_out[held_out["item_id"].isin(candidate_col.index)]
+    return _Profiles(
+        users=profile_users,
+        raw=raw_profiles,
+        text=profiles,
+        item_vectors=item_vectors,
+        text_vectors=text_vectors,
+    )
+
+
+def _evaluated_users(
+    split: _ColdSplit,
+    profile_users: np.ndarray,
+    validation_fraction: float,
+    rng: np.random.Generator,
+) -> _EvaluatedUsers:
+    """Find the evaluable users, mark the candidates each played, split them (seeded)."""
+    candidate_col = pd.Series(np.arange(len(split.candidates)), index=split.candidates)
+    scored = split.held_out[split.held_out["item_id"].isin(candidate_col.index)]
     users_with_heldout = np.sort(scored["user_id"].unique())
-    users = np.array([u for u in users_with_heldout if u in profile_row.index])
-    users_without_profile = len(users_with_heldout) - len(users)
+    profile_index = pd.Index(profile_users)
+    users = np.array([u for u in users_with_heldout if u in profile_index])
     if len(users) < 2:
         raise ValueError(
             f"only {len(users)} user(s) played a cold artist with a text vector and have warm "
             "plays; the data is too small for this evaluation."
         )
     user_pos = pd.Series(np.arange(len(users)), index=users)
-    relevant = np.zeros((len(users), len(candidates)), dtype=bool)
+    relevant = np.zeros((len(users), len(split.candidates)), dtype=bool)
     scored = scored[scored["user_id"].isin(user_pos.index)]
     relevant[
         user_pos[scored["user_id"]].to_numpy(), candidate_col[scored["item_id"]].to_numpy()
     ] = True
+    validation, evaluation = _split_users(len(users), validation_fraction, rng)
+    return _EvaluatedUsers(
+        users=users,
+        with_heldout=users_with_heldout,
+        without_profile=len(users_with_heldout) - len(users),
+        relevant=relevant,
+        validation=validation,
+        evaluation=evaluation,
+    )
 
-    shuffled = rng.permutation(len(users))
-    n_validation = max(1, int(round(validation_fraction * len(users))))
-    validation = np.sort(shuffled[:n_validation])
-    evaluation = np.sort(shuffled[n_validation:])
 
-    user_rows = profile_row[users].to_numpy()
+def _split_users(
+    n_users: int, validation_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle user positions into sorted validation and evaluation parts."""
+    shuffled = rng.permutation(n_users)
+    n_validation = max(1, int(round(validation_fraction * n_users)))
+    return np.sort(shuffled[:n_validation]), np.sort(shuffled[n_validation:])
+
+
+def _scores(
+    profiles: _Profiles,
+    users: _EvaluatedUsers,
+    candidates: np.ndarray,
+    vector_row: pd.Series,
+    tag_assignments: pd.DataFrame,
+) -> _Scores:
+    """Score every candidate for every evaluated user: raw cosine, text, tag popularity."""
+    user_rows = pd.Series(np.arange(len(profiles.users)), index=profiles.users)[
+        users.users
+    ].to_numpy()
     candidate_rows = vector_row[candidates].to_numpy()
-    raw_scores = raw_profiles[user_rows] @ item_vectors[candidate_rows].T
-    text_scores = profiles[user_rows] @ text_vectors[candidate_rows].T
+    raw_scores = profiles.raw[user_rows] @ profiles.item_vectors[candidate_rows].T
+    text_scores = profiles.text[user_rows] @ profiles.text_vectors[candidate_rows].T
     popularity = tag_popularity(tag_assignments).reindex(candidates).fillna(0).to_numpy(float)
     log_popularity = np.log1p(popularity)
     popularity_score = (
         log_popularity / log_popularity.max() if log_popularity.max() > 0 else log_popularity
     )
     popularity_matrix = np.broadcast_to(popularity_score, text_scores.shape)
+    return _Scores(raw=raw_scores, text=text_scores, popularity=popularity_matrix)
 
+
+def _tune_beta(
+    scores: _Scores, users: _EvaluatedUsers, betas: Sequence[float], k: int
+) -> tuple[dict[float, float], float]:
+    """Validation recall@k per beta and the best beta (ties go to the smaller beta)."""
+    validation = users.validation
     beta_curve = {}
     for beta in betas:
-        combined = text_scores[validation] + beta * popularity_matrix[validation]
-        beta_curve[float(beta)] = _recall_at(_ranked(combined), relevant[validation], [k])[k]
+        combined = scores.text[validation] + beta * scores.popularity[validation]
+        beta_curve[float(beta)] = _recall_at(_ranked(combined), users.relevant[validation], [k])[k]
     best_beta = max(beta_curve, key=lambda b: (beta_curve[b], -b))
+    return beta_curve, best_beta
 
+
+def _recall_curves(
+    scores: _Scores, users: _EvaluatedUsers, best_beta: float, k: int, n_candidates: int
+) -> dict[str, dict[int, float]]:
+    """recall@k curves of every method on the evaluation users."""
     ks = sorted(set(CURVE_KS) | {k})
-    relevant_eval = relevant[evaluation]
-    n_candidates = len(candidates)
-    curves = {
+    evaluation = users.evaluation
+    relevant_eval = users.relevant[evaluation]
+    return {
         METHOD_RANDOM: {kk: min(kk, n_candidates) / n_candidates for kk in ks},
         METHOD_TAG_POPULARITY: _recall_at(
-            _ranked(popularity_matrix[evaluation]), relevant_eval, ks
+            _ranked(scores.popularity[evaluation]), relevant_eval, ks
         ),
-        METHOD_TEXT_RAW: _recall_at(_ranked(raw_scores[evaluation]), relevant_eval, ks),
-        METHOD_TEXT: _recall_at(_ranked(text_scores[evaluation]), relevant_eval, ks),
+        METHOD_TEXT_RAW: _recall_at(_ranked(scores.raw[evaluation]), relevant_eval, ks),
+        METHOD_TEXT: _recall_at(_ranked(scores.text[evaluation]), relevant_eval, ks),
         METHOD_COMBINED: _recall_at(
-            _ranked(text_scores[evaluation] + best_beta * popularity_matrix[evaluation]),
+            _ranked(scores.text[evaluation] + best_beta * scores.popularity[evaluation]),
             relevant_eval,
             ks,
         ),
     }
+
+
+def _method_table(
+    curves: dict[str, dict[int, float]], k: int, n_evaluation: int, best_beta: float
+) -> pd.DataFrame:
+    """One row per method: recall@k and its ratios to random and to tag popularity."""
     random_recall = curves[METHOD_RANDOM][k]
     popularity_recall = curves[METHOD_TAG_POPULARITY][k]
     table = pd.DataFrame(
@@ -311,41 +452,62 @@ def evaluate_text_cold_start(
     table["x_tag_popularity"] = (
         table["recall_at_k"] / popularity_recall if popularity_recall > 0 else np.nan
     )
-    table["users"] = len(evaluation)
+    table["users"] = n_evaluation
     table["k"] = k
     table.loc[table["method"] == METHOD_COMBINED, "method"] = (
         f"text + {best_beta:g} * tag popularity"
     )
+    return table
 
-    own_tag_share = None
-    if "user_id" in tag_assignments.columns:
-        tagged_pairs = set(
-            zip(
-                tag_assignments["user_id"].astype(str),
-                tag_assignments["artist_id"].astype(str),
-                strict=True,
-            )
+
+def _own_tag_share(
+    tag_assignments: pd.DataFrame, users: _EvaluatedUsers, candidates: np.ndarray
+) -> float | None:
+    """Share of evaluation hits where the user tagged the artist (None without user ids)."""
+    if "user_id" not in tag_assignments.columns:
+        return None
+    tagged_pairs = set(
+        zip(
+            tag_assignments["user_id"].astype(str),
+            tag_assignments["artist_id"].astype(str),
+            strict=True,
         )
-        rows, cols = np.nonzero(relevant_eval)
-        eval_users = users[evaluation]
-        pairs = list(zip(eval_users[rows], candidates[cols], strict=True))
-        own_tag_share = float(np.mean([p in tagged_pairs for p in pairs])) if pairs else 0.0
+    )
+    rows, cols = np.nonzero(users.relevant[users.evaluation])
+    eval_users = users.users[users.evaluation]
+    pairs = list(zip(eval_users[rows], candidates[cols], strict=True))
+    return float(np.mean([p in tagged_pairs for p in pairs])) if pairs else 0.0
 
+
+def _details(
+    split: _ColdSplit,
+    users: _EvaluatedUsers,
+    curves: dict[str, dict[int, float]],
+    beta_curve: dict[float, float],
+    best_beta: float,
+    own_tag_share: float | None,
+    seed: int,
+    k: int,
+    center: bool,
+) -> dict:
+    """Collect the counts, curves, chosen beta and acceptance of one evaluation."""
+    random_recall = curves[METHOD_RANDOM][k]
+    popularity_recall = curves[METHOD_TAG_POPULARITY][k]
     best_text = max(curves[m][k] for m in (METHOD_TEXT_RAW, METHOD_TEXT, METHOD_COMBINED))
     details = {
         "seed": seed,
         "k": k,
-        "artists_with_plays": int(len(artists)),
-        "cold_artists": int(n_cold),
-        "cold_candidates_with_vector": int(n_candidates),
-        "cold_without_vector": len(without_vector),
-        "heldout_plays_rows": int(len(held_out)),
-        "heldout_rows_on_cold_without_vector": heldout_rows_without_vector,
-        "users_with_heldout_candidate": int(len(users_with_heldout)),
-        "users_without_warm_profile": int(users_without_profile),
-        "users_validation": int(len(validation)),
-        "users_evaluation": int(len(evaluation)),
-        "mean_relevant_per_user": float(relevant_eval.sum(axis=1).mean()),
+        "artists_with_plays": int(len(split.artists)),
+        "cold_artists": int(split.n_cold),
+        "cold_candidates_with_vector": int(len(split.candidates)),
+        "cold_without_vector": len(split.without_vector),
+        "heldout_plays_rows": int(len(split.held_out)),
+        "heldout_rows_on_cold_without_vector": split.heldout_rows_without_vector,
+        "users_with_heldout_candidate": int(len(users.with_heldout)),
+        "users_without_warm_profile": int(users.without_profile),
+        "users_validation": int(len(users.validation)),
+        "users_evaluation": int(len(users.evaluation)),
+        "mean_relevant_per_user": float(users.relevant[users.evaluation].sum(axis=1).mean()),
         "beta": float(best_beta),
         "beta_validation_recall": beta_curve,
         "recall_curves": {m: {str(kk): v for kk, v in c.items()} for m, c in curves.items()},
@@ -364,30 +526,36 @@ def evaluate_text_cold_start(
     details["accepted"] = bool(
         details["best_text_x_random"] >= 8.0 and details["best_text_x_tag_popularity"] >= 1.15
     )
+    return details
+
+
+def _log_summary(details: dict, n_evaluation: int, n_without_vector: int) -> None:
+    """Log the headline recalls of one evaluation."""
     logger.info(
         "text cold start: recall@%d text %.3f, combined %.3f (beta %g), tag popularity %.3f, "
         "random %.3f over %d users and %d cold candidates (%d cold artists without vector)",
-        k,
+        details["k"],
         details["text_recall"],
         details["combined_recall"],
+        details["beta"],
+        details["tag_popularity_recall"],
+        details["random_recall"],
+        n_evaluation,
+        details["cold_candidates_with_vector"],
+        n_without_vector,
+    )
+
+
+def _figure(
+    curves: dict[str, dict[int, float]], beta_curve: dict[float, float], k: int, best_beta: float
+) -> bytes:
+    """Draw the recall curves (combined method labelled with its beta) as PNG bytes."""
+    return _png(
+        {
+            name if name != METHOD_COMBINED else f"text + {best_beta:g} * tag pop.": curve
+            for name, curve in curves.items()
+        },
+        beta_curve,
+        k,
         best_beta,
-        popularity_recall,
-        random_recall,
-        len(evaluation),
-        n_candidates,
-        len(without_vector),
     )
-    figure_png = (
-        b""
-        if not make_figure
-        else _png(
-            {
-                name if name != METHOD_COMBINED else f"text + {best_beta:g} * tag pop.": curve
-                for name, curve in curves.items()
-            },
-            beta_curve,
-            k,
-            best_beta,
-        )
-    )
-    return ColdStartResult(table=table, figure_png=figure_png, details=details)

@@ -319,6 +319,88 @@ def synthesize_clip(
     return mix.astype(np.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class _Users:
+    """Planted users: ids, taste cluster and personal second genre (genre indices)."""
+
+    ids: np.ndarray
+    cluster: np.ndarray
+    second: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class _Artists:
+    """Planted artists and what drawing an artist of a genre by popularity needs."""
+
+    ids: np.ndarray
+    genre: np.ndarray
+    names: np.ndarray
+    rank: np.ndarray  # popularity rank within the genre, 0 = most popular
+    genre_members: np.ndarray  # artist indices grouped by genre, most popular first
+    popularity_cdf: np.ndarray  # genre index + cumulative Zipf share, aligned with the members
+
+
+@dataclass(frozen=True, eq=False)
+class _Tracks:
+    """Planted tracks: ids, artist and genre indices, durations (s) and titles."""
+
+    ids: np.ndarray
+    artist: np.ndarray
+    genre: np.ndarray
+    durations: np.ndarray
+    titles: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class _Events:
+    """Listen events as aligned index arrays and offsets (seconds before ``END_TS``)."""
+
+    user: np.ndarray
+    artist: np.ndarray
+    track: np.ndarray
+    offsets: np.ndarray
+
+    def without_duplicates(self) -> _Events:
+        """Drop repeated (user, track, second) events, keeping the first of each."""
+        # two plays of one track by one user in the same second would be an exact duplicate
+        # event: keep the planted bad rows the only ones
+        unique = ~pd.DataFrame({"u": self.user, "t": self.track, "s": self.offsets}).duplicated()
+        unique = unique.to_numpy()
+        return _Events(
+            self.user[unique], self.artist[unique], self.track[unique], self.offsets[unique]
+        )
+
+
+def _popularity_cdf(members_by_genre: list[np.ndarray]) -> np.ndarray:
+    """Per genre ``g``: ``g +`` the cumulative Zipf share (1 / (rank + 1)) of its members."""
+    cdf_parts = []
+    for g, members in enumerate(members_by_genre):
+        weights = 1.0 / (np.arange(len(members)) + 1.0)
+        cdf = np.cumsum(weights) / weights.sum()
+        cdf[-1] = 1.0
+        cdf_parts.append(g + cdf)
+    return np.concatenate(cdf_parts)
+
+
+def _track_titles(n_tracks: int, tracks_per_artist: int) -> list[str]:
+    """Deterministic two-word track titles numbered within the artist."""
+    return [
+        f"{TITLE_WORDS[i % len(TITLE_WORDS)]} {TITLE_WORDS[(i * 7 + 3) % len(TITLE_WORDS)]}"
+        f" {i % tracks_per_artist + 1}"
+        for i in range(n_tracks)
+    ]
+
+
+def _draw_event_artists(
+    rng: np.random.Generator, artists: _Artists, event_genre: np.ndarray
+) -> np.ndarray:
+    """Draw an artist of each event's genre, Zipf-weighted by popularity rank."""
+    draw = event_genre + rng.random(len(event_genre))
+    position = np.searchsorted(artists.popularity_cdf, draw, side="left")
+    position = np.minimum(position, len(artists.genre_members) - 1)
+    return artists.genre_members[position]
+
+
 class SampleSource(Source):
     """A seeded synthetic music service with planted structure (see the module docstring).
 
@@ -384,193 +466,250 @@ class SampleSource(Source):
 
     # ------------------------------------------------------------------ generation
     def _generate(self) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+        """Draw every table and the planted truth from ``seed`` (once; cached afterwards)."""
         if self._generated is not None:
             return self._generated
+        # The draw order below is part of the output: same seed, same tables. Keep it.
         rng = np.random.default_rng(self.seed)
-        genres = GENRES[: self.n_genres]
-        n_genres = self.n_genres
+        users = self._draw_users(rng)
+        artists = self._draw_artists(rng)
+        tracks = self._draw_tracks(rng, artists.genre)
+        events = self._draw_events(rng, users, artists)
+        listens = self._listens_table(users, tracks, events)
+        tags, tag_assignments = self._draw_tag_assignments(rng, users, artists, events)
+        texts = self._draw_artist_texts(rng, artists)
+        friends = self._draw_friends(rng, users)
+        # audio: round-robin over genres so every genre is represented
+        audio_tracks = self._audio_selection(rng, tracks.genre)
+        tables = {
+            "users": pd.DataFrame({"user_id": users.ids}),
+            "artists": self._artists_table(artists),
+            "tracks": self._tracks_table(artists, tracks),
+            "listens": listens,
+            "tags": tags,
+            "tag_assignments": tag_assignments,
+            "artist_text": pd.DataFrame({"artist_id": artists.ids, "text": texts}),
+            "friends": friends,
+            "audio_files": pd.DataFrame(
+                {
+                    "track_id": tracks.ids[audio_tracks],
+                    "path": [f"audio/{tracks.ids[i]}.wav" for i in audio_tracks],
+                }
+            ),
+        }
+        truth = self._truth(users, artists, tracks, audio_tracks)
+        self._generated = (tables, truth)
+        return self._generated
 
+    @property
+    def _genres(self) -> tuple[Genre, ...]:
+        """The genres in play: the first ``n_genres`` of ``GENRES``."""
+        return GENRES[: self.n_genres]
+
+    @property
+    def _window_seconds(self) -> int:
+        """Length of the listening window in seconds."""
+        return self.weeks * 7 * 86_400
+
+    def _draw_users(self, rng: np.random.Generator) -> _Users:
+        """Draw each user's taste cluster and a personal second genre different from it."""
+        n_genres = self.n_genres
         user_ids = np.array([f"u{i:06d}" for i in range(self.n_users)], dtype=object)
         user_cluster = rng.integers(0, n_genres, self.n_users)
         offset = rng.integers(1, n_genres, self.n_users)
         user_second = (user_cluster + offset) % n_genres
+        return _Users(ids=user_ids, cluster=user_cluster, second=user_second)
 
+    def _draw_artists(self, rng: np.random.Generator) -> _Artists:
+        """Draw each artist's genre (balanced) and popularity rank within the genre."""
         artist_ids = np.array([f"a{i:05d}" for i in range(self.n_artists)], dtype=object)
-        artist_genre = rng.permutation(np.arange(self.n_artists) % n_genres)
-        artist_names = np.array(_names(self.n_artists), dtype=object)
+        artist_genre = rng.permutation(np.arange(self.n_artists) % self.n_genres)
         # popularity rank within the genre: Zipf weights 1 / (rank + 1)
         rank = np.empty(self.n_artists, dtype=np.int64)
         members_by_genre = []
-        for g in range(n_genres):
+        for g in range(self.n_genres):
             members = rng.permutation(np.flatnonzero(artist_genre == g))
             rank[members] = np.arange(len(members))
             members_by_genre.append(members)
-        global_members = np.concatenate(members_by_genre)
-        cdf_parts = []
-        for g, members in enumerate(members_by_genre):
-            weights = 1.0 / (np.arange(len(members)) + 1.0)
-            cdf = np.cumsum(weights) / weights.sum()
-            cdf[-1] = 1.0
-            cdf_parts.append(g + cdf)
-        global_cdf = np.concatenate(cdf_parts)
+        return _Artists(
+            ids=artist_ids,
+            genre=artist_genre,
+            names=np.array(_names(self.n_artists), dtype=object),
+            rank=rank,
+            genre_members=np.concatenate(members_by_genre),
+            popularity_cdf=_popularity_cdf(members_by_genre),
+        )
 
+    def _draw_tracks(self, rng: np.random.Generator, artist_genre: np.ndarray) -> _Tracks:
+        """Draw ``tracks_per_artist`` tracks per artist with genre-typical durations."""
         tpa = self.tracks_per_artist
         n_tracks = self.n_artists * tpa
-        track_ids = np.array([f"t{i:07d}" for i in range(n_tracks)], dtype=object)
         track_artist = np.repeat(np.arange(self.n_artists), tpa)
         track_genre = artist_genre[track_artist]
-        mean_duration = np.array([g.duration_mean_s for g in genres])[track_genre]
+        mean_duration = np.array([g.duration_mean_s for g in self._genres])[track_genre]
         durations = np.round(mean_duration * rng.lognormal(0.0, 0.25, n_tracks), 1)
-        titles = [
-            f"{TITLE_WORDS[i % len(TITLE_WORDS)]} {TITLE_WORDS[(i * 7 + 3) % len(TITLE_WORDS)]}"
-            f" {i % tpa + 1}"
-            for i in range(n_tracks)
-        ]
+        return _Tracks(
+            ids=np.array([f"t{i:07d}" for i in range(n_tracks)], dtype=object),
+            artist=track_artist,
+            genre=track_genre,
+            durations=durations,
+            titles=_track_titles(n_tracks, tpa),
+        )
 
-        # listen events
+    def _draw_events(self, rng: np.random.Generator, users: _Users, artists: _Artists) -> _Events:
+        """Draw listen events: who, which artist and track, when (oldest first, no duplicates)."""
+        event_user = self._draw_event_users(rng)
+        event_genre = self._draw_event_genres(rng, users, event_user)
+        event_artist = _draw_event_artists(rng, artists, event_genre)
+        n_events = len(event_user)
+        tpa = self.tracks_per_artist
+        track_rank = np.minimum(rng.geometric(0.5, n_events) - 1, tpa - 1)
+        event_track = event_artist * tpa + track_rank
+        offsets = rng.integers(1, self._window_seconds, n_events)
+        order = np.argsort(-offsets, kind="stable")  # oldest first
+        events = _Events(event_user[order], event_artist[order], event_track[order], offsets[order])
+        return events.without_duplicates()
+
+    def _draw_event_users(self, rng: np.random.Generator) -> np.ndarray:
+        """Draw each user's activity (log-normal, at least 5) and repeat the user that often."""
         sigma = 0.8
         activity = rng.lognormal(np.log(self.events_per_user) - sigma**2 / 2, sigma, self.n_users)
         counts = np.maximum(np.round(activity).astype(np.int64), 5)
-        event_user = np.repeat(np.arange(self.n_users), counts)
+        return np.repeat(np.arange(self.n_users), counts)
+
+    def _draw_event_genres(
+        self, rng: np.random.Generator, users: _Users, event_user: np.ndarray
+    ) -> np.ndarray:
+        """Draw the genre of each event: 70 % cluster, 20 % second genre, 10 % at random."""
         n_events = len(event_user)
         choice = rng.random(n_events)
-        event_genre = np.where(
+        return np.where(
             choice < 0.7,
-            user_cluster[event_user],
-            np.where(choice < 0.9, user_second[event_user], rng.integers(0, n_genres, n_events)),
+            users.cluster[event_user],
+            np.where(
+                choice < 0.9, users.second[event_user], rng.integers(0, self.n_genres, n_events)
+            ),
         )
-        position = np.searchsorted(global_cdf, event_genre + rng.random(n_events), side="left")
-        position = np.minimum(position, len(global_members) - 1)
-        event_artist = global_members[position]
-        track_rank = np.minimum(rng.geometric(0.5, n_events) - 1, tpa - 1)
-        event_track = event_artist * tpa + track_rank
-        window_s = self.weeks * 7 * 86_400
-        offsets = rng.integers(1, window_s, n_events)
-        order = np.argsort(-offsets, kind="stable")  # oldest first
-        event_user, event_artist = event_user[order], event_artist[order]
-        event_track, offsets = event_track[order], offsets[order]
-        # two plays of one track by one user in the same second would be an exact duplicate
-        # event: keep the planted bad rows the only ones
-        unique = ~pd.DataFrame({"u": event_user, "t": event_track, "s": offsets}).duplicated()
-        unique = unique.to_numpy()
-        event_user, event_artist = event_user[unique], event_artist[unique]
-        event_track, offsets = event_track[unique], offsets[unique]
-        n_events = len(event_user)
-        event_ts = END_TS - offsets.astype("timedelta64[s]")
+
+    def _listens_table(self, users: _Users, tracks: _Tracks, events: _Events) -> pd.DataFrame:
+        """Build the listens table (one row per play), plus the bad rows if asked for."""
+        event_ts = END_TS - events.offsets.astype("timedelta64[s]")
         listens = pd.DataFrame(
             {
-                "user_id": user_ids[event_user],
-                "item_id": track_ids[event_track],
+                "user_id": users.ids[events.user],
+                "item_id": tracks.ids[events.track],
                 "plays": "1",
                 "ts": np.datetime_as_string(event_ts, unit="s", timezone="UTC"),
             }
         )
         if self.inject_bad_rows:
             listens = pd.concat([listens, self._bad_rows(listens)], ignore_index=True)
+        return listens
 
-        # tags: genre vocabulary + generic terms
-        vocabulary = [term for g in genres for term in g.terms] + GENERIC_TERMS
+    def _draw_tag_assignments(
+        self, rng: np.random.Generator, users: _Users, artists: _Artists, events: _Events
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Draw taggings of played artists (genre terms, 20 % generic); return tags, assignments."""
+        vocabulary = [term for g in self._genres for term in g.terms] + GENERIC_TERMS
         tag_ids = np.array([str(i + 1) for i in range(len(vocabulary))], dtype=object)
-        terms_per_genre = len(genres[0].terms)
+        terms_per_genre = len(self._genres[0].terms)
+        n_events = len(events.user)
         n_taggings = max(n_events // 10, 1)
         picked = rng.integers(0, n_events, n_taggings)
-        tag_user = event_user[picked]
-        tag_artist = event_artist[picked]
+        tag_user = events.user[picked]
+        tag_artist = events.artist[picked]
         generic = rng.random(n_taggings) < 0.2
-        genre_term = artist_genre[tag_artist] * terms_per_genre + rng.integers(
+        genre_term = artists.genre[tag_artist] * terms_per_genre + rng.integers(
             0, terms_per_genre, n_taggings
         )
         generic_term = (
             len(vocabulary) - len(GENERIC_TERMS) + rng.integers(0, len(GENERIC_TERMS), n_taggings)
         )
         tag_index = np.where(generic, generic_term, genre_term)
-        tag_offsets = rng.integers(1, window_s, n_taggings)
+        tag_offsets = rng.integers(1, self._window_seconds, n_taggings)
         tag_assignments = pd.DataFrame(
             {
-                "user_id": user_ids[tag_user],
-                "artist_id": artist_ids[tag_artist],
+                "user_id": users.ids[tag_user],
+                "artist_id": artists.ids[tag_artist],
                 "tag_id": tag_ids[tag_index],
                 "ts": np.datetime_as_string(
                     END_TS - tag_offsets.astype("timedelta64[s]"), unit="s", timezone="UTC"
                 ),
             }
         ).drop_duplicates(["user_id", "artist_id", "tag_id"])
+        tags = pd.DataFrame({"tag_id": tag_ids, "tag": vocabulary})
+        return tags, tag_assignments
 
-        # artist text from genre words
+    def _draw_artist_texts(self, rng: np.random.Generator, artists: _Artists) -> list[str]:
+        """Draw a one-sentence text per artist from three words of its genre."""
         texts = []
         for i in range(self.n_artists):
-            genre = genres[artist_genre[i]]
+            genre = self._genres[artists.genre[i]]
             words = rng.choice(genre.terms, size=3, replace=False)
             texts.append(
-                f"{artist_names[i]} is a {genre.name} act known for {words[0]}, {words[1]} "
+                f"{artists.names[i]} is a {genre.name} act known for {words[0]}, {words[1]} "
                 f"and {words[2]}."
             )
+        return texts
 
-        # friends: 3 per user, 70 % within the cluster
+    def _draw_friends(self, rng: np.random.Generator, users: _Users) -> pd.DataFrame:
+        """Draw 3 friends per user, 70 % within the user's cluster (self-links dropped)."""
         friend_rows = []
-        members_by_cluster = [np.flatnonzero(user_cluster == c) for c in range(n_genres)]
+        members_by_cluster = [np.flatnonzero(users.cluster == c) for c in range(self.n_genres)]
         for user in range(self.n_users):
-            same = members_by_cluster[user_cluster[user]]
+            same = members_by_cluster[users.cluster[user]]
             for _ in range(3):
                 if rng.random() < 0.7 and len(same) > 1:
                     friend = int(rng.choice(same))
                 else:
                     friend = int(rng.integers(0, self.n_users))
                 if friend != user:
-                    friend_rows.append((user_ids[user], user_ids[friend]))
-        friends = pd.DataFrame(friend_rows, columns=["user_id", "friend_id"]).drop_duplicates()
+                    friend_rows.append((users.ids[user], users.ids[friend]))
+        return pd.DataFrame(friend_rows, columns=["user_id", "friend_id"]).drop_duplicates()
 
-        # audio: round-robin over genres so every genre is represented
-        audio_tracks = self._audio_selection(rng, track_genre)
+    def _artists_table(self, artists: _Artists) -> pd.DataFrame:
+        """Build the artists table (id, name, genre name, url)."""
+        return pd.DataFrame(
+            {
+                "artist_id": artists.ids,
+                "name": artists.names,
+                "genre": [self._genres[g].name for g in artists.genre],
+                "url": [f"https://example.org/artist/{a}" for a in artists.ids],
+            }
+        )
 
-        tables = {
-            "users": pd.DataFrame({"user_id": user_ids}),
-            "artists": pd.DataFrame(
-                {
-                    "artist_id": artist_ids,
-                    "name": artist_names,
-                    "genre": [genres[g].name for g in artist_genre],
-                    "url": [f"https://example.org/artist/{a}" for a in artist_ids],
-                }
-            ),
-            "tracks": pd.DataFrame(
-                {
-                    "track_id": track_ids,
-                    "artist_id": artist_ids[track_artist],
-                    "title": titles,
-                    "duration_s": [f"{d:.1f}" for d in durations],
-                    "genre": [genres[g].name for g in track_genre],
-                }
-            ),
-            "listens": listens,
-            "tags": pd.DataFrame({"tag_id": tag_ids, "tag": vocabulary}),
-            "tag_assignments": tag_assignments,
-            "artist_text": pd.DataFrame({"artist_id": artist_ids, "text": texts}),
-            "friends": friends,
-            "audio_files": pd.DataFrame(
-                {
-                    "track_id": track_ids[audio_tracks],
-                    "path": [f"audio/{track_ids[i]}.wav" for i in audio_tracks],
-                }
-            ),
+    def _tracks_table(self, artists: _Artists, tracks: _Tracks) -> pd.DataFrame:
+        """Build the tracks table (id, artist, title, duration as text, genre name)."""
+        return pd.DataFrame(
+            {
+                "track_id": tracks.ids,
+                "artist_id": artists.ids[tracks.artist],
+                "title": tracks.titles,
+                "duration_s": [f"{d:.1f}" for d in tracks.durations],
+                "genre": [self._genres[g].name for g in tracks.genre],
+            }
+        )
+
+    def _truth(
+        self, users: _Users, artists: _Artists, tracks: _Tracks, audio_tracks: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Collect the planted structure returned by ``truth()``."""
+        return {
+            "genres": np.array([g.name for g in self._genres], dtype=object),
+            "user_ids": users.ids,
+            "user_cluster": users.cluster,
+            "user_second_genre": users.second,
+            "artist_ids": artists.ids,
+            "artist_genre": artists.genre,
+            "artist_popularity_rank": artists.rank,
+            "track_ids": tracks.ids,
+            "track_genre": tracks.genre,
+            "audio_track_ids": tracks.ids[audio_tracks],
+            "audio_genre": tracks.genre[audio_tracks],
         }
-        truth = {
-            "genres": np.array([g.name for g in genres], dtype=object),
-            "user_ids": user_ids,
-            "user_cluster": user_cluster,
-            "user_second_genre": user_second,
-            "artist_ids": artist_ids,
-            "artist_genre": artist_genre,
-            "artist_popularity_rank": rank,
-            "track_ids": track_ids,
-            "track_genre": track_genre,
-            "audio_track_ids": track_ids[audio_tracks],
-            "audio_genre": track_genre[audio_tracks],
-        }
-        self._generated = (tables, truth)
-        return self._generated
 
     def _bad_rows(self, listens: pd.DataFrame) -> pd.DataFrame:
+        """The 6 planted bad listen rows: 3 unknown user, 2 plays "0", 1 exact duplicate."""
         first = listens.iloc[0]
         rows = [
             {
@@ -594,6 +733,7 @@ class SampleSource(Source):
         return pd.DataFrame(rows)
 
     def _audio_selection(self, rng: np.random.Generator, track_genre: np.ndarray) -> np.ndarray:
+        """Pick ``audio_tracks`` track indices round-robin over genres (sorted)."""
         count = min(self.audio_tracks, len(track_genre))
         by_genre = [rng.permutation(np.flatnonzero(track_genre == g)) for g in range(self.n_genres)]
         chosen: list[int] = []
