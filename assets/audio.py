@@ -26,12 +26,19 @@ from evaluation.audio import (
 )
 from evaluation.metrics import metrics_bar_chart
 from orchestration.partitions import WEEKS
-from orchestration.resources import ARTIFACTS, Paths, VectorStoreResource, Warehouse
-from recommend.models import SourceModels, fit_audio_to_cf
+from orchestration.resources import (
+    ARTIFACTS,
+    ArtifactStoreResource,
+    Paths,
+    VectorStoreResource,
+    Warehouse,
+)
+from recommend.models import SourceModels, fit_audio_to_cf, projector_version
 
 AUDIO_EXTENSIONS = {".ogg", ".wav", ".flac", ".mp3", ".oga"}
 AUDIO_CLIPS = dg.AssetKey(["golden", "audio_clips"])
 AUDIO_ATTRIBUTES = dg.AssetKey(["golden", "audio_attributes"])
+AUDIO_TO_CF = dg.AssetKey("audio_to_cf_model")
 
 
 def folder_files(folder: Path) -> pd.DataFrame:
@@ -254,6 +261,7 @@ def audio_attributes(
 
 
 @dg.asset(
+    key=AUDIO_TO_CF,
     ins={"cf_model": dg.AssetIn("cf_model"), "audio_vectors": dg.AssetIn("audio_vectors")},
     partitions_def=WEEKS,
     io_manager_key=ARTIFACTS,
@@ -265,7 +273,10 @@ def audio_attributes(
     "brand-new tracks in the CF space. Metadata: held-out CF-neighbour recovery vs random.",
 )
 def audio_to_cf_model(
-    context: dg.AssetExecutionContext, cf_model: SourceModels, audio_vectors: AudioEmbeddings
+    context: dg.AssetExecutionContext,
+    artifact_store: ArtifactStoreResource,
+    cf_model: SourceModels,
+    audio_vectors: AudioEmbeddings,
 ) -> dg.Output:
     explorer = cf_model.explorer
     audio = audio_vectors.primary
@@ -275,7 +286,13 @@ def audio_to_cf_model(
     if explorer is None or explorer.model.item_factors is None:
         context.log.warning("the CF sources have no factor model: no audio->CF model this week")
         return dg.Output(None, metadata={"fitted": False})
-    projector = fit_audio_to_cf(explorer, (audio.ids, audio.matrix))
+    version = projector_version(explorer.version, audio.version)
+    store = artifact_store.store()
+    if store.has(AUDIO_TO_CF.path, context.partition_key, version):
+        context.log.info(f"audio->CF model {version} already fitted; not refitting")
+        stored = store.load(AUDIO_TO_CF.path, context.partition_key, version)
+        return dg.Output(stored, metadata={"fitted": True, "refit": False, "version": version})
+    projector = fit_audio_to_cf(explorer, (audio.ids, audio.matrix), audio_version=audio.version)
     if projector is None:
         context.log.warning("too few tracks have both audio and CF vectors: no audio->CF model")
         return dg.Output(None, metadata={"fitted": False})
@@ -289,6 +306,8 @@ def audio_to_cf_model(
         metadata={
             "tracks_with_both": projector.pairs,
             "fitted": True,
+            "refit": True,
+            "version": version,
             "backend": audio_vectors.backend,
             "cf_version": explorer.version,
             "evaluation": dg.MetadataValue.json({k: float(v) for k, v in figures.items()}),

@@ -6,6 +6,9 @@ Every model the playlists use arrives as an input from the artifact store (``cf_
 fitted here except the blend's tuning, which fits throw-away models on a validation split.
 """
 
+import hashlib
+import json
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -16,7 +19,13 @@ from evaluation.metrics import holdout_split
 from evaluation.served import evaluate_blend
 from featurestore import tables as features
 from orchestration.partitions import WEEKS, week_cutoff
-from orchestration.resources import ARTIFACTS, FeatureStoreResource, Paths, Warehouse
+from orchestration.resources import (
+    ARTIFACTS,
+    ArtifactStoreResource,
+    FeatureStoreResource,
+    Paths,
+    Warehouse,
+)
 from recommend.blend import BlendChoice, BlendConfig
 from recommend.history import artist_level, display_items, history_before
 from recommend.models import AudioProjector, SourceModels
@@ -102,6 +111,7 @@ def blend_config(
     context: dg.AssetExecutionContext,
     config: BlendTuningConfig,
     warehouse: Warehouse,
+    artifact_store: ArtifactStoreResource,
     cf_model: SourceModels,
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
@@ -109,33 +119,67 @@ def blend_config(
     if config.weights:
         choice = BlendChoice(BlendConfig(weights=config.weights, method=config.method), False)
         return dg.Output(choice, metadata={"tuned": False, "weights": dict(config.weights)})
+    terms = warehouse.table("golden", "artist_terms")
+    inputs = _blend_inputs(cf_model, config, text_vectors, audio_vectors, terms)
+    store = artifact_store.store()
+    if store.has(BLEND_CONFIG.path, context.partition_key, inputs):
+        context.log.info(f"blend {inputs} already tuned on the same inputs; not retuning")
+        choice = store.load(BLEND_CONFIG.path, context.partition_key, inputs)
+        return dg.Output(choice, metadata={**_blend_metadata(choice.blend), "retuned": False})
     items = display_items(warehouse)
     blend, history = tune_week_blend(
         history_before(warehouse, week_cutoff(context)),
         items,
         config=_week_config(cf_model),
-        artist_terms=warehouse.table("golden", "artist_terms"),
+        artist_terms=terms,
         text_vectors=text_vectors.as_table(),
         audio_vectors=_audio_table(audio_vectors, items),
         **config.tuning(),
     )
-    best = history.sort_values("objective").iloc[-1] if len(history) else None
+    best = history.sort_values("objective").iloc[-1]
+    validation = {f"validation_{m}@10": best[m] for m in ("ndcg", "coverage", "novelty")}
     return dg.Output(
-        BlendChoice(blend, True, config.tuning()),
+        BlendChoice(blend, True, config.tuning(), inputs),
         metadata={
-            "tuned": True,
-            "method": blend.method,
-            "weights": dg.MetadataValue.json(dict(blend.weights)),
+            **_blend_metadata(blend),
+            "retuned": True,
             "trials": len(history),
-            **floats(
+            "constraint": dg.MetadataValue.json(
                 {
-                    f"validation_{m}@10": best[m]
-                    for m in ("ndcg", "coverage", "novelty")
-                    if best is not None and m in best
+                    m: {k: str(v) for k, v in t.items()}
+                    for m, t in history.attrs["reference"].items()
                 }
             ),
+            **floats({k: v for k, v in validation.items() if pd.notna(v)}),
         },
     )
+
+
+def _blend_inputs(
+    cf_model: SourceModels,
+    config: BlendTuningConfig,
+    text_vectors: VectorSet,
+    audio_vectors: AudioEmbeddings,
+    terms: pd.DataFrame,
+) -> str:
+    """Hash of everything the tuning reads: same inputs, same blend (no retuning)."""
+    digest = hashlib.sha256(
+        json.dumps(
+            [cf_model.version, config.tuning(), text_vectors.version, audio_vectors.version],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
+    digest.update(pd.util.hash_pandas_object(terms, index=False).values.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _blend_metadata(blend: BlendConfig) -> dict:
+    return {
+        "tuned": True,
+        "method": blend.method,
+        "weights": dg.MetadataValue.json(dict(blend.weights)),
+    }
 
 
 def playlist_rule_violations(

@@ -104,9 +104,13 @@ class BlendChoice:
     blend: BlendConfig
     tuned: bool
     tuning: Mapping[str, Any] = field(default_factory=dict)
+    inputs: str = ""
 
     @property
     def version(self) -> str:
+        """The hash of what it was tuned from (``inputs``), else of the blend itself."""
+        if self.inputs:
+            return self.inputs
         payload = json.dumps(
             {
                 "weights": dict(sorted(self.blend.weights.items())),
@@ -453,8 +457,13 @@ class _Search:
         if reference == "best":
             real = [s for s in sources if s != NOVELTY_SOURCE]
             reference = max(real, key=lambda s: (self.measure({s: 1.0})["ndcg"], s))
-        if reference is None or reference not in self.table.sources:
+        if reference is None:
             return None
+        if reference not in self.table.sources:
+            raise ValueError(
+                f"blend reference {reference!r} is not among the candidate sources "
+                f"{self.table.sources}: use one of them, 'best', or none"
+            )
         measured = self.measure({reference: 1.0})
         self.target = {
             name: value * (1.0 + self.margin) for name, value in measured.items() if name != "ndcg"

@@ -141,14 +141,25 @@ class AudioProjector:
     regressor: AudioToCF
     cf_version: str
     pairs: int
+    audio_version: str = ""
 
     @property
     def version(self) -> str:
-        return f"{self.cf_version}-{self.pairs}"
+        """:func:`projector_version` of its inputs."""
+        return projector_version(self.cf_version, self.audio_version or str(self.pairs))
+
+
+def projector_version(cf_version: str, audio_version: str) -> str:
+    """The version of an audio -> CF model: the factor model's and the audio vectors'."""
+    return f"{cf_version}-{audio_version}"
 
 
 def fit_audio_to_cf(
-    explorer: FittedCF, audio_vectors: VectorTable, *, min_pairs: int = MIN_AUDIO_CF_PAIRS
+    explorer: FittedCF,
+    audio_vectors: VectorTable,
+    *,
+    min_pairs: int = MIN_AUDIO_CF_PAIRS,
+    audio_version: str = "",
 ) -> AudioProjector | None:
     """Ridge from audio to the factor model's item vectors, on tracks with both (None if few)."""
     if explorer.config.model not in FACTOR_KINDS:
@@ -163,7 +174,8 @@ def fit_audio_to_cf(
         return None
     matrix = np.asarray(audio_vectors[1], dtype=np.float64)
     factors = explorer.model.item_factors[[index[ids[row]] for row in known]]
-    return AudioProjector(AudioToCF().fit(matrix[known], factors), explorer.version, len(known))
+    regressor = AudioToCF().fit(matrix[known], factors)
+    return AudioProjector(regressor, explorer.version, len(known), audio_version)
 
 
 def project_new_items(

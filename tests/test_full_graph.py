@@ -56,9 +56,16 @@ def test_rerun_does_not_refit_and_leaves_collections_unchanged(graph) -> None:
     assert cf_first["refit"] is True and items_first["written"] is True
     second = run_assets(
         settings,
-        "key:cf_model or key:cf_item_vectors or key:cf_user_vectors",
+        "key:cf_model or key:cf_item_vectors or key:cf_user_vectors or key:blend_config "
+        "or key:audio_to_cf_model",
         partition_key=LAST_WEEK,
     )
+    blend_first = _metadata(week, dg.AssetKey("blend_config"))
+    blend_second = _metadata(second, dg.AssetKey("blend_config"))
+    assert blend_first["retuned"] is True and blend_second["retuned"] is False
+    assert blend_second["artifact_version"] == blend_first["artifact_version"]
+    projector = _metadata(second, dg.AssetKey("audio_to_cf_model"))
+    assert projector["fitted"] is True and projector["refit"] is False
     cf_second = _metadata(second, dg.AssetKey("cf_model"))
     items_second = _metadata(second, dg.AssetKey("cf_item_vectors"))
     second_text = run_assets(settings, "key:text_vectors")
