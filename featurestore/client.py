@@ -20,6 +20,8 @@ Example usage::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -39,6 +41,14 @@ from featurestore.schemas import EVENT_TIMESTAMP, PARQUET_FILES
 from featurestore.server import FeatureServer, free_port, serve_command, start_server
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Feast prints its materialisation banner and progress bars; our log line says it all."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
 
 DEFAULT_USER_FEATURES = "weekly_playlist_ranking_v1"
 MATERIALIZE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
@@ -253,7 +263,8 @@ class FeatureStoreClient:
             logger.warning("not materialising %s: %s", name, reason)
         entities = {name: _entities_in_window(registered[name], start, end) for name in ready}
         if ready:
-            self.store.materialize(start_date=start, end_date=end, feature_views=ready)
+            with _quiet():
+                self.store.materialize(start_date=start, end_date=end, feature_views=ready)
             self._materialized.update(ready)
         logger.info("materialised %s into the %s online store", entities, self.profile)
         return MaterializeResult(start=start, end=end, entities=entities, skipped=skipped)
@@ -283,7 +294,8 @@ class FeatureStoreClient:
         registered = self._registered_views()
         ready, skipped = _split_by_source(list(registered), registered)
         if ready:
-            self.store.materialize_incremental(end_date=end, feature_views=ready)
+            with _quiet():
+                self.store.materialize_incremental(end_date=end, feature_views=ready)
             self._materialized.update(ready)
         return MaterializeResult(start=MATERIALIZE_FROM, end=end, skipped=skipped)
 
