@@ -152,6 +152,18 @@ def test_best_reference_asks_for_a_multiple_of_the_best_sources_coverage():
     assert target["coverage"] == pytest.approx(2.0 * start.loc[best, "coverage"])
 
 
+def test_a_zero_weight_source_never_labels_a_blended_row():
+    rows = [("u", f"i{i}", float(3 - i), "ease", "cf", "x") for i in range(3)]
+    rows += [("u", "i2", 5.0, "item_knn", "cf", "y"), ("u", "i9", 1.0, "item_knn", "cf", "y")]
+    candidates = pd.DataFrame(
+        rows, columns=["user_id", "item_id", "score", "source", "reason_code", "reason_detail"]
+    )
+    blended = fuse(candidates, BlendConfig(weights={"ease": 1.0}, method="zscore"))
+    labels = dict(zip(blended["item_id"], blended["source"], strict=True))
+    # i2 scores below the mean for ease (a negative contribution) and is found by item_knn too
+    assert labels["i2"] == "ease" and labels["i9"] == "item_knn"
+
+
 def test_item_novelty_is_self_information():
     listens = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "item_id": ["x", "x", "x", "y"]})
     novelty = item_novelty(listens)
