@@ -41,10 +41,10 @@ DEFAULT_GRID = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 NOVELTY_SOURCE = "novelty"
 BLEND_COLUMNS = ["user_id", "item_id", "score", "source", "reason_code", "reason_detail"]
 
-# Tuned on the HetRec validation split (carved from train; zscore normalisation, coverage and
-# novelty at least ALS's): see evaluation.served.evaluate_blend and the lead's report. HetRec has
-# no audio, so the ``audio`` and ``new`` weights are set by hand, not tuned. Sources absent from
-# the candidates are ignored.
+# A fallback for code that builds playlists without a tuned blend (tests, notebooks). The
+# pipeline never serves it: the weekly ``blend_config`` asset tunes the weights on a validation
+# split of each week's history (recommend.playlist.tune_week_blend). Sources absent from the
+# candidates are ignored.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "item_knn": 1.0,
     "als": 0.5,
