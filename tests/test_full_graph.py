@@ -261,10 +261,19 @@ def test_model_and_blend_configuration_change_the_served_playlists(graph) -> Non
         finally:
             con.close()
 
+    def retext(top_n: int) -> None:
+        config = {"ops": {"golden__artist_terms": {"config": {"top_n": top_n}}}}
+        selection = "key:golden/artist_terms or key:golden/artist_docs or key:text_vectors"
+        assert run_assets(settings, selection, run_config=config).success
+
     base = served()
     cf = served({"ops": {"cf_model": {"config": {"ease_lambda": 20.0, "als_factors": 16}}}})
     blend = served({"ops": {"blend_config": {"config": {"weights": {"text": 1.0}}}}})
+    retext(top_n=1)  # text: one term per artist in the documents the text vectors embed
+    text = served()
+    retext(top_n=20)
+    again = served()
     assert not base.equals(cf)
     assert not base.equals(blend) and not cf.equals(blend)
-    again = served()
+    assert not base.equals(text)
     pd.testing.assert_frame_equal(base, again)
