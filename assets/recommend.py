@@ -43,6 +43,14 @@ DISCOVER_WEEKLY = dg.AssetKey("discover_weekly")
 BLEND_CONFIG = dg.AssetKey("blend_config")
 PLAYLIST_RULES_CHECK = "playlist_rules"
 PLAYLIST_SIZE = 30
+# the golden tables a week's tuning and evaluation read: its history, catalogue and terms
+WEEK_TABLES = [
+    ["golden", "listen_events"],
+    ["golden", "listens"],
+    ["golden", "items"],
+    ["golden", "artists"],
+    ["golden", "artist_terms"],
+]
 
 
 def _week_config(cf_model: SourceModels) -> DiscoverWeeklyConfig:
@@ -89,13 +97,7 @@ class BlendTuningConfig(dg.Config):
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
     },
-    deps=[
-        ["golden", "listen_events"],
-        ["golden", "listens"],
-        ["golden", "items"],
-        ["golden", "artists"],
-        ["golden", "artist_terms"],
-    ],
+    deps=WEEK_TABLES,
     partitions_def=WEEKS,
     io_manager_key=ARTIFACTS,
     group_name="recommend",
@@ -426,13 +428,7 @@ def _evaluation_markdown(table: pd.DataFrame) -> str:
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
     },
-    deps=[
-        ["golden", "listen_events"],
-        ["golden", "listens"],
-        ["golden", "items"],
-        ["golden", "artists"],
-        ["golden", "artist_terms"],
-    ],
+    deps=WEEK_TABLES,
     partitions_def=WEEKS,
     group_name="evaluation",
     kinds={"pandas"},
