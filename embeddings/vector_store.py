@@ -69,6 +69,21 @@ _LITE_USERS_LOCK = threading.Lock()
 ProgressCallback = Callable[[int, int], None]
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def id_filter(ids: Sequence[str]) -> str:
+    """A Milvus filter ``id in [...]`` with every id as an escaped string literal, so that no
+    id (quotes, brackets, backslashes) can change the expression."""
+    literals = []
+    for value in ids:
+        bad = [c for c in value if ord(c) < 0x20 and c not in "\n\r\t"]
+        if bad:
+            raise ValueError(f"id {value[:40]!r} contains control characters; it cannot be queried")
+        literals.append('"' + "".join(_ESCAPES.get(c, c) for c in value) + '"')
+    return f"{ID_FIELD} in [{', '.join(literals)}]"
+
+
 class VectorStoreError(RuntimeError):
     """A vector store operation failed; the message names the collection and the fix."""
 
@@ -722,7 +737,9 @@ class VectorStore:
         rows: list[dict[str, Any]] = []
         for start in range(0, len(id_list), DEFAULT_BATCH_SIZE):
             chunk = id_list[start : start + DEFAULT_BATCH_SIZE]
-            rows += [dict(r) for r in self._client.get(name, ids=chunk, output_fields=fields)]
+            found = self._client.query(name, filter=id_filter(chunk), output_fields=fields)
+            wanted = set(chunk)  # defence in depth: never more than was asked for
+            rows += [dict(r) for r in found if r[ID_FIELD] in wanted]
         return rows
 
     def export(

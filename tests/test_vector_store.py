@@ -240,3 +240,22 @@ def test_hetrec_similar_items_recall_vs_exact(tmp_path: Path, hetrec_listens) ->
                 [[h["id"] for h in hits] for hits in found], queries, ids, vectors, 10, "COSINE"
             )
             assert recall >= goal, (index, recall)
+
+
+def test_an_id_with_quotes_never_widens_a_read(tmp_path):
+    """Issue 12 item 6: ids are escaped literals in the Milvus filter, not expression text."""
+    from embeddings.vector_store import VectorStore
+
+    ids = ["u001", "u002", "o'brien", 'q"x', "back\\slash", "uni\u00e9", "tab\tx"]
+    vectors = np.random.default_rng(0).random((len(ids), 4)).astype("float32") + 0.1
+    with VectorStore(str(tmp_path / "m.db")) as store:
+        store.write_collection("t", ids, vectors, {}, dim=4, metric="COSINE", version="v1")
+        for injected in [
+            "u001'] or id in ['u002",
+            'u001"] or id in ["u002',
+            'u001\\"] or id in ["u002',
+        ]:
+            assert store.get_rows("t", [injected]) == []
+        rows = store.get_rows("t", ids[2:], output_fields=["id"])
+        assert sorted(r["id"] for r in rows) == sorted(ids[2:])
+        assert np.allclose(store.get("t", ["o'brien"]), vectors[2:3], atol=1e-6)
