@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from orchestration.settings import (
     SettingsError,
@@ -49,15 +50,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def where_text(elapsed: float | None = None) -> str:
     settings = load_settings()
+    header = (
+        f"cratedigger: every asset materialised in {elapsed:.0f} s"
+        if elapsed is not None
+        else "cratedigger: where everything is"
+    )
+
+    def path(where: Path | str) -> str:
+        exists = str(where).startswith("http") or Path(where).exists()
+        return f"{where}" + ("" if exists else "  (not materialised yet: run `cratedigger run`)")
+
     lines = [
         "",
-        "cratedigger: every asset materialised"
-        + (f" in {elapsed:.0f} s" if elapsed is not None else "")
-        + f" (profile {settings.profile}, source {settings.source}).",
-        f"  warehouse (DuckDB)   {settings.warehouse_path}",
-        f"  data-quality report  {settings.data_docs_index}",
-        f"  quality summary      {settings.reports_dir / 'data_quality.md'}",
-        f"  vectors (Milvus)     {settings.milvus_uri}",
+        f"{header} (profile {settings.profile}, source {settings.source}).",
+        f"  warehouse (DuckDB)   {path(settings.warehouse_path)}",
+        f"  data-quality report  {path(settings.data_docs_index)}",
+        f"  quality summary      {path(settings.reports_dir / 'data_quality.md')}",
+        f"  vectors (Milvus)     {path(settings.milvus_uri)}",
+        f"  models (artifacts)   {path(settings.artifact_uri)}",
         f"  feature repo (Feast) {settings.feature_repo}",
         f"  Dagster home         {dagster_home() or ''}",
         "  UI                   make ui   (dagster dev -w workspace.yaml, http://127.0.0.1:3000)",
@@ -76,9 +86,13 @@ def _print_any_playlist() -> None:
 
 
 def cmd_playlist(args: argparse.Namespace) -> int:
-    from recommend.playlist import playlist_text
+    from recommend.playlist import PlaylistUnavailable, playlist_text
 
-    print(playlist_text(load_settings().warehouse_path, args.user_id, week=args.week))
+    try:
+        print(playlist_text(load_settings().warehouse_path, args.user_id, week=args.week))
+    except PlaylistUnavailable as error:
+        print(f"cratedigger playlist: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -666,6 +666,70 @@ def _table_exists(connection, schema: str, table: str) -> bool:
     return bool(found and found[0])
 
 
+class PlaylistUnavailable(LookupError):
+    """No playlist to show; the message says why and what to do."""
+
+
+def _week_label(week: str) -> str:
+    try:
+        return str(pd.Timestamp(week).date())
+    except (ValueError, TypeError) as error:
+        raise PlaylistUnavailable(f"--week {week!r} is not a date; use YYYY-MM-DD") from error
+
+
+def _connect_read_only(path: Path):
+    import duckdb
+
+    if not path.exists():
+        raise PlaylistUnavailable(f"No warehouse at {path}: materialize the pipeline first.")
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as error:
+        raise PlaylistUnavailable(
+            f"The warehouse {path} is locked by a running pipeline step; retry when it ends."
+        ) from error
+
+
+def _user_weeks(connection, path: Path, user_id: str) -> list[str]:
+    schema, table = PLAYLIST_TABLE.split(".")
+    if not _table_exists(connection, schema, table):
+        raise PlaylistUnavailable(
+            f"No {PLAYLIST_TABLE} table in {path}: materialize the discover_weekly asset first."
+        )
+    weeks = [
+        str(r[0])
+        for r in connection.execute(
+            f"select distinct cast(week_start as varchar) from {PLAYLIST_TABLE} "
+            "where user_id = ? order by 1",
+            [user_id],
+        ).fetchall()
+    ]
+    if not weeks:
+        examples = connection.execute(
+            f"select distinct user_id from {PLAYLIST_TABLE} order by 1 limit 5"
+        ).fetchall()
+        raise PlaylistUnavailable(
+            f"Unknown user {user_id!r}: no Discover Weekly playlist for them. "
+            f"Users with playlists include {', '.join(str(r[0]) for r in examples)}."
+        )
+    return weeks
+
+
+def _chosen_week(weeks: list[str], week: str | None, user_id: str) -> str:
+    """The asked week: a playlist's week_start, or the partition key (the week before it)."""
+    if week is None:
+        return weeks[-1]
+    label = _week_label(week)
+    following = str((pd.Timestamp(label) + pd.Timedelta(days=7)).date())
+    for candidate in (label, following):
+        if candidate in weeks:
+            return candidate
+    raise PlaylistUnavailable(
+        f"No Discover Weekly for user {user_id!r} in the week of {label}; "
+        f"weeks available: {', '.join(weeks)}."
+    )
+
+
 def playlist_text(warehouse_path: str | Path, user_id: str, week: str | None = None) -> str:
     """A user's Discover Weekly as a numbered list with reasons, from the warehouse.
 
@@ -676,51 +740,24 @@ def playlist_text(warehouse_path: str | Path, user_id: str, week: str | None = N
     user_id
         The user.
     week
-        ``YYYY-MM-DD`` week start; default the user's latest week.
+        ``YYYY-MM-DD``: the week the playlist is for (its ``week_start``) or the weekly
+        partition it was built in (the week before); default the user's latest week.
 
     Returns
     -------
     str
-        The playlist, or a message saying why there is none (unknown user, no such week, no
-        table yet).
-    """
-    import duckdb
+        The playlist.
 
+    Raises
+    ------
+    PlaylistUnavailable
+        With the reason: no warehouse or table yet, a locked warehouse, an unknown user, a bad
+        or unknown week.
+    """
     path = Path(warehouse_path)
-    if not path.exists():
-        return f"No warehouse at {path}: materialize the pipeline first."
-    schema, table = PLAYLIST_TABLE.split(".")
-    with duckdb.connect(str(path), read_only=True) as connection:
-        if not _table_exists(connection, schema, table):
-            return (
-                f"No {PLAYLIST_TABLE} table in {path}: materialize the discover_weekly asset first."
-            )
-        user_id = str(user_id)
-        weeks = [
-            str(r[0])
-            for r in connection.execute(
-                f"select distinct cast(week_start as varchar) from {PLAYLIST_TABLE} "
-                "where user_id = ? order by 1",
-                [user_id],
-            ).fetchall()
-        ]
-        if not weeks:
-            examples = [
-                r[0]
-                for r in connection.execute(
-                    f"select distinct user_id from {PLAYLIST_TABLE} order by 1 limit 5"
-                ).fetchall()
-            ]
-            return (
-                f"Unknown user {user_id!r}: no Discover Weekly playlist for them. "
-                f"Users with playlists include {', '.join(map(str, examples))}."
-            )
-        chosen = weeks[-1] if week is None else str(pd.Timestamp(week).date())
-        if chosen not in weeks:
-            return (
-                f"No Discover Weekly for user {user_id!r} in the week of {chosen}; "
-                f"weeks available: {', '.join(weeks)}."
-            )
+    user_id = str(user_id)
+    with _connect_read_only(path) as connection:
+        chosen = _chosen_week(_user_weeks(connection, path, user_id), week, user_id)
         rows = connection.execute(
             f"select position, name, item_id, reason from {PLAYLIST_TABLE} where user_id = ? "
             "and cast(week_start as varchar) = ? order by position",
@@ -734,17 +771,16 @@ def playlist_text(warehouse_path: str | Path, user_id: str, week: str | None = N
 
 
 def first_user_playlist_text(warehouse_path: str | Path) -> str:
-    """The latest playlist of the first user (by id) in the warehouse; '' without the table."""
-    import duckdb
-
+    """The latest playlist of the first user (by id) in the warehouse; '' when there is none."""
     path = Path(warehouse_path)
-    if not path.exists():
+    try:
+        with _connect_read_only(path) as connection:
+            schema, table = PLAYLIST_TABLE.split(".")
+            if not _table_exists(connection, schema, table):
+                return ""
+            row = connection.execute(
+                f"select user_id from {PLAYLIST_TABLE} order by user_id limit 1"
+            ).fetchone()
+        return "" if row is None else playlist_text(path, row[0])
+    except PlaylistUnavailable:
         return ""
-    schema, table = PLAYLIST_TABLE.split(".")
-    with duckdb.connect(str(path), read_only=True) as connection:
-        if not _table_exists(connection, schema, table):
-            return ""
-        row = connection.execute(
-            f"select user_id from {PLAYLIST_TABLE} order by user_id limit 1"
-        ).fetchone()
-    return "" if row is None else playlist_text(path, row[0])

@@ -121,6 +121,20 @@ def test_cli_where_and_bad_config(tmp_path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "CRATEDIGGER_PROFILE" in bad.stderr
+    assert "not materialised yet" in done.stdout and "every asset materialised" not in done.stdout
+    env.pop("CRATEDIGGER_PROFILE")
+    for argv in (["playlist", "u000001"], ["playlist", "u000001", "--week", "banana"]):
+        missing = subprocess.run(
+            [sys.executable, "-m", "orchestration.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert missing.returncode == 1, argv
+        assert missing.stderr.startswith("cratedigger playlist: ") and "Traceback" not in (
+            missing.stderr
+        )
 
 
 # ---------------------------------------------------------------------------------- layout

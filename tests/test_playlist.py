@@ -19,6 +19,7 @@ from recommend.models import fit_sources
 from recommend.playlist import (
     PLAYLIST_OUTPUT_COLUMNS,
     DiscoverWeeklyConfig,
+    PlaylistUnavailable,
     build_discover_weekly,
     first_user_playlist_text,
     playlist_text,
@@ -299,9 +300,17 @@ def test_playlist_text_reads_the_warehouse(tmp_path, playlist):
     lines = text.splitlines()
     assert lines[0].startswith("Discover Weekly for user u00") and len(lines) == 31
     assert lines[1].startswith(" 1. ")
-    assert "Unknown user 'nobody'" in playlist_text(path, "nobody")
-    assert "No Discover Weekly" in playlist_text(path, "u00", week="2020-01-06")
+    with pytest.raises(PlaylistUnavailable, match="Unknown user 'nobody'"):
+        playlist_text(path, "nobody")
+    with pytest.raises(PlaylistUnavailable, match="No Discover Weekly"):
+        playlist_text(path, "u00", week="2020-01-06")
+    with pytest.raises(PlaylistUnavailable, match="is not a date"):
+        playlist_text(path, "u00", week="banana")
+    # the partition key (the week before the playlist's week) finds it too
+    assert playlist_text(path, "u00", week="2026-11-09") == text
     assert first_user_playlist_text(path).startswith("Discover Weekly for user newcomer")
+    with pytest.raises(PlaylistUnavailable, match="No warehouse"):
+        playlist_text(tmp_path / "missing.duckdb", "u00")
 
 
 # ---------------------------------------------------------------------------------- model plane
