@@ -18,7 +18,7 @@ code                     meaning
 ``plays_not_integer``    plays is a number with a fraction
 ``plays_not_positive``   plays <= 0
 ``duration_invalid``     duration_s is not a number, <= 0 or longer than the maximum
-``ts_unparseable``       ts is neither ISO-8601 nor epoch milliseconds, or out of range
+``ts_unparseable``       ts is neither ISO-8601 nor epoch s/ms/us, or out of range
 ``text_missing``         a required text (tag, artist text) is empty
 ``friend_is_self``       a user listed as their own friend
 ``unknown_user``         user_id (or friend_id) not among the golden users
@@ -243,10 +243,23 @@ def parse_numbers(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, _bool(is_number)
 
 
+def epoch_timestamps(numbers: np.ndarray) -> pd.Series:
+    """Epoch numbers to UTC timestamps, the unit read off each value's magnitude: below 1e11
+    seconds (up to the year 5138), below 1e14 milliseconds, else microseconds."""
+    magnitude = np.abs(numbers)
+    micros = np.where(
+        magnitude < 10**11,
+        numbers * 1_000_000,
+        np.where(magnitude < 10**14, numbers * 1000, numbers),
+    )
+    return pd.Series(pd.to_datetime(micros, unit="us", utc=True, errors="coerce")).astype(TS_DTYPE)
+
+
 def parse_timestamps(
     text: pd.Series, ts_min: pd.Timestamp = TS_MIN, ts_max: pd.Timestamp = TS_MAX
 ) -> tuple[pd.Series, pd.Series]:
-    """Parse ISO-8601 or epoch-millisecond text (10 to 16 digits) into UTC timestamps.
+    """Parse ISO-8601 or epoch text (9 to 16 digits: seconds, milliseconds or microseconds, see
+    :func:`epoch_timestamps`) into UTC timestamps.
 
     Parameters
     ----------
@@ -266,11 +279,10 @@ def parse_timestamps(
     parsed = pd.Series(pd.NaT, index=range(len(array)), dtype=TS_DTYPE)
     if not present.any():
         return parsed, pd.Series(present)
-    is_epoch = _bool(pc.match_substring_regex(array, r"^-?\d{10,16}$"))
+    is_epoch = _bool(pc.match_substring_regex(array, r"^-?\d{9,16}$"))
     if is_epoch.any():
-        millis = pc.cast(pc.filter(array, is_epoch), pa.int64()).to_numpy()
-        epoch = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
-        parsed.iloc[np.flatnonzero(is_epoch)] = epoch.astype(TS_DTYPE)
+        numbers = pc.cast(pc.filter(array, is_epoch), pa.int64()).to_numpy()
+        parsed.iloc[np.flatnonzero(is_epoch)] = epoch_timestamps(numbers)
     is_iso = present & ~is_epoch
     if is_iso.any():
         given = pc.filter(array, is_iso).to_pandas().to_numpy(dtype=object)

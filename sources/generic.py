@@ -22,7 +22,8 @@ file                required columns             optional columns      notes
 
 - ``item_id`` in ``listens`` refers to ``tracks.track_id`` when ``tracks`` is present and to
   ``artists.artist_id`` otherwise.
-- ``ts`` is ISO-8601 text (``2026-11-16T08:00:00Z``) or epoch milliseconds. When ``ts`` is filled
+- ``ts`` is ISO-8601 text (``2026-11-16T08:00:00Z``) or an epoch number in seconds, milliseconds
+  or microseconds (the unit is read off its size: 1795000000, 1795000000000, ...). When ``ts`` is filled
   in every row of ``listens`` the rows are play events (one row per play, ``plays`` usually 1);
   otherwise they are aggregated play counts per user and item.
 - ``plays`` is a positive integer. Rows that break a rule are quarantined with a reason, never

@@ -300,3 +300,13 @@ def test_rules_accept_arrow_backed_raw_frames() -> None:
         pd.testing.assert_frame_equal(result.golden, other.golden)
         assert result.quarantine["reason"].tolist() == other.quarantine["reason"].tolist()
         assert result.quarantine["source_line"].tolist() == other.quarantine["source_line"].tolist()
+
+
+def test_epoch_seconds_milliseconds_and_microseconds_land_on_the_same_day():
+    """Issue 12 item 3: epoch seconds were read as milliseconds (every play in 1970)."""
+    from quality.rules import parse_timestamps
+
+    text = pd.Series(["1795000000", "1795000000000", "1795000000000000", "2026-11-18T08:26:40Z"])
+    parsed, bad = parse_timestamps(text)
+    assert not bad.any()
+    assert parsed.dt.date.astype(str).tolist() == ["2026-11-18"] * 4
