@@ -34,11 +34,14 @@ Backends:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import os
+import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -142,6 +145,22 @@ def tag_column(tag: str) -> str:
     return "tag_" + tag.strip().lower().replace(" ", "_").replace("-", "_")
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 while a model loads: TensorFlow's C++ start-up lines (absl's
+    pre-init notice, CUDA probing on a CPU-only machine, oneDNN) bypass every Python setting and
+    tell the user nothing they can act on. Python exceptions still propagate and are shown."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class AudioEncoder(ABC):
     """The contract every audio backend fulfils.
 
@@ -196,10 +215,11 @@ class AudioEncoder(ABC):
         if self._loaded:
             return
         started = time.perf_counter()
-        self._load()
-        self._loaded = True
-        noise = np.random.default_rng(0).standard_normal(4 * self.sample_rate).astype(np.float32)
-        self.embed((0.1 * noise, self.sample_rate))
+        with native_stderr_silenced():
+            self._load()
+            self._loaded = True
+            noise = np.random.default_rng(0).standard_normal(4 * self.sample_rate)
+            self.embed((0.1 * noise.astype(np.float32), self.sample_rate))
         self.load_seconds = time.perf_counter() - started
         logger.info("%s encoder loaded in %.2f s", self.name, self.load_seconds)
 
