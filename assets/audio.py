@@ -441,5 +441,11 @@ def audio_folder_sensor(context: dg.SensorEvaluationContext, paths: Paths):
     digest = signature.hexdigest()
     if digest == context.cursor:
         return dg.SkipReason(f"no change in {paths.audio_dir} ({len(files)} audio files)")
+    first_tick = context.cursor is None
     context.update_cursor(digest)
+    if first_tick:  # the run that built the warehouse embedded these files already
+        return dg.SkipReason(
+            f"watching {paths.audio_dir} ({len(files)} audio files); a change triggers "
+            "audio_refresh"
+        )
     return dg.RunRequest(run_key=digest)

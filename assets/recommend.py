@@ -311,7 +311,8 @@ def discover_weekly(
     warehouse.replace_partition("recommend", "candidates", candidates, "week_start", day)
     warehouse.replace_partition("recommend", "discover_weekly", playlists, "week_start", day)
     export = paths.sub("exports", "discover_weekly", f"week_start={day}") / "playlists.parquet"
-    playlists.to_parquet(export, index=False)
+    # week_start is the folder key (hive partitioning): pd.read_parquet(folder) restores it
+    playlists.drop(columns=["week_start"]).to_parquet(export, index=False)
     feast_rows = _publish_to_feast(context, feature_store, playlists, week)
     yield dg.MaterializeResult(
         asset_key=CANDIDATES,

@@ -135,6 +135,9 @@ def test_a_new_file_in_the_watched_folder_is_embedded_alone(graph) -> None:
     from orchestration.resources import build_resources
 
     paths = build_resources(settings)["paths"]
+    # the first tick only records what is there (issue 12 item 13: no run on opening the UI)
+    first = dg.build_sensor_context(cursor=None, resources={"paths": paths})
+    assert isinstance(audio_folder_sensor(first), dg.SkipReason) and first.cursor
     context = dg.build_sensor_context(cursor="previous-state", resources={"paths": paths})
     request = audio_folder_sensor(context)
     assert isinstance(request, dg.RunRequest)
@@ -211,6 +214,9 @@ def test_backfill_three_weeks_and_rerun_one_is_idempotent(graph) -> None:
     pd.testing.assert_frame_equal(
         before.drop(columns=["score"]), after.drop(columns=["score"]), check_dtype=False
     )
+    exported = pd.read_parquet(settings.data_dir / "exports" / "discover_weekly")
+    assert len(exported) == len(before)  # the hive key restores week_start (issue 12 item 17)
+    assert set(exported["week_start"].astype(str)) == set(before["week_start"].astype(str))
     user = before["user_id"].iloc[0]
     text = playlist_text(settings.warehouse_path, user)
     assert user in text and "30." in text
