@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from dataclasses import dataclass, field
 
 import dagster as dg
+
+logger = logging.getLogger(__name__)
+
+PID_TAG = "cratedigger/pid"
+HOST_TAG = "cratedigger/host"
+UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 @dataclass
@@ -23,6 +32,12 @@ def run_everything(instance: dg.DagsterInstance, log_level: str = "INFO") -> Run
     from orchestration import definitions as d
 
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    for run_id in recover_dead_runs(instance):
+        print(
+            f"cratedigger: run {run_id} was left unfinished by a process that is gone; "
+            "marked failed and its pool slots freed"
+        )
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     summary = RunSummary(success=True)
     for job_name, partition_key in [(d.EVERYTHING_JOB, None), *d.partitioned_runs()]:
         result = d.defs.resolve_job_def(job_name).execute_in_process(
@@ -30,6 +45,7 @@ def run_everything(instance: dg.DagsterInstance, log_level: str = "INFO") -> Run
             partition_key=partition_key,
             run_config=run_config,
             raise_on_error=False,
+            tags=tags,
         )
         summary.run_ids.append(result.run_id)
         for evaluation in result.get_asset_check_evaluations():
@@ -64,3 +80,30 @@ def step_seconds(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, 
                         entry.timestamp - begin
                     )
     return seconds
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs of ``cratedigger run`` on this host left STARTED by a process that is gone (killed):
+    mark them failed and free the pool slots they hold, so the next run does not wait forever.
+    Returns their run ids."""
+    recovered = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if not pid or host != socket.gethostname() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run, message=f"cratedigger run (pid {pid}) ended without finishing this run (killed?)"
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        recovered.append(run.run_id)
+    return recovered
