@@ -180,18 +180,29 @@ class Paths(dg.ConfigurableResource):
 class VectorStoreResource(dg.ConfigurableResource):
     """Milvus: a Milvus Lite ``.db`` file (embedded) or a server URI (production).
 
-    Milvus Lite allows one process per file, so every asset using it runs in the ``milvus`` pool.
+    Milvus Lite allows one process per file, so every asset using it runs in the ``milvus`` pool;
+    as a second line of defence :meth:`open` waits (bounded, as the warehouse does) for a file
+    held by another process and then fails with a message that says who to stop.
     """
 
     uri: str
+    lock_wait_seconds: float = LOCK_WAIT_SECONDS
 
     @contextmanager
     def open(self) -> Iterator[Any]:
-        from embeddings.vector_store import VectorStore
+        from embeddings.vector_store import VectorStore, VectorStoreLocked
 
         if not self.uri.startswith("http"):
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-        store = VectorStore(self.uri)
+        deadline = time.monotonic() + self.lock_wait_seconds
+        while True:
+            try:
+                store = VectorStore(self.uri)
+                break
+            except VectorStoreLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         try:
             yield store
         finally:

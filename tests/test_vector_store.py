@@ -259,3 +259,36 @@ def test_an_id_with_quotes_never_widens_a_read(tmp_path):
         rows = store.get_rows("t", ids[2:], output_fields=["id"])
         assert sorted(r["id"] for r in rows) == sorted(ids[2:])
         assert np.allclose(store.get("t", ["o'brien"]), vectors[2:3], atol=1e-6)
+
+
+def test_the_resource_waits_a_bounded_time_for_a_held_lite_file(tmp_path):
+    """Issue 12 item 7: a reader holding the Milvus Lite file makes a step wait, then fail
+    with one clear error; it neither fails at once nor hangs."""
+    from embeddings.vector_store import VectorStoreLocked
+    from orchestration.resources import VectorStoreResource
+
+    path = tmp_path / "held.db"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from embeddings.vector_store import VectorStore; "
+            f"s = VectorStore({str(path)!r}); print('held', flush=True); "
+            "time.sleep(float(sys.argv[1])); s.close()",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        waiting = VectorStoreResource(uri=str(path), lock_wait_seconds=1.0)
+        with pytest.raises(VectorStoreLocked, match="held by another process"), waiting.open():
+            pass
+        assert time.monotonic() - started < 4
+        with VectorStoreResource(uri=str(path), lock_wait_seconds=60).open() as store:
+            assert store.list_collections() == []
+        assert time.monotonic() - started >= 2
+    finally:
+        holder.kill()
