@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from orchestration.settings import Settings
@@ -25,7 +26,7 @@ def dagster_yaml(settings: Settings) -> str:
             POOLS_YAML
             + f"""storage:
   postgres:
-    postgres_url: "{url}"
+    postgres_url: {json.dumps(url)}
 """
         )
     return POOLS_YAML

@@ -179,6 +179,29 @@ def _audio_compare(env: dict[str, str]) -> str:
     return ",".join(dict.fromkeys(names))
 
 
+MAX_SAMPLE_SCALE = 5000.0
+MILVUS_SCHEMES = ("http://", "https://", "tcp://", "unix:")
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    for parent in [data_dir, *data_dir.resolve().parents]:
+        if parent.exists() and not parent.is_dir():
+            raise SettingsError(
+                f"CRATEDIGGER_DATA_DIR={str(data_dir)!r} lies under {str(parent)!r}, which is a "
+                "file; use a directory path."
+            )
+
+
+def _milvus_uri(env: dict[str, str], data_dir: Path) -> str:
+    uri = env.get("MILVUS_URI") or str(data_dir.resolve() / "milvus.db")
+    if not (uri.endswith(".db") or uri.startswith(MILVUS_SCHEMES)):
+        raise SettingsError(
+            f"MILVUS_URI={uri!r} is neither a Milvus Lite file nor a server URL; use a path "
+            "ending '.db' or a URL such as http://127.0.0.1:19530, or unset it for Milvus Lite."
+        )
+    return uri
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read the profile from environment variables (or ``env``) and check every value."""
     env = dict(os.environ if env is None else env)
@@ -197,11 +220,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sample_scale = float(raw_scale)
     except ValueError:
         sample_scale = -1.0
-    if not sample_scale > 0:
+    if not (0 < sample_scale <= MAX_SAMPLE_SCALE):
         raise SettingsError(
-            f"CRATEDIGGER_SAMPLE_SCALE={raw_scale!r} must be a positive number such as 1 or 10."
+            f"CRATEDIGGER_SAMPLE_SCALE={raw_scale!r} must be a number in (0, {MAX_SAMPLE_SCALE}] "
+            "such as 1 or 10 (scale 1 is about 48k listen events)."
         )
-    milvus_uri = env.get("MILVUS_URI") or str(data_dir.resolve() / "milvus.db")
+    _check_data_dir(data_dir)
+    milvus_uri = _milvus_uri(env, data_dir)
+    audio_folder = env.get("CRATEDIGGER_AUDIO_DIR") or None
+    if audio_folder and not Path(audio_folder).expanduser().is_dir():
+        raise SettingsError(
+            f"CRATEDIGGER_AUDIO_DIR={audio_folder!r} is not a directory; use the folder of audio "
+            "files to watch, or unset it for the sample's clips."
+        )
     artifact_uri = env.get("CRATEDIGGER_ARTIFACT_URI") or str(data_dir.resolve() / "artifacts")
     return Settings(
         profile=profile,
@@ -216,6 +247,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
         redis_url=env.get("CRATEDIGGER_REDIS_URL", "127.0.0.1:6379"),
         audio_backend=audio_backend,
-        audio_folder=env.get("CRATEDIGGER_AUDIO_DIR") or None,
+        audio_folder=audio_folder,
         audio_compare=_audio_compare(env),
     )

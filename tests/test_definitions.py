@@ -66,6 +66,11 @@ def test_dagster_definitions_validate_cli(tmp_path) -> None:
         ({"CRATEDIGGER_SAMPLE_SCALE": "lots"}, "CRATEDIGGER_SAMPLE_SCALE"),
         ({"CRATEDIGGER_AUDIO_BACKEND": "vggish"}, "CRATEDIGGER_AUDIO_BACKEND"),
         ({"CRATEDIGGER_AUDIO_COMPARE": "dsp,vggish"}, "CRATEDIGGER_AUDIO_COMPARE"),
+        ({"CRATEDIGGER_SAMPLE_SCALE": "inf"}, "CRATEDIGGER_SAMPLE_SCALE"),
+        ({"CRATEDIGGER_SAMPLE_SCALE": "1e9"}, "CRATEDIGGER_SAMPLE_SCALE"),
+        ({"MILVUS_URI": "notauri"}, "MILVUS_URI"),
+        ({"CRATEDIGGER_AUDIO_DIR": "/no/such/folder"}, "CRATEDIGGER_AUDIO_DIR"),
+        ({"CRATEDIGGER_DATA_DIR": "/etc/hostname/data"}, "CRATEDIGGER_DATA_DIR"),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(env: dict[str, str], key: str) -> None:
@@ -90,6 +95,23 @@ def test_audio_compare_lists_the_backends_to_embed_beside_the_default(tmp_path) 
         "dsp",
         "openl3",
     ]
+
+
+def test_a_postgres_password_with_quotes_keeps_dagster_yaml_valid(tmp_path) -> None:
+    import yaml
+
+    from orchestration.instance import dagster_yaml
+
+    url = 'postgresql+psycopg://user:pa"ss\\word@127.0.0.1:5432/test'
+    settings = load_settings(
+        {
+            "CRATEDIGGER_DATA_DIR": str(tmp_path),
+            "CRATEDIGGER_PROFILE": "production",
+            "CRATEDIGGER_POSTGRES_URL": url,
+        }
+    )
+    parsed = yaml.safe_load(dagster_yaml(settings))
+    assert parsed["storage"]["postgres"]["postgres_url"].endswith('pa"ss\\word@127.0.0.1:5432/test')
 
 
 def test_default_profile_is_embedded(tmp_path) -> None:
