@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # Golden tables that may legitimately be empty for some sources (HetRec has no tracks or audio).
 OPTIONAL_TABLES = {
+    "tags",
     "tracks",
     "listen_events",
     "audio_clips",

@@ -1,0 +1,50 @@
+"""Issue 12 item 4: the documented minimal generic input (listens + artists) runs end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.mark.slow
+def test_listens_and_artists_alone_give_playlists(tmp_path):
+    rng = np.random.default_rng(0)
+    source = tmp_path / "source"
+    source.mkdir()
+    artists = pd.DataFrame({"artist_id": [f"a{i}" for i in range(40)]})
+    artists["name"] = [f"Band {i}" for i in range(40)]
+    artists.to_csv(source / "artists.csv", index=False)
+    rows = [
+        (f"u{u}", f"a{a}", int(rng.integers(1, 50)))
+        for u in range(60)
+        for a in rng.choice(40, size=12, replace=False)
+    ]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "plays"]).to_csv(
+        source / "listens.csv", index=False
+    )
+    env = {
+        **os.environ,
+        "CRATEDIGGER_SOURCE": "generic",
+        "CRATEDIGGER_SOURCE_PATH": str(source),
+        "CRATEDIGGER_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "CRATEDIGGER_AUDIO_COMPARE": "none",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run", "--no-playlist"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert " 0 failed" in done.stdout
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
+        users = con.execute("SELECT count(DISTINCT user_id) FROM recommend.discover_weekly")
+        assert users.fetchone()[0] == 60
