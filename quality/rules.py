@@ -14,6 +14,8 @@ code                     meaning
 =======================  ==============================================================
 ``id_missing``           an id column is null or empty
 ``id_undecodable``       an id holds U+FFFD (bytes that were not valid text)
+``id_too_long``          an id longer than 512 UTF-8 bytes (Milvus' id limit)
+``text_too_long``        a name longer than 65,535 UTF-8 bytes (Milvus' VARCHAR limit)
 ``plays_not_numeric``    plays is not a number
 ``plays_not_integer``    plays is a number with a fraction
 ``plays_not_positive``   plays <= 0
@@ -61,6 +63,10 @@ QUARANTINE_COLUMNS = [
 ]
 REPLACEMENT_CHAR = "\ufffd"
 MAX_DURATION_S = 6 * 3600.0
+# Milvus keeps ids as VARCHAR(512) and scalar text as VARCHAR(65535): longer values are
+# quarantined here rather than failing a vector write hours later.
+MAX_ID_BYTES = 512
+MAX_TEXT_BYTES = 65_535
 TS_MIN = pd.Timestamp("1900-01-01", tz="UTC")
 TS_MAX = pd.Timestamp("2100-01-01", tz="UTC")
 TS_DTYPE = "datetime64[us, UTC]"
@@ -343,6 +349,7 @@ class _RowChecker:
             if name in nullable:
                 continue
             self.flag(values.isna().to_numpy(), "id_missing", lambda p, n=name: _const(p, n))
+        self.too_long(ids, MAX_ID_BYTES, "id_too_long")
         for name, values in ids.items():
             bad = values.str.contains(REPLACEMENT_CHAR, regex=False, na=False)
             self.flag(
@@ -350,6 +357,19 @@ class _RowChecker:
                 "id_undecodable",
                 lambda p, n=name, v=values: [
                     f"{n}={v.iloc[i]!r} holds undecodable bytes" for i in p
+                ],
+            )
+
+    def too_long(self, values: dict[str, pd.Series], limit: int, code: str) -> None:
+        """Flag values longer than ``limit`` UTF-8 bytes (what downstream stores accept)."""
+        for name, column in values.items():
+            sizes = column.fillna("").astype(str).str.encode("utf-8").str.len()
+            self.flag(
+                (sizes > limit).to_numpy(dtype=bool),
+                code,
+                lambda p, n=name, c=column, z=sizes: [
+                    f"{n} is {int(z.iloc[i])} bytes (limit {limit}): {str(c.iloc[i])[:40]!r}..."
+                    for i in p
                 ],
             )
 
@@ -525,9 +545,10 @@ def validate_artists(raw: pd.DataFrame) -> TableResult:
     checker = _RowChecker(raw, "artists", ["artist_id"])
     artist_id = _column(raw, "artist_id")
     checker.missing_ids({"artist_id": artist_id})
+    name = _column(raw, "name")
+    checker.too_long({"name": name}, MAX_TEXT_BYTES, "text_too_long")
     checker.duplicates([artist_id])
     keep = checker.pending
-    name = _column(raw, "name")
     golden = pd.DataFrame(
         {
             "artist_id": _text(artist_id, keep),
@@ -557,6 +578,7 @@ def validate_tracks(
     checker = _RowChecker(raw, "tracks", ["track_id"])
     track_id, artist_id = _column(raw, "track_id"), _column(raw, "artist_id")
     checker.missing_ids({"track_id": track_id, "artist_id": artist_id})
+    checker.too_long({"title": _column(raw, "title")}, MAX_TEXT_BYTES, "text_too_long")
     duration_text = _column(raw, "duration_s")
     duration, is_number = parse_numbers(duration_text)
     given = _bool(duration_text.notna())

@@ -310,3 +310,19 @@ def test_epoch_seconds_milliseconds_and_microseconds_land_on_the_same_day():
     parsed, bad = parse_timestamps(text)
     assert not bad.any()
     assert parsed.dt.date.astype(str).tolist() == ["2026-11-18"] * 4
+
+
+def test_over_long_ids_and_names_are_quarantined_with_a_short_reason() -> None:
+    """Issue 12 item 5: limits of the stores downstream belong in the row rules."""
+    raw = _raw(
+        [
+            {"artist_id": "a1", "name": "Fine", "genre": "", "url": None},
+            {"artist_id": "x" * 100_000, "name": "Long id", "genre": "", "url": None},
+            {"artist_id": "a3", "name": "n" * 1_000_000, "genre": "", "url": None},
+        ]
+    )
+    result = validate_artists(raw)
+    assert result.golden["artist_id"].tolist() == ["a1"]
+    assert result.reason_counts() == {"id_too_long": 1, "text_too_long": 1}
+    reasons = result.quarantine["reason"].tolist()
+    assert all(len(reason) < 200 for reason in reasons), reasons
