@@ -213,8 +213,58 @@ def read_delimited(
             frame = frame.astype(pd.ArrowDtype(pa.string()))
     frame = frame[wanted]
     frame["_source_file"] = str(path)
-    frame["_source_line"] = np.arange(2, len(frame) + 2, dtype=np.int64)
+    frame["_source_line"] = _record_lines(path, data, frame, header, delimiter, quoting, fix_hint)
     return frame, fallback_lines, extra
+
+
+FREE_TEXT_COLUMNS = {"name", "title", "text", "tag", "url", "genre", "path"}
+
+
+def _record_lines(
+    path: Path,
+    data: bytes,
+    frame: pd.DataFrame,
+    header: list[str],
+    delimiter: str,
+    quoting: int,
+    fix_hint: str,
+) -> np.ndarray:
+    """The physical line each record starts on (header = line 1).
+
+    One line per record unless a quoted field spans lines; then the lines are counted with the
+    csv module. In a table without free text (listens, users, tags...), a quoted field spanning
+    lines that hold the delimiter is a stray quote that swallowed rows: the file is rejected
+    with its line numbers instead of losing them silently.
+    """
+    spans = [
+        frame[c].astype(str).str.contains("\n", regex=False).to_numpy(dtype=bool)
+        for c in frame.columns
+    ]
+    if not any(mask.any() for mask in spans):
+        return np.arange(2, len(frame) + 2, dtype=np.int64)
+    # tables without free text cannot hold a line break in a field: one that does swallowed rows
+    strict = not set(frame.columns) & FREE_TEXT_COLUMNS
+    text, _ = decode_lines(data, "replace")
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
+    next(reader, None)
+    starts, end = [], reader.line_num
+    for record in reader:
+        if not any(field.strip() for field in record):
+            end = reader.line_num
+            continue
+        starts.append(end + 1)
+        for field in record if strict else []:
+            if "\n" in field and any(delimiter in line for line in field.split("\n")[1:]):
+                raise SourceError(
+                    f"{path}: a quoted field opened on line {end + 1} runs to line "
+                    f"{reader.line_num} and swallows {field.count(chr(10))} lines that look like "
+                    f"records (a stray quote?). Fix or remove the quote; no row was loaded."
+                    f"{fix_hint}"
+                )
+        end = reader.line_num
+    if len(starts) != len(frame):
+        return np.arange(2, len(frame) + 2, dtype=np.int64)
+    return np.asarray(starts, dtype=np.int64)
 
 
 def _read_with_arrow(

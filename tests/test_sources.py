@@ -277,3 +277,27 @@ def test_blank_line_is_kept_as_an_empty_row_with_exact_line_numbers(tmp_path: Pa
     listens = GenericSource(path).read().table("listens")
     assert listens["user_id"].tolist() == ["u1", "", "u2"]
     assert listens["_source_line"].tolist() == [2, 3, 4]
+
+
+def test_a_stray_quote_rejects_the_file_instead_of_losing_rows(tmp_path):
+    """Issue 12 item 2: one opening quote closed 100 lines later swallowed 100 rows silently."""
+    from sources.base import SourceError
+    from sources.generic import read_delimited
+
+    lines = ["user_id,item_id,plays"] + [f"u{i:03d},a{i % 7},3" for i in range(600)]
+    lines[11] = 'u010,"a3,3'  # opened on line 12 ...
+    lines[111] = 'u110,a5",3'  # ... closed on line 112
+    path = tmp_path / "listens.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceError, match="line 12 runs to line 112"):
+        read_delimited(path, ["user_id", "item_id", "plays"], ",")
+
+
+def test_source_lines_count_multi_line_quoted_text(tmp_path):
+    """Issue 12 item 17: _source_line was off after a field spanning lines."""
+    from sources.generic import read_delimited
+
+    path = tmp_path / "artist_text.csv"
+    path.write_text('artist_id,text\na1,"two\nlines, with a comma"\na2,plain\n')
+    frame, _, _ = read_delimited(path, ["artist_id", "text"], ",")
+    assert frame["_source_line"].tolist() == [2, 4]
