@@ -27,6 +27,9 @@ def _prepare_home() -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialise every asset (and the latest weekly partition) on the configured source."""
+    from orchestration.services import check_services
+
+    check_services(load_settings())
     _prepare_home()
     import dagster as dg
 

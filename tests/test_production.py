@@ -54,3 +54,32 @@ def test_runs_are_stored_in_postgres(production, tmp_path) -> None:
         instance.delete_run(result.run_id)
     finally:
         instance.dispose()
+
+
+def test_services_down_are_named_before_any_compute(tmp_path) -> None:
+    """Issue 12 item 8: a production run with Postgres or Redis down fails in seconds."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {
+        **os.environ,
+        "CRATEDIGGER_PROFILE": "production",
+        "CRATEDIGGER_DATA_DIR": str(tmp_path),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "CRATEDIGGER_POSTGRES_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test",
+        "CRATEDIGGER_REDIS_URL": "127.0.0.1:2",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "CRATEDIGGER_POSTGRES_URL" in done.stderr and "CRATEDIGGER_REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
