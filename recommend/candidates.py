@@ -231,6 +231,31 @@ def _default_code(kind: str) -> str:
     return "listeners_like_you"
 
 
+ANCHOR_SHARE = 0.5
+
+
+def spread_anchors(contribution: np.ndarray, share: float = ANCHOR_SHARE) -> np.ndarray:
+    """For each candidate (column, best first) the played item (row) it is explained by.
+
+    The strongest contributor wins, unless another played item contributes at least ``share``
+    of the strongest and has anchored fewer of the user's candidates so far: reasons then name
+    several of the things the user played instead of the same one again and again.
+    """
+    uses = np.zeros(contribution.shape[0])
+    best = np.zeros(contribution.shape[1], dtype=np.int64)
+    for column in range(contribution.shape[1]):
+        values = contribution[:, column]
+        top = values.max(initial=0.0)
+        if top <= 0:
+            best[column] = int(np.argmax(values)) if len(values) else 0
+            continue
+        eligible = values >= share * top
+        score = np.where(eligible, values / (1.0 + uses), -np.inf)
+        best[column] = int(np.argmax(score))
+        uses[best[column]] += 1
+    return best
+
+
 class _CFExplainer:
     """Evidence for CF candidates of one fitted model."""
 
@@ -267,7 +292,7 @@ class _CFExplainer:
             else:
                 contribution = self.similarity[played.indices][:, chosen].toarray()
             contribution = contribution * played.data[:, None]
-            best = np.argmax(contribution, axis=0)
+            best = spread_anchors(contribution)
             has = contribution[best, np.arange(len(chosen))] > 0
             sources = self.item_ids[played.indices[best]]
             codes = ["because_you_played" if h else "taste_profile" for h in has]

@@ -380,3 +380,16 @@ def test_stages_are_the_served_path(catalog):
     # no exploration before the MMR stage; the raw blend keeps the fused order
     assert "exploration" not in set(staged["mmr"]["source"])
     assert "exploration" not in set(staged["blend"]["source"])
+
+
+def test_reasons_spread_over_the_users_history():
+    """Issue 12 item 16: one played item used to anchor most of a playlist's reasons."""
+    from recommend.candidates import spread_anchors
+
+    # item 0 contributes most to every candidate, items 1 and 2 nearly as much
+    contribution = np.array([[1.0] * 6, [0.8] * 6, [0.7] * 6, [0.1] * 6])
+    anchors = spread_anchors(contribution)
+    assert anchors[0] == 0 and set(anchors) == {0, 1, 2}
+    assert np.bincount(anchors).max() == 2
+    # a clearly strongest contributor still wins
+    assert list(spread_anchors(np.array([[1.0, 1.0], [0.2, 0.2]]))) == [0, 0]
