@@ -73,8 +73,8 @@ class BlendTuningConfig(dg.Config):
     validation_fraction: float = 0.2
     validation_seed: int = 7
     methods: list[str] = ["zscore", "rrf"]
-    # the blend must reach coverage_factor x the distinct items of this source's top-10 lists
-    # and its novelty: "best" = the most accurate single source, "" = NDCG alone
+    # the blend must reach coverage_factor x the distinct items of this source's playlist-length
+    # lists and its novelty: "best" = the most accurate single source, "" = NDCG alone
     reference: str = "best"
     coverage_factor: float = 2.0
     weights: dict[str, float] = {}

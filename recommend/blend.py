@@ -385,9 +385,10 @@ def _metrics(
     k: int,
     n_users: int,
     self_information: np.ndarray | None,
+    list_k: int | None = None,
 ) -> dict[str, float]:
-    """NDCG@k (mean over validation users), coverage@k (distinct items / candidate items) and
-    novelty@k (mean self-information of the top-k pairs) of one blended scoring."""
+    """NDCG@k (mean over validation users), coverage@list_k (distinct items / candidate items)
+    and novelty@list_k (mean self-information of the top pairs) of one blended scoring."""
     order, rank = _ranked_positions(table, scores)
     in_top = rank < k
     hits = relevant[order] & in_top
@@ -395,7 +396,7 @@ def _metrics(
     gains[hits] = 1.0 / np.log2(rank[hits] + 2.0)
     dcg = np.bincount(table.user_codes[order], weights=gains, minlength=len(ideal))
     per_user = np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
-    top_pairs = order[in_top]
+    top_pairs = order[rank < (list_k or k)]
     result = {
         "ndcg": float(per_user.sum()) / max(n_users, 1),
         "coverage": len(np.unique(table.item_codes[top_pairs]))
@@ -436,8 +437,10 @@ class _Search:
         method: str,
         history: list[dict],
         margin: float,
+        list_k: int | None = None,
     ) -> None:
         self.table, self.k, self.penalty = table, k, penalty
+        self.list_k = list_k or k
         self.method, self.history = method, history
         self.relevant, self.ideal, self.n_users = _truth_arrays(table, validation, k)
         self.self_information = None
@@ -447,12 +450,16 @@ class _Search:
                 table.pairs["item_id"].map(shares).fillna(float(shares.max())).to_numpy()
             )
         self.margin = margin
+        self.floor: float | None = None
         self.target: dict[str, float] = {}
         self.reference = reference
 
-    def set_target(self, sources: Sequence[str], coverage_factor: float) -> str | None:
+    def set_target(
+        self, sources: Sequence[str], coverage_factor: float, accuracy_floor: float | None = None
+    ) -> str | None:
         """Coverage and novelty the blend must reach: the reference source's (the single best
-        source by NDCG when the reference is ``"best"``), coverage times ``coverage_factor``."""
+        source by NDCG when the reference is ``"best"``), coverage times ``coverage_factor``;
+        with ``accuracy_floor``, first an NDCG of the reference's times ``1 + accuracy_floor``."""
         reference = self.reference
         if reference == "best":
             real = [s for s in sources if s != NOVELTY_SOURCE]
@@ -470,6 +477,8 @@ class _Search:
         }
         if "coverage" in self.target:
             self.target["coverage"] = measured["coverage"] * max(coverage_factor, 1.0 + self.margin)
+        if accuracy_floor is not None:
+            self.floor = measured["ndcg"] * (1.0 + accuracy_floor)
         return reference
 
     def measure(self, weights: Mapping[str, float]) -> dict[str, float]:
@@ -482,6 +491,7 @@ class _Search:
             self.k,
             self.n_users,
             self.self_information,
+            self.list_k,
         )
 
     def evaluate(
@@ -493,7 +503,12 @@ class _Search:
             for name in self.target
             if self.target[name] > 0
         )
-        objective = measured["ndcg"] - self.penalty * shortfall
+        if self.floor is None:
+            objective = measured["ndcg"] - self.penalty * shortfall
+        elif measured["ndcg"] >= self.floor:  # accurate enough: now as exploratory as possible
+            objective = 3.0 - shortfall + 1e-3 * measured["ndcg"]
+        else:  # below the floor: only accuracy counts (always below any blend above it)
+            objective = measured["ndcg"] - self.floor
         self.history.append(
             {
                 "method": self.method,
@@ -522,6 +537,8 @@ def tune_blend(
     penalty: float = 1.0,
     margin: float = 0.05,
     coverage_factor: float = 1.0,
+    list_k: int | None = None,
+    accuracy_floor: float | None = None,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """Tune blend weights (and the normalisation) on a validation split by coordinate ascent.
 
@@ -558,6 +575,14 @@ def tune_blend(
     margin
         Safety margin: the targets are the reference's figures times ``1 + margin`` (a blend
         tuned on validation loses a little when refitted on all of train).
+    accuracy_floor
+        With a ``reference``: instead of trading accuracy for the targets (``penalty``), first
+        reach the reference's NDCG@k times ``1 + accuracy_floor``, and among the blends that do,
+        come as close to the coverage and novelty targets as possible (then the most accurate).
+        When no blend reaches the floor, the most accurate one wins.
+    list_k
+        Cut-off of coverage and novelty (default ``k``), e.g. the playlist length: the top of
+        the list is tuned for accuracy, the whole list for discovery.
     coverage_factor
         The coverage target is the reference's coverage@k times this (at least ``1 + margin``):
         e.g. 2 asks for twice as many distinct items in the top-k lists.
@@ -578,13 +603,15 @@ def tune_blend(
     best_overall: tuple[float, BlendConfig] | None = None
     for method in methods:
         table = fusion_table(candidates, method, rrf_k=rrf_k, novelty=novelty)
-        search = _Search(table, validation, k, novelty, reference, penalty, method, history, margin)
+        search = _Search(
+            table, validation, k, novelty, reference, penalty, method, history, margin, list_k
+        )
         tuned = [s for s in (sources or table.sources) if s in table.sources]
         if not tuned:
             raise ValueError(
                 f"none of the sources {sources} is among the candidates' {table.sources}"
             )
-        chosen = search.set_target(tuned, coverage_factor)
+        chosen = search.set_target(tuned, coverage_factor, accuracy_floor)
         references[method] = {"source": chosen, **search.target}
         # start from the single best real source
         start = {s: search.evaluate({s: 1.0}, 0, s, 1.0) for s in tuned if s != NOVELTY_SOURCE}

@@ -179,6 +179,9 @@ def text_space(
 
 # ---------------------------------------------------------------------------------- build
 STAGES = ("blend", "mmr", "discover_weekly")
+# the blend first beats the best single source's validation NDCG@10 by this share (a margin for
+# the step from validation to the served week), then spends what is left on discovery
+ACCURACY_FLOOR = 0.03
 STAGE_DESCRIPTIONS = {
     "blend": "raw blend (fused scores, no playlist rules)",
     "mmr": "after MMR and the artist cap (no exploration slots)",
@@ -475,9 +478,11 @@ def tune_week_blend(
     The sources are fitted on the fitting part with :func:`recommend.models.fit_sources` (as
     the served ones are on the whole history), their candidates ranked for the validation users,
     and :func:`recommend.blend.tune_blend` picks weights and normalisation for NDCG@10 under a
-    discovery constraint: at least ``coverage_factor`` times the distinct items in the top-10
-    lists of ``reference`` (``"best"``: the most accurate single source) and no less novelty
-    (None: NDCG alone).
+    discovery goal: first at least the NDCG@10 of ``reference`` (``"best"``: the most accurate
+    single source) plus :data:`ACCURACY_FLOOR`, then as close as possible to ``coverage_factor``
+    times its distinct items in playlist-length lists and to its novelty (None: NDCG alone). The
+    served list never trades its accuracy lead for discovery; where it has a lead, it spends it
+    on discovery.
 
     Returns
     -------
@@ -519,6 +524,8 @@ def tune_week_blend(
             novelty=item_novelty(fit_part),
             reference=reference,
             coverage_factor=coverage_factor,
+            list_k=config.playlist.size,
+            accuracy_floor=ACCURACY_FLOOR,
         )
 
 

@@ -164,6 +164,30 @@ def test_a_zero_weight_source_never_labels_a_blended_row():
     assert labels["i2"] == "ease" and labels["i9"] == "item_knn"
 
 
+def test_an_accuracy_floor_keeps_the_best_sources_ndcg_and_then_explores():
+    candidates, validation = synthetic_sources()
+    novelty = pd.Series({f"i{i}": float(i % 7) for i in range(80)})
+    config, history = tune_blend(
+        candidates,
+        validation,
+        novelty=novelty,
+        reference="best",
+        coverage_factor=2.0,
+        accuracy_floor=0.0,
+        rounds=1,
+        methods=("zscore",),
+    )
+    start = history[history["round"] == 0].set_index("source")
+    best_single = start["ndcg"].max()
+    chosen = history.sort_values("objective").iloc[-1]
+    assert chosen["ndcg"] >= best_single - 1e-12  # never less accurate than the best source
+    # among the blends that keep that accuracy, the chosen one explores the most
+    feasible = history[history["ndcg"] >= best_single - 1e-12]
+    assert chosen["coverage"] >= feasible["coverage"].max() - 1e-12 or chosen["coverage"] >= (
+        2.0 * start.loc[start["ndcg"].idxmax(), "coverage"]
+    )
+
+
 def test_item_novelty_is_self_information():
     listens = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "item_id": ["x", "x", "x", "y"]})
     novelty = item_novelty(listens)
