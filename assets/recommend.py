@@ -30,6 +30,7 @@ from recommend.blend import BlendChoice, BlendConfig
 from recommend.history import artist_level, display_items, history_before
 from recommend.models import AudioProjector, SourceModels
 from recommend.playlist import (
+    DISCOVERY_FACTOR,
     STAGE_DESCRIPTIONS,
     DiscoverWeeklyConfig,
     build_discover_weekly,
@@ -76,7 +77,7 @@ class BlendTuningConfig(dg.Config):
     # the blend must reach coverage_factor x the distinct items of this source's playlist-length
     # lists and its novelty: "best" = the most accurate single source, "" = NDCG alone
     reference: str = "best"
-    coverage_factor: float = 2.0
+    coverage_factor: float = DISCOVERY_FACTOR
     weights: dict[str, float] = {}
     method: str = "zscore"
 

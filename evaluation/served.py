@@ -26,6 +26,7 @@ from recommend.blend import BlendConfig, source_rankings
 from recommend.candidates import VectorTable
 from recommend.models import fit_audio_to_cf, fit_sources
 from recommend.playlist import (
+    DISCOVERY_FACTOR,
     DiscoverWeeklyConfig,
     build_discover_weekly,
     check_items,
@@ -76,7 +77,7 @@ def evaluate_blend(
     validation_seed: int = 7,
     tune_methods: Sequence[str] = ("zscore", "rrf"),
     reference: str | None = "best",
-    coverage_factor: float = 2.0,
+    coverage_factor: float = DISCOVERY_FACTOR,
     blend: BlendConfig | None = None,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.

@@ -476,7 +476,9 @@ class _Search:
             name: value * (1.0 + self.margin) for name, value in measured.items() if name != "ndcg"
         }
         if "coverage" in self.target:
-            self.target["coverage"] = measured["coverage"] * max(coverage_factor, 1.0 + self.margin)
+            self.target["coverage"] = (
+                measured["coverage"] * max(coverage_factor, 1.0) * (1.0 + self.margin)
+            )
         if accuracy_floor is not None:
             self.floor = measured["ndcg"] * (1.0 + accuracy_floor)
         return reference

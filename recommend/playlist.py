@@ -181,7 +181,9 @@ def text_space(
 STAGES = ("blend", "mmr", "discover_weekly")
 # the blend first beats the best single source's validation NDCG@10 by this share (a margin for
 # the step from validation to the served week), then spends what is left on discovery
-ACCURACY_FLOOR = 0.03
+ACCURACY_FLOOR = 0.02
+# ... and aims at this many times that source's distinct items in playlist-length lists
+DISCOVERY_FACTOR = 2.5
 STAGE_DESCRIPTIONS = {
     "blend": "raw blend (fused scores, no playlist rules)",
     "mmr": "after MMR and the artist cap (no exploration slots)",
@@ -471,7 +473,7 @@ def tune_week_blend(
     validation_seed: int = 7,
     methods: Sequence[str] = ("zscore", "rrf"),
     reference: str | None = "best",
-    coverage_factor: float = 2.0,
+    coverage_factor: float = DISCOVERY_FACTOR,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """The blend for a week, tuned on a validation split carved from its history.
 
