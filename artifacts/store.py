@@ -83,6 +83,15 @@ class ArtifactStore:
             return None
         return self.fs.cat_file(pointer).decode().strip() or None
 
+    def partitions(self, key: Sequence[str]) -> list[str]:
+        """The partitions with a stored artifact, sorted (weeks sort by date)."""
+        folder = "/".join([self.root.rstrip("/"), *key])
+        if not self.fs.exists(folder):
+            return []
+        found = self.fs.ls(folder, detail=False)
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in found]
+        return sorted(n for n in names if n != UNPARTITIONED)
+
     def has(self, key: Sequence[str], partition: str | None, version: str) -> bool:
         """True when ``version`` of the artifact is stored (the producer need not recompute)."""
         return self.fs.exists(self._artifact_path(key, partition, version))
