@@ -455,7 +455,6 @@ def blend_evaluation(
     cutoff = week_cutoff(context)
     split = holdout_split(history_before(warehouse, cutoff), config.test_fraction, seed=config.seed)
     items = display_items(warehouse)
-    tuning = dict(blend_config.tuning)
     table = evaluate_blend(
         split.train,
         split.test,
@@ -466,11 +465,7 @@ def blend_evaluation(
         config=_week_config(cf_model),
         week_start=cutoff.normalize(),
         blend=None if blend_config.tuned else blend_config.blend,
-        validation_fraction=tuning.get("validation_fraction", 0.2),
-        validation_seed=tuning.get("validation_seed", 7),
-        tune_methods=tuning.get("methods", ("zscore", "rrf")),
-        reference=tuning.get("reference"),
-        coverage_factor=tuning.get("coverage_factor", 1.0),
+        tuning=blend_config.tuning,
     )
     chart = table.attrs["chart_png"]
     out = paths.sub("reports")

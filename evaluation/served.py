@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -26,7 +27,6 @@ from recommend.blend import BlendConfig, source_rankings
 from recommend.candidates import VectorTable
 from recommend.models import fit_audio_to_cf, fit_sources
 from recommend.playlist import (
-    DISCOVERY_FACTOR,
     DiscoverWeeklyConfig,
     build_discover_weekly,
     check_items,
@@ -73,11 +73,7 @@ def evaluate_blend(
     audio_vectors: VectorTable | None = None,
     config: DiscoverWeeklyConfig | None = None,
     week_start: str | pd.Timestamp | None = None,
-    validation_fraction: float = 0.2,
-    validation_seed: int = 7,
-    tune_methods: Sequence[str] = ("zscore", "rrf"),
-    reference: str | None = "best",
-    coverage_factor: float = DISCOVERY_FACTOR,
+    tuning: Mapping[str, Any] | None = None,
     blend: BlendConfig | None = None,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
@@ -104,8 +100,9 @@ def evaluate_blend(
         Sources, candidate counts and rules (what the served assets use).
     week_start
         The week the replayed playlists are for (default: the Monday after train's last play).
-    validation_fraction, validation_seed, tune_methods, reference, coverage_factor
-        How the blend is tuned (as the ``blend_config`` asset does).
+    tuning
+        Keyword arguments of :func:`recommend.playlist.tune_week_blend` (how the
+        ``blend_config`` asset tuned the served blend: ``BlendChoice.tuning``); default its own.
     blend
         A fixed blend (as ``blend_config`` serves when weights are configured): no tuning.
 
@@ -123,20 +120,16 @@ def evaluate_blend(
     week = pd.Timestamp(week_start) if week_start is not None else _default_week(train)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    tuning = pd.DataFrame()
+    search = pd.DataFrame()
     if blend is None:
-        blend, tuning = tune_week_blend(
+        blend, search = tune_week_blend(
             train,
             item_table,
             config=config,
             artist_terms=artist_terms,
             text_vectors=text_vectors,
             audio_vectors=audio_vectors,
-            validation_fraction=validation_fraction,
-            validation_seed=validation_seed,
-            methods=tune_methods,
-            reference=reference,
-            coverage_factor=coverage_factor,
+            **dict(tuning or {}),
         )
     seconds["tuning"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -172,7 +165,7 @@ def evaluate_blend(
     seconds["metrics"] = time.perf_counter() - clock
     table.attrs.update(
         blend_config=blend,
-        tuning=tuning,
+        tuning=search,
         models_version=models.version,
         week_start=str(week.date()),
         seconds={name: round(value, 1) for name, value in seconds.items()},
