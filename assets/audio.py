@@ -82,7 +82,7 @@ def audio_clips(
     known = {str(Path(p).resolve()) for p in listed["path"].dropna()}
     extra = extra[~extra["path"].map(lambda p: str(Path(p).resolve()) in known)]
     frame = pd.concat([listed, extra], ignore_index=True)
-    clips, quarantine = probe_clips(frame)
+    clips, quarantine = probe_clips(frame, allowed_roots=[paths.audio_dir])
     context.log.info(
         f"audio: {len(listed)} listed + {len(extra)} found in {paths.audio_dir}: "
         f"{len(clips)} clips, {len(quarantine)} quarantined"

@@ -61,7 +61,7 @@ class CFModelConfig(dg.Config):
 
 @dg.asset(
     key=CF_MODEL,
-    deps=[["golden", "listen_events"], ["golden", "listens"]],
+    deps=[["listening_weeks"], ["golden", "listen_events"], ["golden", "listens"]],
     partitions_def=WEEKS,
     io_manager_key=ARTIFACTS,
     group_name="embeddings",

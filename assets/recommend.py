@@ -18,7 +18,7 @@ from embeddings.vectors import AudioEmbeddings, VectorSet
 from evaluation.metrics import holdout_split
 from evaluation.served import evaluate_blend
 from featurestore import tables as features
-from orchestration.partitions import WEEKS, week_cutoff
+from orchestration.partitions import WEEKS, register_weeks, week_cutoff, week_of
 from orchestration.resources import (
     ARTIFACTS,
     ArtifactStoreResource,
@@ -46,6 +46,7 @@ PLAYLIST_RULES_CHECK = "playlist_rules"
 PLAYLIST_SIZE = 30
 # the golden tables a week's tuning and evaluation read: its history, catalogue and terms
 WEEK_TABLES = [
+    ["listening_weeks"],
     ["golden", "listen_events"],
     ["golden", "listens"],
     ["golden", "items"],
@@ -518,6 +519,17 @@ discover_weekly_job = dg.define_asset_job(
     "candidates and playlists, and the evaluation of what is served (backfill it for past "
     "weeks).",
 )
-discover_weekly_schedule = dg.build_schedule_from_partitioned_job(
-    discover_weekly_job, hour_of_day=0, minute_of_hour=0, name="discover_weekly_every_monday"
+
+
+@dg.schedule(
+    job=discover_weekly_job,
+    cron_schedule="0 0 * * 1",
+    execution_timezone="UTC",
+    name="discover_weekly_every_monday",
+    description="Every Monday 00:00 UTC: registers the new week and builds its playlists from "
+    "the plays before it.",
 )
+def discover_weekly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    week = week_of(context.scheduled_execution_time)
+    register_weeks(context.instance, [week])
+    return dg.RunRequest(run_key=week, partition_key=week)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import audio, cf, checks, features, golden, ingest, recommend, reports, text
-from orchestration.partitions import WEEKS
+from assets import audio, cf, checks, features, golden, ingest, recommend, reports, text, weeks
+from orchestration.partitions import latest_week
 from orchestration.resources import build_resources
 from orchestration.settings import apply_runtime_environment, load_settings
 
@@ -13,7 +13,7 @@ apply_runtime_environment()
 
 settings = load_settings()
 
-ASSET_MODULES = [ingest, golden, text, cf, audio, features, recommend, reports]
+ASSET_MODULES = [ingest, golden, weeks, text, cf, audio, features, recommend, reports]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules([checks, *ASSET_MODULES])
@@ -34,10 +34,11 @@ everything_job = dg.define_asset_job(
 )
 
 
-def partitioned_runs() -> list[tuple[str, str]]:
+def partitioned_runs(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     """(job, partition key) pairs the CLI runs after the main job: the latest week's models,
-    playlists and evaluation."""
-    return [(recommend.discover_weekly_job.name, WEEKS.get_last_partition_key())]
+    playlists and evaluation (none before ``listening_weeks`` registered a week)."""
+    week = latest_week(instance)
+    return [] if week is None else [(recommend.discover_weekly_job.name, week)]
 
 
 defs = dg.Definitions(

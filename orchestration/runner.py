@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import time
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -14,6 +16,67 @@ logger = logging.getLogger(__name__)
 PID_TAG = "cratedigger/pid"
 HOST_TAG = "cratedigger/host"
 UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+STEP_DONE = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}
+
+
+class _ProgressHandler(logging.Handler):
+    """Prints ``[ k/M] step done in s`` as each step of a run ends (Dagster step events)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.total, self.label, self.done = total, label, 0
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "dagster_event", None)
+        step = getattr(event, "step_key", None)
+        if event is None or step is None:
+            return
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            self.started[step] = time.monotonic()
+        elif kind in STEP_DONE:
+            self.done += 1
+            seconds = time.monotonic() - self.started.get(step, time.monotonic())
+            width = len(str(self.total))
+            print(
+                f"[{self.label} {self.done:>{width}}/{self.total}] {step} {STEP_DONE[kind]} "
+                f"in {seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+@dg.logger(
+    config_schema={"total": dg.Field(int), "label": dg.Field(str, default_value="step")},
+    description="One line per finished step: step N of M, its name and its seconds.",
+)
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    log = logging.getLogger(f"cratedigger.progress.{id(init_context)}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.handlers = [
+        _ProgressHandler(init_context.logger_config["total"], init_context.logger_config["label"])
+    ]
+    return log
+
+
+def with_progress(
+    job: dg.JobDefinition, run_config: dict, label: str
+) -> tuple[dg.JobDefinition, dict]:
+    """``job`` with the progress logger beside the console one, and the run config for both."""
+    loggers = {**job.loggers, "progress": progress_logger}
+    total = len(job.nodes_in_topological_order)
+    config = {
+        **run_config,
+        "loggers": {
+            **run_config.get("loggers", {}),
+            "progress": {"config": {"total": total, "label": label}},
+        },
+    }
+    return job.with_logger_defs(loggers), config
 
 
 @dataclass
@@ -39,11 +102,16 @@ def run_everything(instance: dg.DagsterInstance, log_level: str = "INFO") -> Run
         )
     tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     summary = RunSummary(success=True)
-    for job_name, partition_key in [(d.EVERYTHING_JOB, None), *d.partitioned_runs()]:
-        result = d.defs.resolve_job_def(job_name).execute_in_process(
+    runs: list[tuple[str, str | None]] = [(d.EVERYTHING_JOB, None)]
+    while runs:
+        # the weeks are registered by the main job, so the weekly run is known after it
+        job_name, partition_key = runs.pop(0)
+        label = "week " + partition_key if partition_key else "main"
+        job, config = with_progress(d.defs.resolve_job_def(job_name), run_config, label)
+        result = job.execute_in_process(
             instance=instance,
             partition_key=partition_key,
-            run_config=run_config,
+            run_config=config,
             raise_on_error=False,
             tags=tags,
         )
@@ -59,6 +127,8 @@ def run_everything(instance: dg.DagsterInstance, log_level: str = "INFO") -> Run
             summary.success = False
             summary.failed_job = job_name + (f" [{partition_key}]" if partition_key else "")
             break
+        if job_name == d.EVERYTHING_JOB:
+            runs.extend(d.partitioned_runs(instance))
     return summary
 
 

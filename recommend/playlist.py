@@ -680,10 +680,12 @@ class PlaylistUnavailable(LookupError):
 
 
 def _week_label(week: str) -> str:
+    """The Monday of the week a ``YYYY-MM-DD`` date falls in (the week's one label)."""
     try:
-        return str(pd.Timestamp(week).date())
+        day = pd.to_datetime(week, format="%Y-%m-%d")
     except (ValueError, TypeError) as error:
         raise PlaylistUnavailable(f"--week {week!r} is not a date; use YYYY-MM-DD") from error
+    return str((day - pd.Timedelta(days=day.weekday())).date())
 
 
 def _connect_read_only(path: Path):
@@ -725,14 +727,12 @@ def _user_weeks(connection, path: Path, user_id: str) -> list[str]:
 
 
 def _chosen_week(weeks: list[str], week: str | None, user_id: str) -> str:
-    """The asked week: a playlist's week_start, or the partition key (the week before it)."""
+    """The asked week (any day of it): its Monday, the playlist's week_start and partition."""
     if week is None:
         return weeks[-1]
     label = _week_label(week)
-    following = str((pd.Timestamp(label) + pd.Timedelta(days=7)).date())
-    for candidate in (label, following):
-        if candidate in weeks:
-            return candidate
+    if label in weeks:
+        return label
     raise PlaylistUnavailable(
         f"No Discover Weekly for user {user_id!r} in the week of {label}; "
         f"weeks available: {', '.join(weeks)}."
@@ -749,8 +749,8 @@ def playlist_text(warehouse_path: str | Path, user_id: str, week: str | None = N
     user_id
         The user.
     week
-        ``YYYY-MM-DD``: the week the playlist is for (its ``week_start``) or the weekly
-        partition it was built in (the week before); default the user's latest week.
+        ``YYYY-MM-DD``: a day of the week the playlist is for (its ``week_start``, the
+        Monday, is also its weekly partition key); default the user's latest week.
 
     Returns
     -------

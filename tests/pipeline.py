@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets import ingest
+from orchestration.partitions import register_weeks
 from orchestration.resources import build_resources
 from orchestration.settings import load_settings
 
@@ -41,10 +42,14 @@ def run_assets(
     resources["source_choice"] = ingest.SourceChoice(
         kind=settings.source, path=settings.source_path or "", sample_scale=settings.sample_scale
     )
+    instance = dg.DagsterInstance.ephemeral()
+    if partition_key is not None:
+        # in a run the listening_weeks asset registers the weeks; here the instance is new
+        register_weeks(instance, [partition_key])
     return dg.materialize(
         [*all_assets, *all_checks],
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
         selection=selection,
         raise_on_error=raise_on_error,
         partition_key=partition_key,

@@ -223,6 +223,29 @@ def test_probe_clips_accounts_for_every_row(files, tmp_path):
     assert raw["track_id"] == "t4" and raw["_source_line"] == "5"
 
 
+def test_probe_clips_keeps_paths_inside_the_audio_folders(files, tmp_path):
+    """Issue 12 item 17: a listing may not point anywhere on the machine."""
+    audio_dir, listing_dir, outside = (tmp_path / n for n in ("audio", "listing", "elsewhere"))
+    for folder in (audio_dir, listing_dir, outside):
+        folder.mkdir()
+    (audio_dir / "good.ogg").write_bytes(files["good.ogg"].read_bytes())
+    stray = outside / "stray.ogg"
+    stray.write_bytes(files["good.ogg"].read_bytes())
+    (listing_dir / "link.ogg").symlink_to(stray)  # a link out of the folder counts as outside
+    frame = pd.DataFrame(
+        {
+            "track_id": ["in_audio", "outside", "escape", "link"],
+            "path": [str(audio_dir / "good.ogg"), str(stray), "../elsewhere/stray.ogg", "link.ogg"],
+            "_source_file": str(listing_dir / "audio_files.csv"),
+            "_source_line": ["2", "3", "4", "5"],
+        }
+    )
+    clips, quarantine = probe_clips(frame, allowed_roots=[audio_dir])
+    assert list(clips.track_id) == ["in_audio"]
+    assert set(quarantine.reason.str.split(":").str[0]) == {"path_outside_folder"}
+    assert len(quarantine) == 3
+
+
 def test_probe_clips_names_missing_columns():
     with pytest.raises(ValueError, match="lacks \\['path'\\]"):
         probe_clips(pd.DataFrame({"track_id": ["a"]}))

@@ -306,8 +306,10 @@ def test_playlist_text_reads_the_warehouse(tmp_path, playlist):
         playlist_text(path, "u00", week="2020-01-06")
     with pytest.raises(PlaylistUnavailable, match="is not a date"):
         playlist_text(path, "u00", week="banana")
-    # the partition key (the week before the playlist's week) finds it too
-    assert playlist_text(path, "u00", week="2026-11-09") == text
+    # any day of the week names it: one label, the Monday (week_start = partition key)
+    assert playlist_text(path, "u00", week="2026-11-18") == text
+    with pytest.raises(PlaylistUnavailable, match="No Discover Weekly"):
+        playlist_text(path, "u00", week="2026-11-09")
     assert first_user_playlist_text(path).startswith("Discover Weekly for user newcomer")
     with pytest.raises(PlaylistUnavailable, match="No warehouse"):
         playlist_text(tmp_path / "missing.duckdb", "u00")

@@ -20,8 +20,9 @@ Decisions (documented here because the quarantine report shows them to data owne
   Damage inside an Ogg stream that the Vorbis decoder still decodes is not detected (no CRC check).
 
 Reasons (the ``reason`` column starts with one of these codes, then ``: `` and details):
-``missing_track_id``, ``missing_path``, ``duplicate_track_id``, ``file_not_found``,
-``empty_file``, ``undecodable``, ``truncated``, ``no_audio``, ``silent``, ``too_long``.
+``missing_track_id``, ``missing_path``, ``duplicate_track_id``, ``path_outside_folder``,
+``file_not_found``, ``empty_file``, ``undecodable``, ``truncated``, ``no_audio``, ``silent``,
+``too_long``.
 """
 
 from __future__ import annotations
@@ -367,10 +368,17 @@ def _quarantine_row(row: dict, code: str, detail: str) -> dict[str, object]:
     }
 
 
+def _inside(path: Path, roots: list[str | Path], source_file: str | None) -> bool:
+    folders = [Path(r) for r in roots] + ([Path(source_file).parent] if source_file else [])
+    target = path.resolve()
+    return any(target.is_relative_to(folder.resolve()) for folder in folders)
+
+
 def probe_clips(
     frame: pd.DataFrame,
     *,
     base_dir: str | Path | None = None,
+    allowed_roots: list[str | Path] | None = None,
     silence_rms: float = SILENCE_RMS,
     long_duration_s: float = LONG_DURATION_S,
     max_duration_s: float = MAX_DURATION_S,
@@ -385,6 +393,10 @@ def probe_clips(
         Directory that relative paths are resolved against. When None, a relative path is
         resolved against the directory of the row's ``_source_file`` (or the working directory
         when that is missing).
+    allowed_roots : list of str or Path, optional
+        When given, a path must resolve (symbolic links followed) inside one of these folders
+        or inside the folder of the file that lists it (its ``_source_file``); other paths are
+        quarantined as ``path_outside_folder`` and never opened.
     silence_rms, long_duration_s, max_duration_s : float
         Passed to :func:`probe_audio`.
 
@@ -439,6 +451,13 @@ def probe_clips(
             else:
                 root = Path.cwd()
             path = root / path
+        if allowed_roots is not None and not _inside(path, allowed_roots, source_file):
+            reject(
+                "path_outside_folder",
+                f"{raw_path} is outside the audio folder and the listing's folder; move the "
+                "file under one of them",
+            )
+            continue
         result = probe_audio(
             path,
             silence_rms=silence_rms,
