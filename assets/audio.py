@@ -33,6 +33,7 @@ from orchestration.resources import (
     VectorStoreResource,
     Warehouse,
 )
+from recommend.errors import TooSmall
 from recommend.models import SourceModels, fit_audio_to_cf, projector_version
 
 AUDIO_EXTENSIONS = {".ogg", ".wav", ".flac", ".mp3", ".oga"}
@@ -380,14 +381,18 @@ def audio_evaluation(
         clip_vectors = vectors[[position[ids[i]] for i in have]]
         encoder = make_audio_encoder(backend)
         encoder.load()
-        figures = evaluate_encoder(
-            encoder,
-            [clips["path"].iloc[i] for i in have],
-            [ids[i] for i in have],
-            segment_seconds=segment_seconds,
-            clip_vectors=clip_vectors,
-            labels=[genres[i] for i in have],
-        )
+        try:
+            figures = evaluate_encoder(
+                encoder,
+                [clips["path"].iloc[i] for i in have],
+                [ids[i] for i in have],
+                segment_seconds=segment_seconds,
+                clip_vectors=clip_vectors,
+                labels=[genres[i] for i in have],
+            )
+        except TooSmall as error:
+            context.log.warning(f"{backend}: too small to evaluate: {error}")
+            continue
         if hasattr(encoder, "close"):
             encoder.close()
         context.log.info(f"audio_evaluation {backend}: {figures}")

@@ -6,12 +6,13 @@ import json
 import dagster as dg
 import numpy as np
 
-from assets.metadata import floats, png_markdown
+from assets.metadata import floats, png_markdown, too_small
 from embeddings.cf import CF_PRESETS, CFConfig, Interactions
 from embeddings.vectors import CF_ITEMS_COLLECTION, CF_USERS_COLLECTION, write_cf_vectors
 from evaluation.metrics import evaluate_models, holdout_split, metrics_bar_chart
 from orchestration.partitions import WEEKS, week_cutoff
 from orchestration.resources import ARTIFACTS, ArtifactStoreResource, VectorStoreResource, Warehouse
+from recommend.errors import TooSmall
 from recommend.history import history_before
 from recommend.models import SourceModels, fit_sources, sources_version
 
@@ -201,9 +202,12 @@ def cf_evaluation(
     cf_model: SourceModels,
 ) -> dg.MaterializeResult:
     history = history_before(warehouse, week_cutoff(context))
-    split = holdout_split(history, config.test_fraction, seed=config.seed)
     models = {"popularity": CF_PRESETS["popularity"], "bpr": CF_PRESETS["bpr"], **cf_model.configs}
-    table = evaluate_models(split.train, split.test, models)
+    try:
+        split = holdout_split(history, config.test_fraction, seed=config.seed)
+        table = evaluate_models(split.train, split.test, models)
+    except TooSmall as error:
+        return too_small(context, error)
     best = str(table["ndcg@10"].idxmax())
     chart = metrics_bar_chart(table, ("ndcg@10", "recall@30", "coverage@10"), "CF models")
     shown = table.reset_index()

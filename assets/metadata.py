@@ -46,3 +46,12 @@ def floats(values: dict[str, Any]) -> dict[str, dg.MetadataValue]:
             continue
         out[key] = dg.MetadataValue.float(float(value))
     return out
+
+
+def too_small(context: dg.AssetExecutionContext, error: Exception) -> dg.MaterializeResult:
+    """What an evaluation reports when the data is too small for it: a warning, no failure,
+    so the playlists downstream still build."""
+    context.log.warning(f"too small to evaluate: {error}")
+    return dg.MaterializeResult(
+        metadata={"evaluated": False, "reason": dg.MetadataValue.text(f"too small: {error}")}
+    )

@@ -13,7 +13,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.metadata import floats, frame_metadata, png_markdown
+from assets.metadata import floats, frame_metadata, png_markdown, too_small
 from embeddings.vectors import AudioEmbeddings, VectorSet
 from evaluation.metrics import holdout_split
 from evaluation.served import evaluate_blend
@@ -27,6 +27,7 @@ from orchestration.resources import (
     Warehouse,
 )
 from recommend.blend import BlendChoice, BlendConfig
+from recommend.errors import TooSmall
 from recommend.history import artist_level, display_items, history_before
 from recommend.models import AudioProjector, SourceModels
 from recommend.playlist import (
@@ -131,15 +132,23 @@ def blend_config(
         choice = store.load(BLEND_CONFIG.path, context.partition_key, inputs)
         return dg.Output(choice, metadata={**_blend_metadata(choice.blend), "retuned": False})
     items = display_items(warehouse)
-    blend, history = tune_week_blend(
-        history_before(warehouse, week_cutoff(context)),
-        items,
-        config=_week_config(cf_model),
-        artist_terms=terms,
-        text_vectors=text_vectors.as_table(),
-        audio_vectors=_audio_table(audio_vectors, items),
-        **config.tuning(),
-    )
+    try:
+        blend, history = tune_week_blend(
+            history_before(warehouse, week_cutoff(context)),
+            items,
+            config=_week_config(cf_model),
+            artist_terms=terms,
+            text_vectors=text_vectors.as_table(),
+            audio_vectors=_audio_table(audio_vectors, items),
+            **config.tuning(),
+        )
+    except TooSmall as error:
+        context.log.warning(f"too small to tune the blend ({error}): default weights")
+        choice = BlendChoice(BlendConfig(method=config.method), False, config.tuning(), inputs)
+        return dg.Output(
+            choice,
+            metadata={**_blend_metadata(choice.blend), "tuned": False, "reason": str(error)},
+        )
     best = history.sort_values("objective").iloc[-1]
     validation = {f"validation_{m}@10": best[m] for m in ("ndcg", "coverage", "novelty")}
     return dg.Output(
@@ -454,20 +463,25 @@ def blend_evaluation(
     audio_vectors: AudioEmbeddings,
 ) -> dg.MaterializeResult:
     cutoff = week_cutoff(context)
-    split = holdout_split(history_before(warehouse, cutoff), config.test_fraction, seed=config.seed)
     items = display_items(warehouse)
-    table = evaluate_blend(
-        split.train,
-        split.test,
-        items=items,
-        artist_terms=warehouse.table("golden", "artist_terms"),
-        text_vectors=text_vectors.as_table(),
-        audio_vectors=_audio_table(audio_vectors, items),
-        config=_week_config(cf_model),
-        week_start=cutoff.normalize(),
-        blend=None if blend_config.tuned else blend_config.blend,
-        tuning=blend_config.tuning,
-    )
+    try:
+        split = holdout_split(
+            history_before(warehouse, cutoff), config.test_fraction, seed=config.seed
+        )
+        table = evaluate_blend(
+            split.train,
+            split.test,
+            items=items,
+            artist_terms=warehouse.table("golden", "artist_terms"),
+            text_vectors=text_vectors.as_table(),
+            audio_vectors=_audio_table(audio_vectors, items),
+            config=_week_config(cf_model),
+            week_start=cutoff.normalize(),
+            blend=None if blend_config.tuned else blend_config.blend,
+            tuning=blend_config.tuning,
+        )
+    except TooSmall as error:
+        return too_small(context, error)
     chart = table.attrs["chart_png"]
     out = paths.sub("reports")
     table.to_csv(out / f"blend_evaluation_{context.partition_key}.csv")

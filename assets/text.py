@@ -5,13 +5,14 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from assets.metadata import floats, png_markdown
+from assets.metadata import floats, png_markdown, too_small
 from assets.publishing import CONTRACTS, OWNER, publish
 from embeddings.terms import build_artist_docs, build_artist_terms
 from embeddings.text import TextEncoder, encode_with_cache
 from embeddings.vectors import TEXT_COLLECTION, VectorSet
 from evaluation.text_cold_start import evaluate_text_cold_start
 from orchestration.resources import ARTIFACTS, Paths, VectorStoreResource, Warehouse
+from recommend.errors import TooSmall
 
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8))
 CONTRACTS["artist_terms"] = (
@@ -218,15 +219,18 @@ def text_cold_start_evaluation(
         reason = "no text vectors" if not len(text_vectors) else "too few artists"
         context.log.warning(f"text cold start not evaluated: {reason}")
         return dg.MaterializeResult(metadata={"evaluated": False, "reason": reason})
-    result = evaluate_text_cold_start(
-        artist_listens,
-        list(ids),
-        vectors,
-        warehouse.table("golden", "tag_assignments"),
-        cold_fraction=config.cold_fraction,
-        k=k,
-        seed=config.seed,
-    )
+    try:
+        result = evaluate_text_cold_start(
+            artist_listens,
+            list(ids),
+            vectors,
+            warehouse.table("golden", "tag_assignments"),
+            cold_fraction=config.cold_fraction,
+            k=k,
+            seed=config.seed,
+        )
+    except TooSmall as error:
+        return too_small(context, error)
     table = result.table
     out = paths.sub("reports")
     table.to_csv(out / "text_cold_start.csv", index=False)

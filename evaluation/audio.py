@@ -19,6 +19,7 @@ import numpy as np
 from embeddings.audio.encoders import AudioEncoder
 from embeddings.audio.loading import AudioSource, load_waveform
 from embeddings.vectors import normalize_rows, top_k_indices
+from recommend.errors import TooSmall
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def self_retrieval_accuracy(matrix: np.ndarray, groups: Sequence[str]) -> dict[s
     counts = Counter(groups.tolist())
     queries = np.array([counts[group] >= 2 for group in groups])
     if not queries.any():
-        raise ValueError("no clip has two segments; use longer clips or shorter segments")
+        raise TooSmall("no clip has two segments; use longer clips or shorter segments")
     hits = nearest_in_same_group(matrix, groups)
     chance = np.mean([(counts[group] - 1) / (len(groups) - 1) for group in groups[queries]])
     return {

@@ -37,6 +37,7 @@ import pandas as pd
 
 from embeddings.cf import CFConfig, FittedCF, Interactions, fit_cf
 from embeddings.vectors import normalize_rows
+from recommend.errors import TooSmall
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def _check_listens(listens: pd.DataFrame, name: str = "listens") -> None:
     if missing:
         raise ValueError(f"{name} frame lacks columns {sorted(missing)}")
     if listens.empty:
-        raise ValueError(f"{name} frame is empty: nothing to split or evaluate")
+        raise TooSmall(f"{name} frame is empty: nothing to split or evaluate")
 
 
 def holdout_split(

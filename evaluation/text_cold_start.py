@@ -46,6 +46,7 @@ import pandas as pd
 
 from embeddings.text import center_vectors, taste_profiles
 from embeddings.vectors import normalize_rows
+from recommend.errors import TooSmall
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ def _split_cold_artists(
     held_out = listens[is_cold]
     heldout_rows_without_vector = int(held_out["item_id"].isin(set(without_vector)).sum())
     if len(candidates) == 0:
-        raise ValueError("no cold artist has a text vector; encode artist docs first.")
+        raise TooSmall("no cold artist has a text vector; encode artist docs first.")
     return _ColdSplit(
         artists=artists,
         n_cold=n_cold,

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from recommend.candidates import CANDIDATE_COLUMNS
+from recommend.errors import TooSmall
 
 logger = logging.getLogger(__name__)
 
@@ -597,7 +598,7 @@ def tune_blend(
         source's validation metrics.
     """
     if validation.empty:
-        raise ValueError(
+        raise TooSmall(
             "validation split is empty: carve one from train (evaluation.metrics.validation_split)"
         )
     history: list[dict] = []
