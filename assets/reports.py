@@ -4,9 +4,45 @@ import dagster as dg
 import pandas as pd
 
 from orchestration.resources import Paths, Warehouse
-from quality.suites import SUITE_REFERENCES, build_data_docs, validate_table
+from quality.data_docs import QuarantineReport
+from quality.suites import (
+    RAW_SOURCES,
+    SUITE_REFERENCES,
+    build_data_docs,
+    raw_row_bound,
+    validate_table,
+)
 
 GOLDEN_TABLES = list(SUITE_REFERENCES)
+QUARANTINE_SAMPLES = 5  # sample rows per table and reason in the report
+
+
+def raw_counts(warehouse: Warehouse) -> dict[str, int]:
+    """Rows of each raw table that a golden table is built from (missing tables count 0)."""
+    names = sorted({name for sources in RAW_SOURCES.values() for name in sources})
+    return {
+        name: int(warehouse.read(f"SELECT count(*) AS n FROM raw.{name}")["n"].iloc[0])
+        if warehouse.has_table("raw", name)
+        else 0
+        for name in names
+    }
+
+
+def quarantine_report(warehouse: Warehouse, samples: int = QUARANTINE_SAMPLES) -> QuarantineReport:
+    """``golden.quarantine`` by table and reason code, with ``samples`` rows of each."""
+    counts = warehouse.read(
+        "SELECT table_name, split_part(reason, ':', 1) AS reason_code, count(*) AS rows "
+        "FROM golden.quarantine GROUP BY ALL ORDER BY table_name, rows DESC"
+    )
+    sample_rows = warehouse.read(
+        "SELECT table_name, split_part(reason, ':', 1) AS reason_code, record_key, reason, "
+        "raw_row, source_file, source_line FROM golden.quarantine "
+        "QUALIFY row_number() OVER (PARTITION BY table_name, split_part(reason, ':', 1) "
+        "ORDER BY source_file, source_line, record_key) <= ? "
+        "ORDER BY table_name, reason_code, source_file, source_line",
+        [samples],
+    )
+    return QuarantineReport(counts=counts, samples=sample_rows)
 
 
 @dg.asset(
@@ -15,12 +51,16 @@ GOLDEN_TABLES = list(SUITE_REFERENCES)
     kinds={"greatexpectations", "html"},
     owners=["team:data-platform"],
     pool="duckdb",
-    description="Data-quality report: GX Data Docs (HTML) for every golden table, and a summary "
-    "of passed/failed expectations and quarantined rows by reason.",
+    description="Data-quality report: GX Data Docs (HTML, readable offline) for every golden "
+    "table with the quarantined rows by table and reason (sample rows in quarantine.html), and a "
+    "summary of passed/failed expectations and quarantined rows by reason.",
 )
 def data_quality_report(
     context: dg.AssetExecutionContext, warehouse: Warehouse, paths: Paths
 ) -> dg.MaterializeResult:
+    quarantine = quarantine_report(warehouse)
+    quarantined = quarantine.by_table()
+    raw = raw_counts(warehouse)
     rows = []
     for table in GOLDEN_TABLES:
         if not warehouse.has_table("golden", table):
@@ -29,6 +69,7 @@ def data_quality_report(
                 {
                     "table": table,
                     "rows": 0,
+                    "rows_quarantined": quarantined.get(table, 0),
                     "expectations_passed": 0,
                     "expectations_failed": 0,
                     "note": "not materialised",
@@ -40,29 +81,29 @@ def data_quality_report(
             name: warehouse.read(f"SELECT DISTINCT {col} FROM golden.{ref}")[col].tolist()
             for name, (ref, col) in SUITE_REFERENCES[table].items()
         }
-        result = validate_table(paths.gx_root, table, frame, keys)
+        result = validate_table(
+            paths.gx_root, table, frame, keys, max_rows=raw_row_bound(table, raw)
+        )
         rows.append(
             {
                 "table": table,
                 "rows": len(frame),
+                "rows_quarantined": quarantined.get(table, 0),
                 "expectations_passed": result.passed,
                 "expectations_failed": result.failed,
                 "note": "",
             }
         )
     summary = pd.DataFrame(rows)
-    quarantine = warehouse.read(
-        "SELECT table_name, split_part(reason, ':', 1) AS reason, count(*) AS rows "
-        "FROM golden.quarantine GROUP BY ALL ORDER BY table_name, rows DESC"
-    )
-    index = build_data_docs(paths.gx_root)
+    by_reason = quarantine.counts.rename(columns={"reason_code": "reason"})
+    index = build_data_docs(paths.gx_root, quarantine)
     report_dir = paths.sub("reports")
     markdown = (
         "# Data quality\n\n## Expectations per golden table\n\n"
         + summary.to_markdown(index=False)
         + "\n\n## Quarantined rows by reason\n\n"
-        + (quarantine.to_markdown(index=False) if len(quarantine) else "_none_")
-        + f"\n\nData Docs: {index}\n"
+        + (by_reason.to_markdown(index=False) if len(by_reason) else "_none_")
+        + f"\n\nData Docs: {index} (sample quarantined rows: {index.parent / 'quarantine.html'})\n"
     )
     (report_dir / "data_quality.md").write_text(markdown)
     context.log.info(f"Data Docs written to {index}")
@@ -72,9 +113,9 @@ def data_quality_report(
             "data_docs_url": dg.MetadataValue.url(index.as_uri()),
             "expectations": dg.MetadataValue.md(summary.to_markdown(index=False)),
             "quarantine_by_reason": dg.MetadataValue.md(
-                quarantine.to_markdown(index=False) if len(quarantine) else "_none_"
+                by_reason.to_markdown(index=False) if len(by_reason) else "_none_"
             ),
             "tables_failing": int((summary["expectations_failed"] > 0).sum()),
-            "quarantined_rows": int(quarantine["rows"].sum()) if len(quarantine) else 0,
+            "quarantined_rows": quarantine.total,
         }
     )

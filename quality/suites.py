@@ -13,15 +13,19 @@ Example usage::
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from orchestration.settings import apply_runtime_environment
+
+if TYPE_CHECKING:
+    from quality.data_docs import QuarantineReport
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +42,8 @@ OPTIONAL_TABLES = {
     "artist_docs",
     "audio_attributes",
 }
-MAX_ROWS = 500_000_000
+MAX_ROWS = 500_000_000  # the row-count ceiling when the raw row count is not known
+FK_EXAMPLES = 20  # keys shown in a foreign-key expectation's description
 
 
 @dataclass
@@ -101,8 +106,57 @@ SUITE_REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
     "audio_attributes": {"audio_clips": ("audio_clips", "track_id")},
 }
 
+# golden table -> the raw tables its rows come from: golden rows <= the sum of their rows (each
+# raw row is golden at most once, or quarantined). Tables built otherwise have no such bound.
+RAW_SOURCES: dict[str, tuple[str, ...]] = {
+    "users": ("users",),
+    "artists": ("artists",),
+    "tags": ("tags",),
+    "tracks": ("tracks",),
+    "items": ("artists", "tracks"),
+    "listens": ("listens",),
+    "listen_events": ("listens",),
+    "tag_assignments": ("tag_assignments",),
+    "artist_text": ("artist_text",),
+    "friends": ("friends",),
+}
 
-def _expectations(table: str, references: Mapping[str, Iterable[str]], min_rows: int) -> list[Any]:
+
+def raw_row_bound(table: str, raw_counts: Mapping[str, int]) -> int | None:
+    """The most rows golden ``table`` can have: the rows of its raw tables, if all are known.
+
+    ``raw_counts`` maps raw table names to row counts, e.g. ``{"listens": 92834}``; ``None`` when
+    the table has no raw source or one of its raw tables is not counted.
+    """
+    sources = RAW_SOURCES.get(table)
+    if not sources or any(s not in raw_counts for s in sources):
+        return None
+    return int(sum(int(raw_counts[s]) for s in sources))
+
+
+def _foreign_key_description(column: str, ref_table: str, ref_column: str, keys: list[Any]) -> str:
+    """One line instead of the whole key set: the count and the first FK_EXAMPLES keys."""
+
+    def short(value: Any) -> str:
+        text = str(value)
+        return text if len(text) <= 40 else text[:40] + "…"
+
+    shown = ", ".join(short(k) for k in keys[:FK_EXAMPLES])
+    more = f", … ({len(keys) - FK_EXAMPLES:,} more)" if len(keys) > FK_EXAMPLES else ""
+    text = (
+        f"{column} values must be keys of golden.{ref_table}.{ref_column}: "
+        f"{len(keys):,} keys ({shown}{more})"
+    )
+    # GX puts the description into the page as HTML: keep key text literal.
+    return html.escape(text, quote=False)
+
+
+def _expectations(
+    table: str,
+    references: Mapping[str, Iterable[str]],
+    min_rows: int,
+    max_rows: int | None = None,
+) -> list[Any]:
     import great_expectations.expectations as gxe
 
     def key(*columns: str) -> list[Any]:
@@ -117,9 +171,18 @@ def _expectations(table: str, references: Mapping[str, Iterable[str]], min_rows:
         if ref not in references:
             return []
         values = sorted(set(references[ref]))
-        return [gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values)]
+        ref_table, ref_column = SUITE_REFERENCES[table][ref]
+        return [
+            gxe.ExpectColumnValuesToBeInSet(
+                column=column,
+                value_set=values,
+                # Data Docs render the description instead of the whole key set.
+                description=_foreign_key_description(column, ref_table, ref_column, values),
+            )
+        ]
 
-    rows = [gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=MAX_ROWS)]
+    upper = MAX_ROWS if max_rows is None else max(int(max_rows), min_rows)
+    rows = [gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=upper)]
     suites: dict[str, list[Any]] = {
         "users": key("user_id"),
         "artists": key("artist_id") + [gxe.ExpectColumnValuesToNotBeNull(column="name")],
@@ -194,6 +257,7 @@ def validate_table(
     frame: pd.DataFrame,
     references: Mapping[str, Iterable[str]] | None = None,
     min_rows: int | None = None,
+    max_rows: int | None = None,
 ) -> SuiteResult:
     """Run the golden ``table``'s suite on ``frame`` and store the result for Data Docs.
 
@@ -209,6 +273,9 @@ def validate_table(
         Key sets of referenced tables for foreign-key expectations, e.g. ``{"users": ids}``.
     min_rows
         Lower row-count bound; default 1, or 0 for tables a source may not have.
+    max_rows
+        Upper row-count bound: the raw row count the table was built from when known (see
+        :func:`raw_row_bound`; golden rows never outnumber raw rows), else ``MAX_ROWS``.
 
     Returns
     -------
@@ -231,7 +298,7 @@ def validate_table(
     except (LookupError, KeyError):
         batch = asset.add_batch_definition_whole_dataframe("whole_table")
     suite = gx.ExpectationSuite(name=f"golden_{table}")
-    for expectation in _expectations(table, references, min_rows):
+    for expectation in _expectations(table, references, min_rows, max_rows):
         suite.add_expectation(expectation)
     suite = context.suites.add_or_update(suite)
     definition = context.validation_definitions.add_or_update(
@@ -265,11 +332,27 @@ def validate_table(
     return SuiteResult(table=table, success=bool(run.success), outcomes=outcomes)
 
 
-def build_data_docs(gx_root: Path) -> Path:
-    """Render Data Docs HTML for every stored validation; return the index page's path."""
+def build_data_docs(
+    gx_root: Path, quarantine: pd.DataFrame | QuarantineReport | None = None
+) -> Path:
+    """Render Data Docs HTML for every stored validation; return the index page's path.
+
+    The site reads offline (CDN assets are served from vendored copies inside the site, see
+    :func:`quality.data_docs.localise_site`). With ``quarantine`` (rows with the
+    ``golden.quarantine`` columns, or a :class:`~quality.data_docs.QuarantineReport`) the index
+    also shows the quarantined rows by table and reason, with sample rows in
+    ``quarantine.html``.
+    """
+    from quality.data_docs import QuarantineReport, localise_site, show_quarantine
+
     context = _context(Path(gx_root))
     context.build_data_docs()
     index = Path(gx_root) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     if not index.exists():
         raise FileNotFoundError(f"GX did not write Data Docs at {index}")
+    localise_site(index.parent)
+    if quarantine is not None:
+        if not isinstance(quarantine, QuarantineReport):
+            quarantine = QuarantineReport.from_frame(quarantine)
+        show_quarantine(index.parent, quarantine)
     return index

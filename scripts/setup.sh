@@ -12,6 +12,16 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) els
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 
+# tests/test_data_docs.py opens the Data Docs in Debian's headless Chromium (it skips without it).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium (Debian package) for the Data Docs browser test..."
+  log="${TMPDIR:-/tmp}/cratedigger-apt-chromium.log"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+      >"$log" 2>&1; then
+    echo "warning: chromium did not install (see $log): the browser test will skip" >&2
+  fi
+fi
+
 stamp=".venv/.cratedigger-installed"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
