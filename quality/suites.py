@@ -9,13 +9,18 @@ Example usage::
 
     result = validate_table(gx_root, "listens", listens_df, references={"users": user_ids})
     result.success, result.failed_expectations
+
+Tables that grow with events never come into memory whole: :func:`validate_golden` counts in the
+engine (SQL) what must hold for every row (row-count bounds, null and duplicate keys, foreign
+keys without a parent) and runs the GX suite, the validation of record with its Data Docs, on a
+seeded sample of at most ``SAMPLE_ROWS`` rows (the whole table when it is smaller).
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +48,22 @@ OPTIONAL_TABLES = {
     "audio_attributes",
 }
 MAX_ROWS = 500_000_000  # the row-count ceiling when the raw row count is not known
+SAMPLE_ROWS = 200_000  # GX validates at most this many rows of a table (seeded sample)
+# key columns of each golden table (unique and not null); tables without a key are absent
+KEYS: dict[str, tuple[str, ...]] = {
+    "users": ("user_id",),
+    "artists": ("artist_id",),
+    "tags": ("tag_id",),
+    "tracks": ("track_id",),
+    "items": ("item_id",),
+    "listens": ("user_id", "item_id"),
+    "artist_terms": ("artist_id", "term"),
+    "artist_docs": ("artist_id",),
+    "friends": ("user_id", "friend_id"),
+    "audio_clips": ("track_id",),
+    "audio_attributes": ("track_id",),
+}
+Reader = Callable[..., pd.DataFrame]  # read(sql, params=None) -> frame, e.g. Warehouse.read
 FK_EXAMPLES = 20  # keys shown in a foreign-key expectation's description
 
 
@@ -356,3 +377,99 @@ def build_data_docs(
             quarantine = QuarantineReport.from_frame(quarantine)
         show_quarantine(index.parent, quarantine)
     return index
+
+
+def _count(read: Reader, sql: str, params: list | None = None) -> int:
+    return int(read(sql, params).iloc[0, 0])
+
+
+def engine_outcomes(
+    read: Reader, table: str, min_rows: int, max_rows: int | None
+) -> tuple[int, list[ExpectationOutcome]]:
+    """Exact verdicts over the whole golden ``table``, computed in the engine: row-count bounds,
+    null and duplicate keys, and foreign-key values without a parent (with up to 20 of them)."""
+    rows = _count(read, f"SELECT count(*) FROM golden.{table}")
+    upper = MAX_ROWS if max_rows is None else max(int(max_rows), min_rows)
+    outcomes = [
+        ExpectationOutcome(
+            "engine: row count between", None, min_rows <= rows <= upper, None, [rows]
+        )
+    ]
+    keys = KEYS.get(table, ())
+    for column in keys:
+        nulls = _count(read, f"SELECT count(*) FROM golden.{table} WHERE {column} IS NULL")
+        outcomes.append(ExpectationOutcome("engine: not null", column, nulls == 0, nulls))
+    if keys:
+        columns = ", ".join(keys)
+        repeated = _count(
+            read,
+            f"SELECT count(*) FROM (SELECT {columns} FROM golden.{table} GROUP BY ALL "
+            "HAVING count(*) > 1)",
+        )
+        outcomes.append(ExpectationOutcome("engine: unique", columns, repeated == 0, repeated))
+    for ref_table, ref_column in SUITE_REFERENCES[table].values():
+        column = ref_column  # a foreign key has its parent key's name
+        orphans = read(
+            f"SELECT t.{column} AS value, count(*) OVER () AS n FROM golden.{table} t "
+            f"ANTI JOIN golden.{ref_table} r ON t.{column} = r.{ref_column} "
+            f"WHERE t.{column} IS NOT NULL LIMIT 20"
+        )
+        count = int(orphans["n"].iloc[0]) if len(orphans) else 0
+        outcomes.append(
+            ExpectationOutcome(
+                f"engine: in golden.{ref_table}.{ref_column}",
+                column,
+                count == 0,
+                count,
+                orphans["value"].tolist(),
+            )
+        )
+    return rows, outcomes
+
+
+def sample_frame(read: Reader, table: str, rows: int, limit: int, seed: int) -> pd.DataFrame:
+    """The whole table when it has at most ``limit`` rows, else a seeded sample of ``limit``
+    rows (the rows with the smallest hash of their values and ``seed``: the same every run)."""
+    if rows <= limit:
+        return read(f"SELECT * FROM golden.{table}")
+    columns = read(f"SELECT * FROM golden.{table} LIMIT 0").columns
+    hashed = ", ".join(f'"{c}"' for c in columns)
+    return read(
+        f"SELECT * FROM golden.{table} ORDER BY hash({hashed}, ?::BIGINT) LIMIT ?", [seed, limit]
+    )
+
+
+def validate_golden(
+    read: Reader,
+    gx_root: Path,
+    table: str,
+    max_rows: int | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+    seed: int = 0,
+) -> tuple[SuiteResult, int, bool]:
+    """Validate golden ``table`` without loading it whole: exact engine counts over every row
+    plus the GX suite on at most ``sample_rows`` rows (foreign keys checked against the parent
+    keys of the sampled values). Returns the merged result, the table's rows and whether GX saw
+    a sample rather than the whole table."""
+    min_rows = 0 if table in OPTIONAL_TABLES else 1
+    rows, exact = engine_outcomes(read, table, min_rows, max_rows)
+    frame = sample_frame(read, table, rows, sample_rows, seed)
+    sampled = len(frame) < rows
+    references = {}
+    for name, (ref_table, ref_column) in SUITE_REFERENCES[table].items():
+        values = sorted({str(v) for v in frame[ref_column].dropna().unique()})
+        found = read(
+            f"SELECT DISTINCT {ref_column} AS k FROM golden.{ref_table} "
+            f"WHERE {ref_column} IN (SELECT unnest(?::VARCHAR[]))",
+            [values],
+        )
+        references[name] = found["k"].tolist()
+    result = validate_table(
+        gx_root, table, frame, references, min_rows, None if sampled else max_rows
+    )
+    merged = SuiteResult(
+        table=table,
+        success=result.success and all(o.success for o in exact),
+        outcomes=exact + result.outcomes,
+    )
+    return merged, rows, sampled
