@@ -19,10 +19,34 @@ UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 STEP_DONE = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}
+# every finished step of this process: job label, step, status, seconds, peak RSS (MB)
+STEP_STATS: list[dict] = []
+
+
+def reset_peak_rss() -> None:
+    """Restart the process's peak-RSS counter (Linux ``clear_refs`` 5); a no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory since the last :func:`reset_peak_rss` (Linux ``VmHWM``), in MB."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 class _ProgressHandler(logging.Handler):
-    """Prints ``[ k/M] step done in s`` as each step of a run ends (Dagster step events)."""
+    """Prints ``[label k/M] step done in s (peak MB)`` as each step of a run ends, from Dagster's
+    step events, and records it in :data:`STEP_STATS`."""
 
     def __init__(self, total: int, label: str) -> None:
         super().__init__(level=logging.DEBUG)
@@ -36,14 +60,26 @@ class _ProgressHandler(logging.Handler):
             return
         kind = event.event_type_value
         if kind == "STEP_START":
+            reset_peak_rss()  # steps run one at a time in process: the peak is this step's
             self.started[step] = time.monotonic()
         elif kind in STEP_DONE:
             self.done += 1
             seconds = time.monotonic() - self.started.get(step, time.monotonic())
+            peak = peak_rss_mb()
+            STEP_STATS.append(
+                {
+                    "job": self.label,
+                    "step": step,
+                    "status": STEP_DONE[kind],
+                    "seconds": round(seconds, 2),
+                    "peak_rss_mb": None if peak is None else round(peak, 1),
+                }
+            )
             width = len(str(self.total))
+            memory = "" if peak is None else f", peak {peak / 1024:.1f} GB"
             print(
                 f"[{self.label} {self.done:>{width}}/{self.total}] {step} {STEP_DONE[kind]} "
-                f"in {seconds:.1f} s",
+                f"in {seconds:.1f} s{memory}",
                 file=sys.stderr,
                 flush=True,
             )
