@@ -1,34 +1,105 @@
 """Golden tables: typed, validated, documented. Bad rows go to ``golden.quarantine``.
 
-Each asset reads its raw table(s) from DuckDB, calls the pure rules in :mod:`quality.rules`,
-replaces its golden table and its slice of the quarantine in one transaction (so re-running is
-idempotent), and proves with an inline check that raw rows = golden rows + quarantined rows.
-The Great Expectations suites run as blocking checks (:mod:`assets.checks`).
+Each asset runs the row rules of :mod:`quality.sql_rules` inside DuckDB, over its raw table:
+no raw table is read into Python. One transaction replaces the golden table and its slice of
+the quarantine (so re-running is idempotent), and an inline check proves raw rows = golden rows
++ quarantined rows. The Great Expectations suites run as blocking checks (:mod:`assets.checks`).
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 
-from assets.publishing import (
-    CONTRACTS,
-    FRESHNESS,
-    OWNER,
-    RECONCILES_CHECK,
-    publish,
-    read_raw,
-    source_info,
-)
+from assets.metadata import PREVIEW_ROWS, frame_metadata
+from assets.publishing import CONTRACTS, FRESHNESS, OWNER, QUARANTINE_DDL, RECONCILES_CHECK
 from orchestration.resources import Warehouse
-from quality import rules
+from quality import sql_rules
+
+
+def _source_info(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    item_level, listens_kind = con.execute(
+        "SELECT item_level, listens_kind FROM meta.source"
+    ).fetchone()
+    return {"item_level": str(item_level), "listens_kind": str(listens_kind)}
+
+
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS golden")
+    con.execute(QUARANTINE_DDL)
+
+
+def _quarantine_extra(context: dg.AssetExecutionContext) -> dict[str, Any]:
+    return {"run_id": context.run.run_id, "quarantined_at": pd.Timestamp.now(tz="UTC")}
+
+
+def _metadata(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    quarantined: int = 0,
+    reasons: dict[str, int] | None = None,
+    extra: dict | None = None,
+) -> dict[str, Any]:
+    """Row count, schema and preview of ``golden.<table>`` (read in the engine), quarantine
+    counts and the contract."""
+    preview = con.execute(f"SELECT * FROM golden.{table} LIMIT {PREVIEW_ROWS}").df()
+    rows = con.execute(f"SELECT count(*) FROM golden.{table}").fetchone()[0]
+    return {
+        **frame_metadata(preview),
+        "dagster/row_count": dg.MetadataValue.int(int(rows)),
+        "quarantined_rows": int(quarantined),
+        "quarantine_reasons": dg.MetadataValue.json(reasons or {}),
+        "contract": CONTRACTS.get(table, ""),
+        **(extra or {}),
+    }
+
+
+def _reconciles(key: dg.AssetKey, result: sql_rules.SqlTableResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=RECONCILES_CHECK,
+        passed=result.reconciles,
+        asset_key=key,
+        metadata={
+            "raw_rows": result.raw_rows,
+            "golden_rows": result.golden_rows,
+            "quarantined_rows": result.quarantined_rows,
+        },
+    )
+
+
+def _validated(
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    key: dg.AssetKey,
+    item_level: str = "artist",
+    extra: dict | None = None,
+) -> dg.MaterializeResult:
+    """Run the SQL rules of ``table`` and describe the result."""
+    result = sql_rules.validate_table(
+        con, table, item_level=item_level, quarantine_extra=_quarantine_extra(context)
+    )
+    if result.quarantined_rows:
+        context.log.warning(
+            f"golden.{table}: {result.quarantined_rows} rows quarantined: {result.reason_counts}"
+        )
+    notes = {f"note/{k}": int(v) for k, v in result.notes.items()}
+    metadata = _metadata(
+        con, table, result.quarantined_rows, result.reason_counts, {**notes, **(extra or {})}
+    )
+    return dg.MaterializeResult(
+        asset_key=key, metadata=metadata, check_results=[_reconciles(key, result)]
+    )
 
 
 def _golden_asset(
     table: str,
     raw: str | None,
     deps: list[str],
-    build: Callable[[pd.DataFrame, dict[str, pd.DataFrame], dict[str, str]], rules.TableResult],
+    build: Callable[[dg.AssetExecutionContext, duckdb.DuckDBPyConnection, dg.AssetKey], Any]
+    | None = None,
 ) -> dg.AssetsDefinition:
     key = dg.AssetKey(["golden", table])
     upstream = ([dg.AssetKey(["raw", raw])] if raw else []) + [
@@ -59,55 +130,37 @@ def _golden_asset(
         tags={"layer": "golden"},
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-        raw_frame = read_raw(warehouse, raw) if raw else pd.DataFrame()
-        parents = {d: warehouse.table("golden", d) for d in deps}
-        result = build(raw_frame, parents, source_info(warehouse))
-        notes = {f"note/{k}": int(v) for k, v in result.notes.items()}
-        return publish(
-            context,
-            warehouse,
-            table,
-            result.golden,
-            result.quarantine,
-            asset_key=key,
-            raw_rows=result.raw_rows if raw else None,
-            extra=notes,
-        )
+        with warehouse.connect() as con:
+            _prepare(con)
+            if build is not None:
+                return build(context, con, key)
+            return _validated(context, con, table, key)
 
     _asset.__name__ = f"golden_{table}"
     return _asset
 
 
 def _items(
-    raw: pd.DataFrame, p: dict[str, pd.DataFrame], info: dict[str, str]
-) -> rules.TableResult:
-    level = info["item_level"]
-    items = rules.build_items(p["artists"], p["tracks"] if len(p["tracks"]) else None, level)
-    return rules.TableResult("items", items, rules.empty_quarantine(), len(items))
+    context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, key: dg.AssetKey
+) -> dg.MaterializeResult:
+    level = _source_info(con)["item_level"]
+    con.execute("BEGIN TRANSACTION")
+    sql_rules.build_items(con, level)  # type: ignore[arg-type]
+    con.execute("DELETE FROM golden.quarantine WHERE table_name = 'items'")
+    con.execute("COMMIT")
+    return dg.MaterializeResult(asset_key=key, metadata=_metadata(con, "items"))
 
 
-golden_users = _golden_asset("users", "users", [], lambda r, p, i: rules.validate_users(r))
-golden_artists = _golden_asset("artists", "artists", [], lambda r, p, i: rules.validate_artists(r))
-golden_tags = _golden_asset("tags", "tags", [], lambda r, p, i: rules.validate_tags(r))
-golden_tracks = _golden_asset(
-    "tracks", "tracks", ["artists"], lambda r, p, i: rules.validate_tracks(r, p["artists"])
-)
+golden_users = _golden_asset("users", "users", [])
+golden_artists = _golden_asset("artists", "artists", [])
+golden_tags = _golden_asset("tags", "tags", [])
+golden_tracks = _golden_asset("tracks", "tracks", ["artists"])
 golden_items = _golden_asset("items", None, ["artists", "tracks"], _items)
 golden_tag_assignments = _golden_asset(
-    "tag_assignments",
-    "tag_assignments",
-    ["users", "artists", "tags"],
-    lambda r, p, i: rules.validate_tag_assignments(r, p["users"], p["artists"], p["tags"]),
+    "tag_assignments", "tag_assignments", ["users", "artists", "tags"]
 )
-golden_artist_text = _golden_asset(
-    "artist_text",
-    "artist_text",
-    ["artists"],
-    lambda r, p, i: rules.validate_artist_text(r, p["artists"]),
-)
-golden_friends = _golden_asset(
-    "friends", "friends", ["users"], lambda r, p, i: rules.validate_friends(r, p["users"])
-)
+golden_artist_text = _golden_asset("artist_text", "artist_text", ["artists"])
+golden_friends = _golden_asset("friends", "friends", ["users"])
 
 LISTEN_EVENTS = dg.AssetKey(["golden", "listen_events"])
 LISTENS = dg.AssetKey(["golden", "listens"])
@@ -153,60 +206,43 @@ LISTENS = dg.AssetKey(["golden", "listens"])
     pool="duckdb",
 )
 def golden_listens(context: dg.AssetExecutionContext, warehouse: Warehouse):
-    """Validate raw listens once; publish events (if any) and the aggregated listens."""
-    info = source_info(warehouse)
-    raw = read_raw(warehouse, "listens")
-    users, items = warehouse.table("golden", "users"), warehouse.table("golden", "items")
-    kind = info["listens_kind"]
-    result = rules.validate_listens(raw, users, items, kind)  # type: ignore[arg-type]
-    if kind == "events":
-        yield publish(
-            context,
-            warehouse,
-            "listen_events",
-            result.golden,
-            result.quarantine,
-            asset_key=LISTEN_EVENTS,
-            raw_rows=result.raw_rows,
-        )
-        listens = rules.aggregate_listen_events(result.golden)
-        yield publish(
-            context,
-            warehouse,
-            "listens",
-            listens,
-            None,
-            asset_key=LISTENS,
-            extra={"aggregated_from_events": len(result.golden)},
-        )
-        yield dg.AssetCheckResult(
-            check_name=RECONCILES_CHECK,
-            asset_key=LISTENS,
-            passed=int(listens["plays"].sum()) == int(result.golden["plays"].sum()),
-            metadata={"note": "plays of golden listens = plays of golden listen_events"},
-        )
-    else:
-        events = pd.DataFrame(
-            {
-                "user_id": pd.Series(dtype=object),
-                "item_id": pd.Series(dtype=object),
-                "plays": pd.Series(dtype="int64"),
-                "ts": pd.Series(dtype=rules.TS_DTYPE),
-            }
-        )
-        yield publish(context, warehouse, "listen_events", events, None, asset_key=LISTEN_EVENTS)
-        yield dg.AssetCheckResult(
-            check_name=RECONCILES_CHECK,
-            asset_key=LISTEN_EVENTS,
-            passed=True,
-            metadata={"note": "aggregated source: no events"},
-        )
-        yield publish(
-            context,
-            warehouse,
-            "listens",
-            result.golden,
-            result.quarantine,
-            asset_key=LISTENS,
-            raw_rows=result.raw_rows,
-        )
+    """Validate raw listens once, in DuckDB; publish events (if any) and the aggregated listens."""
+    with warehouse.connect() as con:
+        _prepare(con)
+        info = _source_info(con)
+        level = info["item_level"]
+        if info["listens_kind"] == "events":
+            yield _validated(context, con, "listen_events", LISTEN_EVENTS, level)
+            con.execute("BEGIN TRANSACTION")
+            sql_rules.aggregate_listen_events(con)
+            con.execute("DELETE FROM golden.quarantine WHERE table_name = 'listens'")
+            con.execute("COMMIT")
+            event_plays, events = con.execute(
+                "SELECT COALESCE(sum(plays), 0), count(*) FROM golden.listen_events"
+            ).fetchone()
+            plays = con.execute("SELECT COALESCE(sum(plays), 0) FROM golden.listens").fetchone()[0]
+            yield dg.MaterializeResult(
+                asset_key=LISTENS,
+                metadata=_metadata(con, "listens", extra={"aggregated_from_events": int(events)}),
+            )
+            yield dg.AssetCheckResult(
+                check_name=RECONCILES_CHECK,
+                asset_key=LISTENS,
+                passed=int(plays) == int(event_plays),
+                metadata={"note": "plays of golden listens = plays of golden listen_events"},
+            )
+        else:
+            con.execute("BEGIN TRANSACTION")
+            sql_rules.empty_listen_events(con)
+            con.execute("DELETE FROM golden.quarantine WHERE table_name = 'listen_events'")
+            con.execute("COMMIT")
+            yield dg.MaterializeResult(
+                asset_key=LISTEN_EVENTS, metadata=_metadata(con, "listen_events")
+            )
+            yield dg.AssetCheckResult(
+                check_name=RECONCILES_CHECK,
+                asset_key=LISTEN_EVENTS,
+                passed=True,
+                metadata={"note": "aggregated source: no events"},
+            )
+            yield _validated(context, con, "listens", LISTENS, level)

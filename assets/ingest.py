@@ -1,12 +1,18 @@
-"""Raw landing: every source table lands as read (text) in DuckDB schema ``raw``."""
+"""Raw landing: every source table lands as read (text) in DuckDB schema ``raw``.
+
+For the generic source DuckDB reads the CSV/Parquet files itself (``GenericSource.land``):
+what grows with events never passes through Python. The sample and HetRec sources are read in
+Python (their tables do not grow with events) and their frames land the same way.
+"""
 
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import frame_metadata
+from assets.metadata import PREVIEW_ROWS, frame_metadata
 from orchestration.resources import Paths, Warehouse
-from sources import make_source
-from sources.base import LINEAGE_COLUMNS, RAW_COLUMNS
+from sources import GenericSource, make_source
+from sources.base import RAW_COLUMNS
+from sources.generic import land_frame
 
 RAW_TABLES = list(RAW_COLUMNS)
 RAW_DESCRIPTIONS = {
@@ -76,36 +82,43 @@ def raw_tables(
         path = str(paths.sub("sample"))
     source = make_source(kind, path, **params)
     context.log.info(f"reading source {kind!r} from {path}")
-    bundle = source.read()
     loaded_at = pd.Timestamp.now(tz="UTC").floor("s")
-    warehouse.write_table(
-        "meta",
-        "source",
-        pd.DataFrame(
-            {
-                "source_name": [bundle.source_name],
-                "item_level": [bundle.item_level],
-                "listens_kind": [bundle.listens_kind],
-                "loaded_at": [loaded_at],
-            }
-        ),
-    )
-    for name in RAW_TABLES:
-        frame = bundle.table(name)
-        columns = RAW_COLUMNS[name] + LINEAGE_COLUMNS
-        for column in [c for c in columns if c not in frame.columns]:
-            frame[column] = None
-        frame = frame[columns].astype("object").assign(_loaded_at=loaded_at)
-        # Every raw column stays text: what the file said, nothing fixed or guessed.
-        types = {c: "BIGINT" if c == "_source_line" else "VARCHAR" for c in columns}
-        warehouse.write_table("raw", name, frame, types=types)
-        yield dg.MaterializeResult(
-            asset_key=["raw", name],
-            metadata={
-                **frame_metadata(frame),
-                "source": bundle.source_name,
-                "item_level": bundle.item_level,
-                "listens_kind": bundle.listens_kind,
-                **{f"note/{k}": str(v) for k, v in bundle.notes.items()},
-            },
+    with warehouse.connect() as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        if isinstance(source, GenericSource):
+            landing = source.land(con, "raw", loaded_at)
+            name, level, listens_kind = (
+                landing.source_name,
+                landing.item_level,
+                landing.listens_kind,
+            )
+            notes, landed_by = landing.notes, landing.landed_by
+        else:
+            bundle = source.read()
+            for table in RAW_TABLES:
+                land_frame(con, bundle.table(table), f"raw.{table}", table, loaded_at)
+            name, level, listens_kind = bundle.source_name, bundle.item_level, bundle.listens_kind
+            notes, landed_by = bundle.notes, {}
+        con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+        con.execute(
+            "CREATE OR REPLACE TABLE meta.source AS SELECT CAST(? AS VARCHAR) AS source_name, "
+            "CAST(? AS VARCHAR) AS item_level, CAST(? AS VARCHAR) AS listens_kind, "
+            "CAST(? AS TIMESTAMPTZ) AS loaded_at",
+            [name, level, listens_kind, loaded_at],
         )
+        results = []
+        for table in RAW_TABLES:
+            # Every raw column stays text: what the file said, nothing fixed or guessed.
+            preview = con.execute(f"SELECT * FROM raw.{table} LIMIT {PREVIEW_ROWS}").df()
+            rows = con.execute(f"SELECT count(*) FROM raw.{table}").fetchone()[0]
+            metadata = {
+                **frame_metadata(preview),
+                "dagster/row_count": dg.MetadataValue.int(int(rows)),
+                "source": name,
+                "item_level": level,
+                "listens_kind": listens_kind,
+                "landed_by": landed_by.get(table, "python") if rows else "none",
+                **{f"note/{k}": str(v) for k, v in notes.items()},
+            }
+            results.append(dg.MaterializeResult(asset_key=["raw", table], metadata=metadata))
+    yield from results

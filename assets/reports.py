@@ -46,7 +46,9 @@ def quarantine_report(warehouse: Warehouse, samples: int = QUARANTINE_SAMPLES) -
 
 
 @dg.asset(
-    deps=[dg.AssetKey(["golden", t]) for t in GOLDEN_TABLES],
+    deps=[dg.AssetKey(["golden", t]) for t in GOLDEN_TABLES]
+    # the raw row counts bound the golden row counts
+    + [dg.AssetKey(["raw", t]) for t in sorted({s for v in RAW_SOURCES.values() for s in v})],
     group_name="reports",
     kinds={"greatexpectations", "html"},
     owners=["team:data-platform"],

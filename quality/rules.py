@@ -31,9 +31,21 @@ code                     meaning
 ``duplicate_event``      a play event identical to an earlier one (the first is kept)
 =======================  ==============================================================
 
-Cleaning that is not rejection: text values are stripped of surrounding white space; empty
-optional values become null; names holding U+FFFD are kept and counted in ``TableResult.notes``.
-Timestamps without a zone are taken as UTC.
+Cleaning that is not rejection:
+
+- text values are stripped of surrounding white space (Unicode white space, ``WHITESPACE``);
+  empty optional values become null; names holding U+FFFD are kept and counted in
+  ``TableResult.notes``;
+- ids (user_id, item_id, artist_id, track_id, tag_id, friend_id) also lose zero-width characters
+  (U+200B..U+200D, U+2060, U+FEFF, ``ZERO_WIDTH``) and are NFC-normalised, so ``"ue\\u0301"`` and
+  ``"u\\u00e9"``, or ``"u\\u200b1"`` and ``"u1"``, are one id (the first row keeps it, a later
+  one is a ``duplicate_key``); the quarantine keeps the raw text;
+- timestamps are ISO-8601 in the extended form ``YYYY-MM-DD[(T| )hh:mm[:ss[.f]]][Z|+hh[:mm]]``
+  (``ISO_TS_PATTERN``) or epoch numbers (``EPOCH_PATTERN``); without a zone they are UTC.
+
+The same rules run as SQL inside DuckDB (or Spark) in :mod:`quality.sql_rules`, on the raw
+tables where they land; this module is the reference the SQL is tested against, and the engine
+for small frames.
 """
 
 from __future__ import annotations
@@ -70,6 +82,22 @@ MAX_TEXT_BYTES = 65_535
 TS_MIN = pd.Timestamp("1900-01-01", tz="UTC")
 TS_MAX = pd.Timestamp("2100-01-01", tz="UTC")
 TS_DTYPE = "datetime64[us, UTC]"
+# Shared with quality.sql_rules, so both engines apply one definition.
+WHITESPACE = "".join(
+    chr(c)
+    for c in (0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0x85, 0xA0, 0x1680)
+    + tuple(range(0x2000, 0x200B))
+    + (0x2028, 0x2029, 0x202F, 0x205F, 0x3000)
+)  # what pyarrow's utf8_trim_whitespace (and str.isspace) count as white space
+ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+ZERO_WIDTH_PATTERN = "[\u200b-\u200d\u2060\ufeff]"
+NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$"
+EPOCH_PATTERN = r"^-?\d{9,16}$"
+ISO_TS_PATTERN = (
+    r"^\d{4}-\d{2}-\d{2}([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
+    r"(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$"
+)
+ID_COLUMNS = ("user_id", "item_id", "artist_id", "track_id", "tag_id", "friend_id")
 
 GOLDEN_COLUMNS: dict[str, list[str]] = {
     "users": ["user_id"],
@@ -216,6 +244,21 @@ def clean_text(values: pd.Series) -> pd.Series:
     return _series(array, values.name)
 
 
+def clean_id(values: pd.Series) -> pd.Series:
+    """Clean an id: drop zero-width characters, strip white space, NFC-normalise; empty -> null.
+
+    Returns an Arrow-backed string Series like :func:`clean_text`.
+    """
+    array = _to_arrow_text(values)
+    if len(array) and not pc.all(pc.fill_null(pc.string_is_ascii(array), True)).as_py():
+        array = pc.replace_substring_regex(array, ZERO_WIDTH_PATTERN, "")
+        array = pc.utf8_normalize(pc.utf8_trim_whitespace(array), "NFC")
+    else:
+        array = pc.utf8_trim_whitespace(array)
+    array = pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+    return _series(array, values.name)
+
+
 def to_object(values: pd.Series) -> np.ndarray:
     """Arrow-backed text as an object array of ``str`` and ``None``."""
     if isinstance(values.dtype, pd.ArrowDtype):
@@ -242,7 +285,7 @@ def parse_numbers(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         numbers (``12``, ``-3``, ``2.5``, ``1e3``; not ``nan``, ``inf`` or ``1,000``).
     """
     array = _to_arrow_text(text)
-    is_number = pc.match_substring_regex(array, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$")
+    is_number = pc.match_substring_regex(array, NUMBER_PATTERN)
     is_number = pc.fill_null(is_number, False)
     numbers = pc.cast(pc.if_else(is_number, array, pa.scalar(None, pa.string())), pa.float64())
     values = pc.fill_null(numbers, np.nan).to_numpy(zero_copy_only=False)
@@ -264,8 +307,8 @@ def epoch_timestamps(numbers: np.ndarray) -> pd.Series:
 def parse_timestamps(
     text: pd.Series, ts_min: pd.Timestamp = TS_MIN, ts_max: pd.Timestamp = TS_MAX
 ) -> tuple[pd.Series, pd.Series]:
-    """Parse ISO-8601 or epoch text (9 to 16 digits: seconds, milliseconds or microseconds, see
-    :func:`epoch_timestamps`) into UTC timestamps.
+    """Parse ISO-8601 (the extended form of ``ISO_TS_PATTERN``) or epoch text (9 to 16 digits:
+    seconds, milliseconds or microseconds, see :func:`epoch_timestamps`) into UTC timestamps.
 
     Parameters
     ----------
@@ -285,11 +328,11 @@ def parse_timestamps(
     parsed = pd.Series(pd.NaT, index=range(len(array)), dtype=TS_DTYPE)
     if not present.any():
         return parsed, pd.Series(present)
-    is_epoch = _bool(pc.match_substring_regex(array, r"^-?\d{9,16}$"))
+    is_epoch = _bool(pc.match_substring_regex(array, EPOCH_PATTERN))
     if is_epoch.any():
         numbers = pc.cast(pc.filter(array, is_epoch), pa.int64()).to_numpy()
         parsed.iloc[np.flatnonzero(is_epoch)] = epoch_timestamps(numbers)
-    is_iso = present & ~is_epoch
+    is_iso = present & ~is_epoch & _bool(pc.match_substring_regex(array, ISO_TS_PATTERN))
     if is_iso.any():
         given = pc.filter(array, is_iso).to_pandas().to_numpy(dtype=object)
         iso = pd.to_datetime(given, format="ISO8601", utc=True, errors="coerce")
@@ -467,9 +510,14 @@ def _const(positions: np.ndarray, name: str) -> list[str]:
 
 
 def _column(raw: pd.DataFrame, name: str) -> pd.Series:
-    """Cleaned text of column ``name`` (all null when the raw table lacks it), Arrow-backed."""
+    """Cleaned text of column ``name`` (all null when the raw table lacks it), Arrow-backed.
+
+    Id columns (``ID_COLUMNS``) are cleaned with :func:`clean_id`, others with
+    :func:`clean_text`.
+    """
     if name in raw.columns:
-        return clean_text(raw[name].reset_index(drop=True).rename(name))
+        clean = clean_id if name in ID_COLUMNS else clean_text
+        return clean(raw[name].reset_index(drop=True).rename(name))
     return _series(pa.nulls(len(raw), pa.string()), name)
 
 

@@ -42,8 +42,9 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -177,13 +178,68 @@ def read_delimited(
         with more fields than the header.
     """
     optional = optional or []
+    header, wanted, extra = read_header(
+        path, required, delimiter, optional, normalise_header, fallback, fix_hint
+    )
+    data = path.read_bytes()
+    fallback_lines: list[int] = []
+    frame = _read_with_arrow(data, header, wanted, delimiter, quoting, arrow_strings)
+    if frame is None:  # not strict CSV or not UTF-8: decode line by line, parse with pandas
+        text, fallback_lines = decode_lines(data, fallback)
+        frame = _read_with_pandas(path, text, header, delimiter, quoting, fix_hint)
+        if arrow_strings:
+            frame = frame.astype(pd.ArrowDtype(pa.string()))
+    frame = frame[wanted]
+    frame["_source_file"] = str(path)
+    frame["_source_line"] = _record_lines(path, data, frame, header, delimiter, quoting, fix_hint)
+    return frame, fallback_lines, extra
+
+
+FREE_TEXT_COLUMNS = {"name", "title", "text", "tag", "url", "genre", "path"}
+
+
+def read_header(
+    path: Path,
+    required: list[str],
+    delimiter: str,
+    optional: list[str] | None = None,
+    normalise_header: bool = False,
+    fallback: Literal["latin-1", "replace"] = "replace",
+    fix_hint: str = "",
+) -> tuple[list[str], list[str], list[str]]:
+    """Read and check the header of a delimited file (only its first bytes are read).
+
+    Returns
+    -------
+    header, wanted, extra
+        Every header name (normalised when asked), the names to read (``required`` + present
+        ``optional``) and the others.
+
+    Raises
+    ------
+    SourceError
+        Missing file, empty file, repeated or missing columns, wrong delimiter.
+    """
+    optional = optional or []
     expected_name = DELIMITER_NAMES.get(delimiter, repr(delimiter))
     if not path.is_file():
         raise SourceError(
             f"{path}: required file not found. Put the file there or point the source at the "
             f"directory that holds it.{fix_hint}"
         )
-    data = path.read_bytes()
+    with path.open("rb") as handle:
+        data = handle.read(1 << 20)
+        while data and re.search(rb"\S", data) is None:  # blank so far: look further
+            more = handle.read(1 << 20)
+            if not more:
+                data = b""
+                break
+            data = data[-4:] + more
+        while data and b"\n" not in data:  # a header longer than the first read
+            more = handle.read(1 << 20)
+            if not more:
+                break
+            data += more
     if re.search(rb"\S", data) is None:
         raise SourceError(
             f"{path}: file is empty (no header row); expected a {expected_name}-separated header "
@@ -204,20 +260,7 @@ def read_delimited(
         _raise_header_error(path, header_line, header, missing, required, delimiter, fix_hint)
     wanted = list(required) + [name for name in optional if name in header]
     extra = [name for name in header if name not in wanted]
-    fallback_lines: list[int] = []
-    frame = _read_with_arrow(data, header, wanted, delimiter, quoting, arrow_strings)
-    if frame is None:  # not strict CSV or not UTF-8: decode line by line, parse with pandas
-        text, fallback_lines = decode_lines(data, fallback)
-        frame = _read_with_pandas(path, text, header, delimiter, quoting, fix_hint)
-        if arrow_strings:
-            frame = frame.astype(pd.ArrowDtype(pa.string()))
-    frame = frame[wanted]
-    frame["_source_file"] = str(path)
-    frame["_source_line"] = _record_lines(path, data, frame, header, delimiter, quoting, fix_hint)
-    return frame, fallback_lines, extra
-
-
-FREE_TEXT_COLUMNS = {"name", "title", "text", "tag", "url", "genre", "path"}
+    return header, wanted, extra
 
 
 def _record_lines(
@@ -513,6 +556,134 @@ class GenericSource(Source):
             notes=notes,
         )
 
+    def land(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        schema: str = "raw",
+        loaded_at: Any = None,
+    ) -> RawLanding:
+        """Land every table in ``<schema>.<table>`` of a DuckDB connection, DuckDB reading the
+        files itself (see "landing in DuckDB" above); the same raw tables as :meth:`read`
+        gives, without holding them in Python.
+
+        Parameters
+        ----------
+        con
+            The warehouse connection.
+        schema
+            Where the raw tables go; every table of ``RAW_COLUMNS`` is created (empty when the
+            source has none).
+        loaded_at
+            The ``_loaded_at`` value (default: now, UTC, whole seconds).
+
+        Example usage::
+
+            with duckdb.connect("warehouse.duckdb") as con:
+                landing = GenericSource("my_data/").land(con)
+                landing.rows["listens"]
+        """
+        if not self.path.is_dir():
+            raise SourceError(
+                f"{self.path}: directory not found. Pass the directory that holds listens.csv "
+                f"and artists.csv (or .parquet); see sources/generic.py for the format."
+            )
+        loaded_at = loaded_at if loaded_at is not None else pd.Timestamp.now(tz="UTC").floor("s")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        notes: dict[str, str] = {}
+        rows: dict[str, int] = {}
+        landed_by: dict[str, str] = {}
+        for table, spec in GENERIC_TABLES.items():
+            landed = self._land_table(con, f"{schema}.{table}", table, spec, notes, loaded_at)
+            if landed is not None:
+                rows[table], landed_by[table] = landed
+        if "users" not in rows:
+            rows["users"] = derive_users_sql(
+                con, f"{schema}.users", [(f"{schema}.listens", "user_id")], loaded_at
+            )
+            landed_by["users"] = "duckdb"
+            notes["users"] = "derived from the distinct user ids of listens (no users file)"
+        if "tag_assignments" in rows:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {schema}.tags AS SELECT tag_id, tag, _source_file, "
+                f"_source_line, _loaded_at FROM (SELECT tag_id, tag_id AS tag, "
+                f"arg_min(_source_file, rowid) AS _source_file, arg_min(_source_line, rowid) AS "
+                f"_source_line, any_value(_loaded_at) AS _loaded_at, min(rowid) AS _first "
+                f"FROM {schema}.tag_assignments WHERE {_filled_sql('tag_id')} GROUP BY tag_id) "
+                f"ORDER BY _first"
+            )
+            rows["tags"] = con.execute(f"SELECT count(*) FROM {schema}.tags").fetchone()[0]
+            landed_by["tags"] = "duckdb"
+            notes["tags"] = "derived from the distinct tag texts of tag_assignments (tag_id = tag)"
+        for table in RAW_COLUMNS:
+            if table not in rows:
+                empty_raw_table(con, f"{schema}.{table}", table)
+        kind, total, filled = listens_kind_sql(con, f"{schema}.listens")
+        if kind == "aggregated" and filled:
+            notes["listens_ts"] = (
+                f"ts is filled in {filled} of {total} listens rows, so the rows are "
+                f"read as aggregated counts; fill ts in every row to read them as play events"
+            )
+        logger.info("generic source %s landed: %s (%s)", self.path, rows, landed_by)
+        return RawLanding(
+            source_name=self.name,
+            item_level="track" if "tracks" in rows else "artist",
+            listens_kind=kind,  # type: ignore[arg-type]
+            rows=rows,
+            notes=notes,
+            landed_by=landed_by,
+        )
+
+    def _land_table(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        target: str,
+        table: str,
+        spec: TableSpec,
+        notes: dict[str, str],
+        loaded_at: Any,
+    ) -> tuple[int, str] | None:
+        csv_path = self.path / f"{table}.csv"
+        parquet_path = self.path / f"{table}.parquet"
+        if csv_path.exists() and parquet_path.exists():
+            raise SourceError(
+                f"{self.path}: both {csv_path.name} and {parquet_path.name} exist; keep one."
+            )
+        if parquet_path.exists() and table != "audio_files":
+            return land_parquet(con, parquet_path, target, table, spec, loaded_at), "duckdb"
+        if csv_path.exists() and table != "audio_files":
+            header, wanted, extra = read_header(
+                csv_path,
+                list(spec.required),
+                ",",
+                list(spec.optional),
+                normalise_header=True,
+                fix_hint=" See sources/generic.py for the format.",
+            )
+            sources = {c: c for c in wanted}
+            if table == "tag_assignments":
+                sources["tag_id"] = "tag"
+            landed = land_csv(con, csv_path, target, table, header, sources, loaded_at)
+            if landed is not None:
+                if extra:
+                    notes[f"{csv_path.name} ignored columns"] = ", ".join(extra)
+                return landed, "duckdb"
+        # audio_files (paths made absolute), absent files and files DuckDB cannot land exactly
+        frame = self._read_table(table, spec, notes)
+        if frame is None:
+            return None
+        if table == "tag_assignments":
+            frame = frame.assign(tag_id=frame["tag"])
+        if table == "audio_files":
+            frame = frame.assign(
+                path=[
+                    str(self.path / p)
+                    if isinstance(p, str) and p and not Path(p).is_absolute()
+                    else p
+                    for p in frame["path"]
+                ]
+            )
+        return land_frame(con, frame, target, table, loaded_at), "python"
+
     def _read_table(
         self, table: str, spec: TableSpec, notes: dict[str, str]
     ) -> pd.DataFrame | None:
@@ -554,3 +725,259 @@ class GenericSource(Source):
         if extra:
             notes[f"{csv_path.name} ignored columns"] = ", ".join(extra)
         return frame
+
+
+# --------------------------------------------------------------------------- landing in DuckDB
+#
+# What grows with events is never read into Python: DuckDB reads each CSV/Parquet file itself
+# into its raw table (all text, lineage columns added). The file's physical records are counted
+# independently (a byte scan for line breaks) and reconciled with the rows DuckDB read; a file
+# where they do not reconcile exactly (blank lines, a quoted field spanning lines in a table
+# without free text, bytes that are not UTF-8, ragged rows) is read by the Python reader above
+# instead, which keeps exact line numbers, puts U+FFFD for undecodable bytes, or rejects a stray
+# quote with its line numbers. Such files are the exception, so the Python reader only ever
+# holds a malformed file.
+
+NULL_MARKER = "\x00cratedigger:null\x00"  # never in a text file: empty fields stay ""
+SCAN_CHUNK_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What a byte scan of a delimited file says about its physical records."""
+
+    line_breaks: int
+    ends_with_line_break: bool
+    has_quote: bool
+    has_blank_line: bool  # a line break directly after another (maybe inside a quoted field)
+
+    @property
+    def lines(self) -> int:
+        """Physical lines, a last line without a line break included."""
+        return self.line_breaks + (0 if self.ends_with_line_break else 1)
+
+
+def scan_file(path: Path, quote: bytes = b'"') -> FileScan:
+    """Count line breaks and look for quotes and blank lines, in chunks (memory stays flat)."""
+    line_breaks, has_quote, has_blank, tail, last = 0, False, False, b"", b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_CHUNK_BYTES):
+            line_breaks += chunk.count(b"\n")
+            has_quote = has_quote or (bool(quote) and quote in chunk)
+            window = tail + chunk
+            has_blank = has_blank or b"\n\n" in window or b"\n\r\n" in window
+            tail, last = window[-2:], chunk[-1:]
+    return FileScan(line_breaks, last == b"\n", has_quote, has_blank)
+
+
+@dataclass
+class RawLanding:
+    """What a landing wrote: like ``RawBundle`` without the data (it stays in the engine)."""
+
+    source_name: str
+    item_level: Literal["artist", "track"]
+    listens_kind: Literal["aggregated", "events"]
+    rows: dict[str, int]
+    notes: dict[str, str]
+    landed_by: dict[str, str]  # table -> "duckdb" or "python" (the exact reader, for odd files)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def land_frame(
+    con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, target: str, table: str, loaded_at: Any
+) -> int:
+    """Land a frame read by Python as ``target`` in the raw contract layout (all text)."""
+    columns = RAW_COLUMNS[table] + LINEAGE_COLUMNS
+    frame = frame.copy()
+    for column in [c for c in columns if c not in frame.columns]:
+        frame[column] = None
+    frame = frame[columns].astype("object")
+    select = ", ".join(
+        f'CAST("{c}" AS {"BIGINT" if c == "_source_line" else "VARCHAR"}) AS "{c}"' for c in columns
+    )
+    name = f"_landing_{table}"
+    con.register(name, frame)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {target} AS SELECT {select}, "
+            f"CAST(? AS TIMESTAMPTZ) AS _loaded_at FROM {name}",
+            [loaded_at],
+        )
+    finally:
+        con.unregister(name)
+    return len(frame)
+
+
+def land_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    target: str,
+    table: str,
+    header: list[str],
+    sources: dict[str, str],
+    loaded_at: Any,
+    delimiter: str = ",",
+    quoting: int = csv.QUOTE_MINIMAL,
+) -> int | None:
+    """Let DuckDB read a delimited file into ``target`` (raw contract layout, all text).
+
+    Parameters
+    ----------
+    header
+        The file's header names (checked with :func:`read_header`).
+    sources
+        Raw contract column -> header name it is read from (absent contract columns are null).
+
+    Returns
+    -------
+    int or None
+        The rows landed, or None when the rows DuckDB read do not reconcile exactly with the
+        file's physical records (then the caller reads the file with the Python reader).
+    """
+    quote = "" if quoting == csv.QUOTE_NONE else '"'
+    scan = scan_file(path, quote.encode())
+    if scan.has_blank_line:
+        return None
+    positions = {name: f"c{i}" for i, name in enumerate(header)}
+    select = [
+        f'{positions[sources[c]]} AS "{c}"' if c in sources else f'CAST(NULL AS VARCHAR) AS "{c}"'
+        for c in RAW_COLUMNS[table]
+    ]
+    columns = "{" + ", ".join(f"'{positions[n]}': 'VARCHAR'" for n in header) + "}"
+    options = (
+        f"header = true, auto_detect = false, columns = {columns}, delim = {_sql_text(delimiter)}, "
+        f"quote = {_sql_text(quote)}, escape = {_sql_text(quote)}, "
+        f"nullstr = {_sql_text(NULL_MARKER)}, strict_mode = true, null_padding = false"
+    )
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {target} AS SELECT {', '.join(select)}, "
+            f"{_sql_text(str(path))} AS _source_file, "
+            f"CAST(row_number() OVER () + 1 AS BIGINT) AS _source_line, "
+            f"CAST(? AS TIMESTAMPTZ) AS _loaded_at "
+            f"FROM read_csv({_sql_text(str(path))}, {options})",
+            [loaded_at],
+        )
+    except duckdb.Error as error:  # not UTF-8, ragged rows...: the Python reader decides
+        logger.info("%s: DuckDB cannot read it strictly (%s); using the Python reader", path, error)
+        return None
+    rows = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+    records = scan.lines - 1  # the header is line 1
+    if rows == records:
+        return rows
+    if rows > records or not set(sources.values()) & FREE_TEXT_COLUMNS or not scan.has_quote:
+        return None  # fewer rows than lines in a table without free text: a stray quote?
+    # quoted free text spans lines: each record starts after the line breaks of those before it
+    text = [f'"{c}"' for c in sources]
+    breaks = " + ".join(
+        f"COALESCE(length({c}) - length(replace({c}, chr(10), '')), 0)" for c in text
+    )
+    spanned = con.execute(f"SELECT COALESCE(sum({breaks}), 0) FROM {target}").fetchone()[0]
+    if rows + spanned != records:
+        return None
+    con.execute(
+        f"CREATE OR REPLACE TABLE {target} AS SELECT * EXCLUDE (_breaks) REPLACE (CAST("
+        f"_source_line + COALESCE(sum(_breaks) OVER (ORDER BY _source_line ROWS BETWEEN "
+        f"UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS _source_line) FROM "
+        f"(SELECT *, {breaks} AS _breaks FROM {target}) ORDER BY _source_line"
+    )
+    return rows
+
+
+def land_parquet(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    target: str,
+    table: str,
+    spec: TableSpec,
+    loaded_at: Any,
+) -> int:
+    """Let DuckDB read a Parquet file into ``target`` (raw contract layout, values as text)."""
+    try:
+        described = con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({_sql_text(str(path))})"
+        ).fetchall()
+    except duckdb.Error as error:
+        raise SourceError(
+            f"{path}: cannot read as Parquet ({error}). Re-export it as Parquet or as CSV."
+        ) from error
+    names = {str(row[0]).strip().lower(): (str(row[0]), str(row[1])) for row in described}
+    missing = [name for name in spec.required if name not in names]
+    if missing:
+        raise SourceError(
+            f"{path}: missing required column(s) {', '.join(repr(m) for m in missing)}; the file "
+            f"has {[row[0] for row in described]!r}. Add or rename the column(s) so it contains "
+            f"{', '.join(spec.required)}."
+        )
+    sources = {"tag_id": "tag"} if table == "tag_assignments" else {}
+    select = []
+    for column in RAW_COLUMNS[table]:
+        name = sources.get(column, column)
+        if name not in names:
+            select.append(f'CAST(NULL AS VARCHAR) AS "{column}"')
+            continue
+        original, kind = names[name]
+        value = f'"{original}"'
+        if kind.startswith("TIMESTAMP") or kind == "DATE":  # ISO text, as pandas' isoformat
+            value = f"replace(CAST({value} AS VARCHAR), ' ', 'T')"
+        select.append(f'CAST({value} AS VARCHAR) AS "{column}"')
+    con.execute(
+        f"CREATE OR REPLACE TABLE {target} AS SELECT {', '.join(select)}, "
+        f"{_sql_text(str(path))} AS _source_file, CAST(file_row_number + 1 AS BIGINT) AS "
+        f"_source_line, CAST(? AS TIMESTAMPTZ) AS _loaded_at "
+        f"FROM read_parquet({_sql_text(str(path))}, file_row_number = true)",
+        [loaded_at],
+    )
+    return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
+
+def _filled_sql(column: str) -> str:
+    """Neither null nor blank (as :func:`filled_mask`)."""
+    from quality.sql_rules import clean_text_sql
+
+    return f"{clean_text_sql(column)} IS NOT NULL"
+
+
+def derive_users_sql(
+    con: duckdb.DuckDBPyConnection,
+    target: str,
+    sources: list[tuple[str, str]],
+    loaded_at: Any,
+) -> int:
+    """Distinct non-blank user ids of raw tables in order of first appearance, with that row's
+    lineage (:func:`derive_users` in SQL). ``sources`` are (raw table, user id column) pairs."""
+    parts = " UNION ALL ".join(
+        f'SELECT CAST({i} AS BIGINT) * 1099511627776 + rowid AS _pos, "{column}" AS user_id, '
+        f"_source_file, _source_line FROM {relation}"
+        for i, (relation, column) in enumerate(sources)
+    )
+    con.execute(
+        f"CREATE OR REPLACE TABLE {target} AS SELECT user_id, _source_file, _source_line, "
+        f"CAST(? AS TIMESTAMPTZ) AS _loaded_at FROM ("
+        f"SELECT user_id, arg_min(_source_file, _pos) AS _source_file, "
+        f"arg_min(_source_line, _pos) AS _source_line, min(_pos) AS _first "
+        f"FROM ({parts}) WHERE {_filled_sql('user_id')} GROUP BY user_id) ORDER BY _first",
+        [loaded_at],
+    )
+    return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
+
+def empty_raw_table(con: duckdb.DuckDBPyConnection, target: str, table: str) -> None:
+    """An empty raw table with the contract columns."""
+    columns = ", ".join(f'"{c}" VARCHAR' for c in RAW_COLUMNS[table])
+    con.execute(
+        f"CREATE OR REPLACE TABLE {target} ({columns}, _source_file VARCHAR, "
+        f"_source_line BIGINT, _loaded_at TIMESTAMPTZ)"
+    )
+
+
+def listens_kind_sql(con: duckdb.DuckDBPyConnection, listens: str) -> tuple[str, int, int]:
+    """``events`` when ts is filled in every (and at least one) row, else ``aggregated``;
+    with the counts of rows and of rows with ts."""
+    rows, filled = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {_filled_sql('ts')}) FROM {listens}"
+    ).fetchone()
+    return ("events" if rows and filled == rows else "aggregated"), int(rows), int(filled)
