@@ -11,6 +11,14 @@ Milvus Lite (a local ``.db`` path) allows one process per file. A second process
 :class:`VectorStoreLocked` at once (never a hang). Concurrent readers need a Milvus server
 (``http://host:19530``); writers to one file must be serialised (a Dagster concurrency pool).
 
+Read-only snapshots (Milvus Lite): when a version is published (the alias switched, or a
+re-write finds the current version without a snapshot), the same rows are also written to
+``<file stem>.snapshots/<name>/<version>/`` beside the ``.db`` file (``vectors.npy``,
+``rows.parquet`` with ``id`` and the scalar fields, ``meta.json``) and then the pointer
+``<name>/CURRENT`` is replaced atomically. Readers in other processes (``cratedigger serve``)
+load the version ``CURRENT`` names, never opening the locked ``.db`` file. :func:`read_snapshot`
+reads one back; :meth:`VectorStore.publish_snapshot` writes one for an existing collection.
+
 Example usage::
 
     with VectorStore("data/vectors.db") as store:
@@ -26,11 +34,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +77,14 @@ _LITE_USERS: dict[str, int] = {}
 _LITE_USERS_LOCK = threading.Lock()
 
 ProgressCallback = Callable[[int, int], None]
+
+
+SNAPSHOT_SUFFIX = ".snapshots"
+SNAPSHOT_POINTER = "CURRENT"
+SNAPSHOT_VECTORS = "vectors.npy"
+SNAPSHOT_ROWS = "rows.parquet"
+SNAPSHOT_META = "meta.json"
+DEFAULT_KEEP_SNAPSHOTS = 2
 
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -130,6 +148,7 @@ class WriteReport:
     rows_per_second: float
     previous_physical_name: str | None
     dropped: list[str] = field(default_factory=list)
+    snapshot: str | None = None
 
 
 def physical_collection_name(name: str, version: str) -> str:
@@ -184,6 +203,10 @@ class VectorStore:
         Server token (``"user:password"`` or an API key); ignored for Milvus Lite.
     timeout
         Seconds for each server call (None: pymilvus default).
+    snapshots
+        Milvus Lite only: mirror every published version as a read-only snapshot for readers in
+        other processes. True (default): in :func:`snapshot_root` beside the file; a path: there;
+        False: none. Ignored for a server (its readers query the server).
 
     Raises
     ------
@@ -193,7 +216,14 @@ class VectorStore:
         The server cannot be reached.
     """
 
-    def __init__(self, uri: str, *, token: str = "", timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        token: str = "",
+        timeout: float | None = None,
+        snapshots: bool | str | Path = True,
+    ) -> None:
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
@@ -211,6 +241,11 @@ class VectorStore:
             raise ValueError(
                 f"vector store uri {uri!r} is neither a Milvus Lite file (ending '.db') nor a "
                 "Milvus server URL (http://host:19530)"
+            )
+        self.snapshot_dir: Path | None = None
+        if self.is_lite and snapshots is not False:
+            self.snapshot_dir = (
+                snapshot_root(self.uri) if snapshots is True else Path(snapshots).expanduser()
             )
         lite_log = logging.getLogger("milvus_lite.server_manager")
         previous_level = lite_log.level
@@ -432,7 +467,11 @@ class VectorStore:
         physical = physical_collection_name(name, version)
         previous = self._alias_target(name)
         if previous == physical:
-            return self._unchanged_report(name, version, len(id_list), keep_versions, started)
+            report = self._unchanged_report(name, version, len(id_list), keep_versions, started)
+            if self.snapshot_dir is None or _snapshot_version(self.snapshot_dir, name) == version:
+                return report
+            snapshot = self._snapshot(name, version, id_list, matrix, field_specs, metric, index)
+            return replace(report, snapshot=snapshot)
 
         dropped = self._drop_partial(physical)
         self._create_physical(
@@ -453,6 +492,7 @@ class VectorStore:
             previous,
         )
         dropped += self._drop_old_versions(name, physical, keep_versions)
+        snapshot = self._snapshot(name, version, id_list, matrix, field_specs, metric, index)
         return WriteReport(
             name=name,
             version=version,
@@ -463,6 +503,71 @@ class VectorStore:
             rows_per_second=len(id_list) / max(upsert_seconds, 1e-9),
             previous_physical_name=previous,
             dropped=dropped,
+            snapshot=snapshot,
+        )
+
+    def _snapshot(
+        self,
+        name: str,
+        version: str,
+        id_list: list[str],
+        matrix: np.ndarray,
+        field_specs: dict[str, _FieldSpec],
+        metric: str,
+        index: str,
+    ) -> str | None:
+        """Mirror the published version for readers; a failure is logged, never raised (the
+        collection is already published in Milvus; readers keep the previous snapshot)."""
+        if self.snapshot_dir is None:
+            return None
+        try:
+            folder = write_snapshot(
+                self.snapshot_dir,
+                name,
+                version,
+                id_list,
+                matrix,
+                {f: spec.values for f, spec in field_specs.items()},
+                metric=metric,
+                index=index,
+            )
+        except (OSError, ValueError) as error:
+            logger.error(
+                "vector collection %s version %s is published but its read-only snapshot in %s "
+                "failed (%s); readers keep the previous snapshot until the next write",
+                name,
+                version,
+                self.snapshot_dir,
+                error,
+            )
+            return None
+        return str(folder)
+
+    def publish_snapshot(self, name: str) -> Path:
+        """Write the read-only snapshot of the version the alias ``name`` points at (for a
+        collection written before snapshots existed). Returns its folder.
+
+        Raises
+        ------
+        VectorStoreError
+            This store writes no snapshots (a server, or ``snapshots=False``).
+        """
+        if self.snapshot_dir is None:
+            raise VectorStoreError(
+                f"vector store {self.uri} keeps no snapshots (a Milvus server, or opened with "
+                "snapshots=False); readers query the server"
+            )
+        info = self.describe(name)
+        ids, vectors, fields = self.export(name, output_fields=list(info["fields"]))
+        return write_snapshot(
+            self.snapshot_dir,
+            name,
+            info["version"],
+            ids,
+            vectors,
+            fields,
+            metric=str(info["metric"]),
+            index=str(info["index"]),
         )
 
     def _unchanged_report(
@@ -785,7 +890,161 @@ class VectorStore:
             self._client.drop_collection(physical)
             self._forget(physical)
         self._search_defaults.pop(name, None)
+        if self.snapshot_dir is not None:
+            drop_snapshots(self.snapshot_dir, name)
         return dropped
+
+
+# ---------------------------------------------------------------------- read-only snapshots
+def snapshot_root(uri: str | Path) -> Path:
+    """Where the snapshots of a Milvus Lite file live: ``data/milvus.db`` ->
+    ``data/milvus.snapshots``."""
+    path = Path(uri).expanduser().resolve()
+    return path.with_name(path.stem + SNAPSHOT_SUFFIX)
+
+
+def _snapshot_version(root: Path, name: str) -> str | None:
+    try:
+        return (Path(root) / name / SNAPSHOT_POINTER).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def snapshot_version(root: str | Path, name: str) -> str | None:
+    """The version the snapshot pointer of ``name`` names, or None when there is none."""
+    return _snapshot_version(Path(root), name)
+
+
+def write_snapshot(
+    root: str | Path,
+    name: str,
+    version: str,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    fields: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    metric: str,
+    index: str = "FLAT",
+    keep: int = DEFAULT_KEEP_SNAPSHOTS,
+) -> Path:
+    """Write one version's rows aside, then point ``<root>/<name>/CURRENT`` at it atomically.
+
+    The folder ``<root>/<name>/<version>/`` is complete before the pointer changes (written
+    under a temporary name and renamed), so a reader sees the old version or the new one.
+    Snapshot folders beyond the newest ``keep`` are removed. Returns the version's folder.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _check_name(name)
+    _check_version(version)
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    id_list = [str(i) for i in ids]
+    if matrix.ndim != 2 or len(matrix) != len(id_list):
+        raise ValueError(f"snapshot of {name!r}: {len(id_list)} ids but vectors {matrix.shape}")
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / version
+    if not (target / SNAPSHOT_META).exists():
+        temporary = folder / f".{version}.{os.getpid()}.{threading.get_ident()}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        np.save(temporary / SNAPSHOT_VECTORS, matrix)
+        columns = {"id": id_list, **{k: list(v) for k, v in (fields or {}).items()}}
+        pq.write_table(pa.table(columns), temporary / SNAPSHOT_ROWS)
+        meta = {
+            "name": name,
+            "version": version,
+            "rows": len(id_list),
+            "dim": int(matrix.shape[1]),
+            "metric": metric.upper(),
+            "index": index.upper(),
+            "fields": sorted(fields or {}),
+            "published_at": time.time(),
+        }
+        (temporary / SNAPSHOT_META).write_text(json.dumps(meta, sort_keys=True))
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete one (no meta) from a crash
+        os.replace(temporary, target)
+    pointer = folder / f".{SNAPSHOT_POINTER}.{os.getpid()}.{threading.get_ident()}.tmp"
+    pointer.write_text(version)
+    os.replace(pointer, folder / SNAPSHOT_POINTER)
+    _prune_snapshots(folder, version, keep)
+    logger.info("vector collection %s version %s: read-only snapshot in %s", name, version, target)
+    return target
+
+
+def _prune_snapshots(folder: Path, current: str, keep: int) -> None:
+    others = []
+    for child in folder.iterdir():
+        if child.is_dir() and not child.name.startswith(".") and child.name != current:
+            others.append((child.stat().st_mtime, child))
+    others.sort(reverse=True)
+    for _, child in others[max(0, keep - 1) :]:
+        shutil.rmtree(child, ignore_errors=True)
+
+
+def drop_snapshots(root: str | Path, name: str) -> None:
+    """Remove every snapshot of ``name`` (the collection was dropped)."""
+    shutil.rmtree(Path(root) / name, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One published version of a collection, read back from its snapshot folder."""
+
+    name: str
+    version: str
+    ids: list[str]
+    vectors: np.ndarray
+    fields: dict[str, list[Any]]
+    metric: str
+    index: str
+    published_at: float
+    folder: Path
+
+
+def read_snapshot(root: str | Path, name: str, version: str | None = None) -> Snapshot:
+    """The snapshot ``CURRENT`` names (or ``version``).
+
+    Raises
+    ------
+    CollectionNotFound
+        No snapshot of ``name`` (or of that version).
+    """
+    import pyarrow.parquet as pq
+
+    version = version or _snapshot_version(Path(root), name)
+    folder = Path(root) / name / (version or "")
+    if version is None or not (folder / SNAPSHOT_META).exists():
+        raise CollectionNotFound(
+            f"no read-only snapshot of vector collection {name!r} in {root}"
+            + (f" (version {version})" if version else "")
+        )
+    meta = json.loads((folder / SNAPSHOT_META).read_text())
+    table = pq.read_table(folder / SNAPSHOT_ROWS).to_pydict()
+    vectors = np.load(folder / SNAPSHOT_VECTORS)
+    ids = [str(i) for i in table.pop("id")]
+    if len(ids) != len(vectors) or len(ids) != int(meta["rows"]):
+        raise VectorStoreError(f"snapshot {folder} is inconsistent: {len(ids)} ids, {meta}")
+    return Snapshot(
+        name=name,
+        version=str(meta["version"]),
+        ids=ids,
+        vectors=vectors,
+        fields=table,
+        metric=str(meta["metric"]),
+        index=str(meta.get("index", "FLAT")),
+        published_at=float(meta.get("published_at", 0.0)),
+        folder=folder,
+    )
+
+
+def snapshot_names(root: str | Path) -> list[str]:
+    """Collections with a snapshot pointer under ``root``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / SNAPSHOT_POINTER).exists())
 
 
 # ---------------------------------------------------------------------- helpers

@@ -1,4 +1,5 @@
-"""``cratedigger``: run the whole graph, print where to look, print a user's playlist."""
+"""``cratedigger``: run the whole graph, print where to look, print a user's playlist, serve the
+recommendation API."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from orchestration.settings import (
     apply_runtime_environment,
     dagster_home,
     load_settings,
+    load_settings_for_data_dir,
     use_dagster_home,
 )
 
@@ -104,6 +106,30 @@ def cmd_where(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The HTTP API over what the pipeline published (never blocks a running pipeline)."""
+    from serving.server import ServeError, ServeOptions, serve
+    from serving.service import ServiceConfig
+
+    settings = load_settings_for_data_dir(args.data_dir) if args.data_dir else load_settings()
+    options = ServeOptions(
+        host=args.host or settings.api_host,
+        port=settings.api_port if args.port is None else args.port,
+        log_level=args.log_level.lower(),
+    )
+    if not 0 <= options.port <= 65535:
+        print(f"cratedigger serve: --port {options.port} is not in 0..65535", file=sys.stderr)
+        return 2
+    try:
+        serve(ServiceConfig.from_settings(settings), options)
+    except ServeError as error:
+        print(f"cratedigger serve: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cratedigger", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +145,30 @@ def main(argv: list[str] | None = None) -> int:
     playlist.set_defaults(func=cmd_playlist)
     where = sub.add_parser("where", help="print where the artefacts are")
     where.set_defaults(func=cmd_where)
+    serve = sub.add_parser(
+        "serve",
+        help="the recommendation API (FastAPI): playlists, similar items, search, health",
+        description="Serve what the pipeline published over HTTP; OpenAPI at /openapi.json.",
+    )
+    serve.add_argument(
+        "--host", default=None, help="address to bind (default CRATEDIGGER_API_HOST, 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port (default CRATEDIGGER_API_PORT, 8000; 0 picks a free one, printed)",
+    )
+    serve.add_argument(
+        "--data-dir", default=None, help="data directory (default CRATEDIGGER_DATA_DIR)"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level",
+    )
+    serve.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     apply_runtime_environment()
     try:

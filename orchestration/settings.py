@@ -23,6 +23,10 @@ Environment variables (all optional; defaults give the embedded profile on the b
                             collection and reported side by side: ``installed`` (default: every
                             other installed backend), ``none``, or a comma list such as ``dsp``
 ``CRATEDIGGER_AUDIO_DIR``   the audio folder the sensor watches (default: the sample's clips)
+``CRATEDIGGER_API_HOST``    the address ``cratedigger serve`` binds (default ``127.0.0.1``)
+``CRATEDIGGER_API_PORT``    its port (default 8000; 0 picks a free one)
+``CRATEDIGGER_API_REFRESH_SECONDS`` how often the server looks for newly published vectors,
+                            playlists and catalogue changes (default 2)
 ==========================  ===================================================================
 """
 
@@ -58,6 +62,9 @@ class Settings:
     audio_backend: str
     audio_folder: str | None = None
     audio_compare: str = "installed"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_refresh_seconds: float = 2.0
 
     @property
     def warehouse_path(self) -> Path:
@@ -180,6 +187,47 @@ def _audio_compare(env: dict[str, str]) -> str:
 
 
 MAX_SAMPLE_SCALE = 5000.0
+DEFAULT_API_PORT = 8000
+
+
+def _api_host(env: dict[str, str]) -> str:
+    key = "CRATEDIGGER_API_HOST"
+    value = env.get(key, "").strip() or "127.0.0.1"
+    if any(c.isspace() or c in "/?#@" for c in value):
+        raise SettingsError(
+            f"{key}={value!r} is not a host address; use an IP such as 127.0.0.1 (loopback, the "
+            "default) or 0.0.0.0 (every interface), or a host name."
+        )
+    return value
+
+
+def _api_port(env: dict[str, str]) -> int:
+    key = "CRATEDIGGER_API_PORT"
+    raw = env.get(key, "").strip() or str(DEFAULT_API_PORT)
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise SettingsError(
+            f"{key}={raw!r} must be a port number in 0..65535 such as {DEFAULT_API_PORT} "
+            "(0 picks a free port)."
+        )
+    return port
+
+
+def _api_refresh_seconds(env: dict[str, str]) -> float:
+    key = "CRATEDIGGER_API_REFRESH_SECONDS"
+    raw = env.get(key, "").strip() or "2"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0.05 <= seconds <= 3600:
+        raise SettingsError(f"{key}={raw!r} must be a number of seconds in [0.05, 3600] such as 2.")
+    return seconds
+
+
 MILVUS_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
 
@@ -249,4 +297,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         audio_backend=audio_backend,
         audio_folder=audio_folder,
         audio_compare=_audio_compare(env),
+        api_host=_api_host(env),
+        api_port=_api_port(env),
+        api_refresh_seconds=_api_refresh_seconds(env),
     )
+
+
+def load_settings_for_data_dir(data_dir: str | Path) -> Settings:
+    """:func:`load_settings` with ``CRATEDIGGER_DATA_DIR`` replaced by ``data_dir`` (a command's
+    ``--data-dir``); paths derived from it (Milvus file, artifacts) follow unless set."""
+    env = dict(os.environ)
+    env["CRATEDIGGER_DATA_DIR"] = str(data_dir)
+    return load_settings(env)
