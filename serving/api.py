@@ -16,6 +16,7 @@ import orjson
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from serving.service import NoRadioModel, NotFound, NotReady, RecommendationService
@@ -170,7 +171,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------- app
 def create_app(service: RecommendationService) -> FastAPI:
     """The FastAPI application over a loaded :class:`RecommendationService`."""
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI and ReDoc's JS/CSS from the package: /docs reads offline
+    app = FastAPIOffline(
         title="cratedigger recommendations",
         version=API_VERSION,
         description="Discover Weekly playlists, similar items and artists by embedding kind, "

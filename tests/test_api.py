@@ -95,6 +95,20 @@ def test_the_openapi_document_lists_every_endpoint(api) -> None:
         assert "get" in schema["paths"][path]
 
 
+def test_the_docs_page_reads_offline(server) -> None:
+    """/docs takes Swagger UI's JS and CSS from the server itself, not from a CDN."""
+    import re
+
+    import httpx
+
+    page = httpx.get(f"{server}/docs", timeout=10)
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    for asset in assets:
+        assert httpx.get(f"{server}{asset}", timeout=10).status_code == 200, asset
+
+
 def test_every_endpoint_answers_for_a_known_user_item_and_artist(api, known) -> None:
     user, track, artist = known["user"], known["track"], known["artist"]
 
