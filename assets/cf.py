@@ -7,13 +7,19 @@ import dagster as dg
 import numpy as np
 
 from assets.metadata import floats, png_markdown, too_small
-from embeddings.cf import CF_PRESETS, CFConfig, Interactions
+from embeddings.cf import CF_PRESETS, CFConfig
 from embeddings.vectors import CF_ITEMS_COLLECTION, CF_USERS_COLLECTION, write_cf_vectors
-from evaluation.metrics import evaluate_models, holdout_split, metrics_bar_chart
+from evaluation.metrics import (
+    confidence_intervals,
+    evaluate_models,
+    holdout_split,
+    interval_columns,
+    metrics_bar_chart,
+)
 from orchestration.partitions import WEEKS, week_cutoff
 from orchestration.resources import ARTIFACTS, ArtifactStoreResource, VectorStoreResource, Warehouse
 from recommend.errors import TooSmall
-from recommend.history import history_before
+from recommend.history import interactions_before, load_history
 from recommend.models import SourceModels, fit_sources, sources_version
 
 OWNER = "team:recsys"
@@ -36,6 +42,9 @@ class CFModelConfig(dg.Config):
     als_alpha: float = CF_PRESETS["als"].alpha
     item_knn_neighbours: int = CF_PRESETS["item_knn"].neighbours
     ease_lambda: float = CF_PRESETS["ease"].ease_lambda
+    # EASE models the N most listened items only (dense N x N fit: 12 bytes x N^2, 1.2 GB at
+    # 10,000); the other items come from item-kNN, ALS and the content sources
+    ease_max_items: int = CF_PRESETS["ease"].ease_max_items
     seed: int = 42
 
     def to_configs(self) -> dict[str, CFConfig]:
@@ -54,7 +63,9 @@ class CFModelConfig(dg.Config):
                 alpha=self.als_alpha,
             ),
             "item_knn": CF_PRESETS["item_knn"].with_(neighbours=self.item_knn_neighbours),
-            "ease": CF_PRESETS["ease"].with_(ease_lambda=self.ease_lambda),
+            "ease": CF_PRESETS["ease"].with_(
+                ease_lambda=self.ease_lambda, ease_max_items=self.ease_max_items
+            ),
             "bpr": CF_PRESETS["bpr"],
         }
         return {name: tuned[name].with_(seed=self.seed) for name in self.sources}
@@ -80,8 +91,9 @@ def cf_model(
     artifact_store: ArtifactStoreResource,
 ) -> dg.Output:
     configs = config.to_configs()
-    history = history_before(warehouse, week_cutoff(context))
-    interactions = Interactions.from_listens(history)
+    # everyone's plays as a compact matrix built from codes the warehouse computes (the same
+    # matrix and version as from the history frame, without a frame of string ids)
+    interactions = interactions_before(warehouse, week_cutoff(context))
     version = sources_version(interactions, configs)
     store = artifact_store.store()
     refit = not store.has(CF_MODEL.path, context.partition_key, version)
@@ -177,10 +189,13 @@ def cf_vectors(
 
 
 class CFEvaluationConfig(dg.Config):
-    """The holdout: a seeded share of each user's items (users with >= 5 items)."""
+    """The holdout: a seeded share of each user's items (users with >= 5 items), of at most
+    ``max_users`` users (a seeded sample when there are more; the models are still trained on
+    everyone's plays but the sample's test rows)."""
 
     test_fraction: float = 0.2
     seed: int = 42
+    max_users: int = 20_000
 
 
 @dg.asset(
@@ -191,8 +206,9 @@ class CFEvaluationConfig(dg.Config):
     kinds={"implicit", "pandas"},
     owners=[OWNER],
     description="The week's CF sources, as configured in cf_model, beside popularity and BPR on "
-    "a per-user holdout of the plays before the week: P/R/NDCG/MAP@10,30, coverage, novelty. "
-    "Table and bar chart in the metadata.",
+    "a per-user holdout of the plays before the week (a seeded sample of at most max_users "
+    "users, trained on everyone else's plays too): P/R/NDCG/MAP@10,30, coverage, novelty, 95% "
+    "confidence intervals of NDCG@10 and recall@30. Table and bar chart in the metadata.",
     pool="duckdb",
 )
 def cf_evaluation(
@@ -201,16 +217,20 @@ def cf_evaluation(
     warehouse: Warehouse,
     cf_model: SourceModels,
 ) -> dg.MaterializeResult:
-    history = history_before(warehouse, week_cutoff(context))
     models = {"popularity": CF_PRESETS["popularity"], "bpr": CF_PRESETS["bpr"], **cf_model.configs}
     try:
-        split = holdout_split(history, config.test_fraction, seed=config.seed)
-        table = evaluate_models(split.train, split.test, models)
+        history = load_history(
+            warehouse, week_cutoff(context), max_users=config.max_users, seed=config.seed
+        )
+        split = holdout_split(history.rows, config.test_fraction, seed=config.seed)
+        train = history.after_split(split.train, split.test)
+        table = evaluate_models(train, split.test, models)
     except TooSmall as error:
         return too_small(context, error)
     best = str(table["ndcg@10"].idxmax())
     chart = metrics_bar_chart(table, ("ndcg@10", "recall@30", "coverage@10"), "CF models")
-    shown = table.reset_index()
+    shown = table.drop(columns=interval_columns(table)).reset_index()
+    intervals = confidence_intervals(table, ("ndcg@10", "recall@30"))
     return dg.MaterializeResult(
         metadata={
             "best_model": best,
@@ -219,6 +239,10 @@ def cf_evaluation(
             "chart": png_markdown(chart, "CF models"),
             "test_users": int(split.test["user_id"].nunique()),
             "test_rows": len(split.test),
+            "sampled": not history.complete,
+            "users_with_history": history.users,
+            "ci95": dg.MetadataValue.json(intervals),
+            "best_ndcg@10_ci95": dg.MetadataValue.json(intervals[best]["ndcg@10"]),
             **floats({f"ndcg@10/{m}": v for m, v in table["ndcg@10"].items()}),
             "best_ndcg@10": float(np.max(table["ndcg@10"])),
         }

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.reports import raw_counts
+from assets.publishing import raw_counts
 from orchestration.resources import Paths, Warehouse
 from quality.suites import SUITE_REFERENCES, raw_row_bound, validate_golden
 

@@ -12,6 +12,7 @@ import pandas as pd
 from assets.metadata import frame_metadata
 from orchestration.resources import Warehouse
 from quality import rules
+from quality.suites import RAW_SOURCES
 
 RECONCILES_CHECK = "reconciles"
 OWNER = "team:data-platform"
@@ -105,3 +106,14 @@ def publish(
     if len(quarantine):
         context.log.warning(f"golden.{table}: {len(quarantine)} rows quarantined: {reasons}")
     return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, check_results=check_results)
+
+
+def raw_counts(warehouse: Warehouse) -> dict[str, int]:
+    """Rows of each raw table that a golden table is built from (missing tables count 0)."""
+    names = sorted({name for sources in RAW_SOURCES.values() for name in sources})
+    return {
+        name: int(warehouse.read(f"SELECT count(*) AS n FROM raw.{name}")["n"].iloc[0])
+        if warehouse.has_table("raw", name)
+        else 0
+        for name in names
+    }

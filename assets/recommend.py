@@ -8,6 +8,7 @@ fitted here except the blend's tuning, which fits throw-away models on a validat
 
 import hashlib
 import json
+from collections import Counter
 
 import dagster as dg
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 
 from assets.metadata import floats, frame_metadata, png_markdown, too_small
 from embeddings.vectors import AudioEmbeddings, VectorSet
-from evaluation.metrics import holdout_split
+from evaluation.metrics import confidence_intervals, holdout_split, interval_columns
 from evaluation.served import evaluate_blend
 from featurestore import tables as features
 from orchestration.partitions import WEEKS, register_weeks, week_cutoff, week_of
@@ -28,13 +29,22 @@ from orchestration.resources import (
 )
 from recommend.blend import BlendChoice, BlendConfig
 from recommend.errors import TooSmall
-from recommend.history import artist_level, display_items, history_before
+from recommend.history import (
+    artist_level,
+    display_items,
+    history_batches,
+    history_before,
+    load_history,
+    week_statistics,
+)
 from recommend.models import AudioProjector, SourceModels
 from recommend.playlist import (
     DISCOVERY_FACTOR,
     STAGE_DESCRIPTIONS,
     DiscoverWeeklyConfig,
-    build_discover_weekly,
+    ServedTotals,
+    ServingWeek,
+    serve_users,
     similar_artists,
     tune_week_blend,
 )
@@ -75,6 +85,9 @@ class BlendTuningConfig(dg.Config):
 
     validation_fraction: float = 0.2
     validation_seed: int = 7
+    # the validation split holds at most this many users (a seeded sample when there are more:
+    # the candidates tuned on at once follow it, not the number of users)
+    max_users: int = 10_000
     methods: list[str] = ["zscore", "rrf"]
     # the blend must reach coverage_factor x the distinct items of this source's playlist-length
     # lists and its novelty: "best" = the most accurate single source, "" = NDCG alone
@@ -90,6 +103,7 @@ class BlendTuningConfig(dg.Config):
             "methods": tuple(self.methods),
             "reference": self.reference or None,
             "coverage_factor": self.coverage_factor,
+            "max_users": self.max_users,
         }
 
 
@@ -134,7 +148,12 @@ def blend_config(
     items = display_items(warehouse)
     try:
         blend, history = tune_week_blend(
-            history_before(warehouse, week_cutoff(context)),
+            load_history(
+                warehouse,
+                week_cutoff(context),
+                max_users=config.max_users,
+                seed=config.validation_seed,
+            ),
             items,
             config=_week_config(cf_model),
             artist_terms=terms,
@@ -195,6 +214,9 @@ def _blend_metadata(blend: BlendConfig) -> dict:
     }
 
 
+RULES = ("duplicate_items", "played_items", "missing_reasons", "too_long", "short_without_cause")
+
+
 def playlist_rule_violations(
     playlists: pd.DataFrame, history: pd.DataFrame, catalog_size: int
 ) -> dict[str, int]:
@@ -220,6 +242,14 @@ def playlist_rule_violations(
         "too_long": int((sizes > PLAYLIST_SIZE).sum()),
         "short_without_cause": int(len(short)),
     }
+
+
+class DiscoverWeeklyRunConfig(dg.Config):
+    """How the week's playlists are served: users in batches of ``user_batch_size`` (each
+    batch's history read from the warehouse, its candidates and playlists appended to the
+    tables): memory follows the batch size, not the number of users."""
+
+    user_batch_size: int = 5_000
 
 
 @dg.multi_asset(
@@ -284,6 +314,7 @@ def playlist_rule_violations(
 )
 def discover_weekly(
     context: dg.AssetExecutionContext,
+    config: DiscoverWeeklyRunConfig,
     warehouse: Warehouse,
     paths: Paths,
     feature_store: FeatureStoreResource,
@@ -293,96 +324,207 @@ def discover_weekly(
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
 ):
-    """Serve one week's playlists from the week's models and blend."""
+    """Serve one week's playlists from the week's models and blend, in user batches: each
+    batch's history is read from the warehouse, served, and appended to the tables, the
+    Parquet export and the Feast view (memory follows the batch, not the number of users)."""
     cutoff = week_cutoff(context)
     week = cutoff.normalize()
-    history = history_before(warehouse, cutoff)
+    day = week.date()
     items = display_items(warehouse)
-    users = warehouse.read("SELECT user_id FROM golden.users ORDER BY 1")["user_id"].tolist()
-    context.log.info(
-        f"week {week.date()}: {len(history)} user-item rows before {cutoff}, {len(users)} users, "
-        f"CF sources {cf_model.version}, blend {blend_config.version}"
-    )
-    playlists, candidates = build_discover_weekly(
-        history,
+    serving = ServingWeek(
         items,
         week_start=week,
+        statistics=week_statistics(warehouse, cutoff, week),
         models=cf_model,
         blend=blend_config.blend,
         config=_week_config(cf_model),
-        users=users,
         artist_terms=warehouse.table("golden", "artist_terms"),
         text_vectors=text_vectors.as_table(),
         audio_vectors=_audio_table(audio_vectors, items),
         audio_projector=audio_to_cf_model,
-        return_candidates=True,
     )
-    day = week.date()
-    candidates = candidates.assign(week_start=day)
-    warehouse.replace_partition("recommend", "candidates", candidates, "week_start", day)
-    warehouse.replace_partition("recommend", "discover_weekly", playlists, "week_start", day)
+    context.log.info(
+        f"week {day}: users in batches of {config.user_batch_size}, plays before {cutoff}, "
+        f"CF sources {cf_model.version}, blend {blend_config.version}"
+    )
     export = paths.sub("exports", "discover_weekly", f"week_start={day}") / "playlists.parquet"
-    # week_start is the folder key (hive partitioning): pd.read_parquet(folder) restores it
-    playlists.drop(columns=["week_start"]).to_parquet(export, index=False)
-    feast_rows = _publish_to_feast(context, feature_store, playlists, week)
+    totals = ServedTotals()
+    violations: Counter = Counter()
+    previews: dict[str, pd.DataFrame] = {}
+    feast = _FeastWeek(feature_store, week)
+    batches = history_batches(warehouse, cutoff, config.user_batch_size)
+    with _ParquetParts(export) as parquet:
+        for number, (users, history) in enumerate(_at_least_one(batches, warehouse, cutoff)):
+            playlists, candidates = serve_users(serving, history, users, return_candidates=True)
+            candidates = candidates.assign(week_start=day)
+            if number == 0:  # the week's partition is replaced once, then appended to
+                warehouse.replace_partition(
+                    "recommend", "candidates", candidates, "week_start", day
+                )
+                warehouse.replace_partition(
+                    "recommend", "discover_weekly", playlists, "week_start", day
+                )
+                previews = {"candidates": candidates.head(50), "playlists": playlists.head(30)}
+            else:
+                warehouse.append_table("recommend", "candidates", candidates)
+                warehouse.append_table("recommend", "discover_weekly", playlists)
+            # week_start is the folder key (hive partitioning): pd.read_parquet(folder) restores it
+            parquet.write(playlists.drop(columns=["week_start"]))
+            feast.add(playlists)
+            totals.add(users, history, playlists, candidates)
+            violations.update(playlist_rule_violations(playlists, history, len(items)))
+            context.log.info(
+                f"batch {number + 1}: {len(users)} users, {len(playlists)} playlist rows "
+                f"({totals.users} users so far)"
+            )
+    feast_rows = feast.publish(context)
     yield dg.MaterializeResult(
         asset_key=CANDIDATES,
         metadata={
-            **frame_metadata(candidates),
-            "per_source": dg.MetadataValue.json(
-                {k: int(v) for k, v in candidates["source"].value_counts().items()}
-            ),
+            **frame_metadata(previews["candidates"]),
+            "dagster/row_count": totals.candidate_rows,
+            "per_source": dg.MetadataValue.json(dict(totals.candidate_sources.most_common())),
         },
     )
-    violations = playlist_rule_violations(playlists, history, len(items))
     yield dg.MaterializeResult(
         asset_key=DISCOVER_WEEKLY,
         metadata={
-            **frame_metadata(playlists.head(PLAYLIST_SIZE)),
-            "dagster/row_count": len(playlists),
+            **frame_metadata(previews["playlists"].head(PLAYLIST_SIZE)),
+            "dagster/row_count": totals.rows,
             "week_start": str(day),
             "cf_model_version": cf_model.version,
             "blend_config_version": blend_config.version,
             "blend_weights": dg.MetadataValue.json(dict(blend_config.blend.weights)),
-            "users": int(playlists["user_id"].nunique()),
-            "users_without_history": len(set(users) - set(history["user_id"])),
-            "distinct_items": int(playlists["item_id"].nunique()),
-            "source_mix": dg.MetadataValue.json(
-                {k: int(v) for k, v in playlists["source"].value_counts().items()}
-            ),
+            "users": totals.users,
+            "users_without_history": totals.users_without_history,
+            "distinct_items": len(totals.items),
+            "source_mix": dg.MetadataValue.json(dict(totals.sources.most_common())),
             "parquet": dg.MetadataValue.path(str(export)),
             "feast_rows": feast_rows,
-            **floats({"catalog_coverage": playlists["item_id"].nunique() / max(1, len(items))}),
+            "user_batch_size": config.user_batch_size,
+            **floats({"catalog_coverage": len(totals.items) / max(1, len(items))}),
         },
     )
+    checked = {name: int(violations.get(name, 0)) for name in RULES}
     yield dg.AssetCheckResult(
         check_name=PLAYLIST_RULES_CHECK,
         asset_key=DISCOVER_WEEKLY,
-        passed=not any(violations.values()),
-        metadata=violations,
+        passed=not any(checked.values()),
+        metadata=checked,
     )
 
 
-def _publish_to_feast(context, feature_store: FeatureStoreResource, playlists, week) -> int:
-    """Merge this week's playlists into the Feast view's Parquet and push them online."""
-    from featurestore.errors import FeatureStoreError
+def _at_least_one(batches, warehouse: Warehouse, cutoff: pd.Timestamp):
+    """The batches, or one empty batch when there are no users (the week is still replaced)."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        yield [], history_before(warehouse, cutoff, users=[])
 
-    client = feature_store.client()
-    recs = playlists.rename(columns={"position": "rank"})[["user_id", "item_id", "rank", "reason"]]
-    frame = features.discover_weekly_playlist(recs, week.to_pydatetime())
-    path = client.parquet_path("discover_weekly_playlist")
-    if path.exists():
-        previous = pd.read_parquet(path)
-        frame = pd.concat(
-            [previous[previous["week"] != frame["week"].iloc[0]], frame], ignore_index=True
+
+class _ParquetParts:
+    """One Parquet file written batch by batch (row groups), renamed into place at the end."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+        # a leading dot: readers of the folder (pyarrow datasets) skip a half-written file
+        self.partial = path.with_name(f".{path.name}.partial")
+        self.writer = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = self.writer.schema if self.writer is not None else None
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.partial, table.schema)
+        self.writer.write_table(table)
+
+    def __enter__(self) -> "_ParquetParts":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            if error is None:
+                self.partial.replace(self.path)
+            else:
+                self.partial.unlink(missing_ok=True)
+
+
+class _FeastWeek:
+    """The Feast view's Parquet rewritten with this week's playlists, batch by batch: the
+    other weeks' rows are copied over in record batches, then each user batch is appended;
+    the file is renamed into place and pushed online by :meth:`publish`."""
+
+    def __init__(self, feature_store: FeatureStoreResource, week: pd.Timestamp) -> None:
+        import pyarrow.parquet as pq
+
+        from featurestore.schemas import DISCOVER_WEEKLY_PLAYLIST_SCHEMA
+
+        self.client = feature_store.client()
+        self.week = week
+        self.created = pd.Timestamp.now(tz="UTC").to_pydatetime()
+        self.schema = DISCOVER_WEEKLY_PLAYLIST_SCHEMA
+        self.path = self.client.parquet_path("discover_weekly_playlist")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(f".{self.path.name}.partial")
+        iso = week.isocalendar()
+        self.label = f"{iso.year}-W{iso.week:02d}"
+        self.writer = pq.ParquetWriter(self.partial, self.schema)
+        self.rows = 0
+        if self.path.exists():
+            self._keep_other_weeks()
+
+    def _keep_other_weeks(self) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(self.path).iter_batches():
+            table = pa.Table.from_batches([batch])
+            table = table.filter(pc.not_equal(table["week"], self.label))
+            if table.num_rows:
+                self.writer.write_table(table.select(self.schema.names).cast(self.schema))
+                self.rows += table.num_rows
+
+    def add(self, playlists: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        from featurestore.schemas import TIMESTAMP_DTYPE
+
+        if playlists.empty:
+            return
+        recs = playlists.rename(columns={"position": "rank"})[
+            ["user_id", "item_id", "rank", "reason"]
+        ]
+        frame = features.discover_weekly_playlist(
+            recs, self.week.to_pydatetime(), created=self.created
         )
-    features.export_parquet(frame, path, features.DISCOVER_WEEKLY_PLAYLIST_SCHEMA)
-    try:
-        client.materialize(views=["discover_weekly_playlist"])
-    except FeatureStoreError as error:
-        context.log.warning(f"playlists not pushed to the Feast online store: {error}")
-        return 0
-    return len(frame)
+        for column in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[column]):
+                frame[column] = pd.to_datetime(frame[column], utc=True).astype(TIMESTAMP_DTYPE)
+        self.writer.write_table(
+            pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        )
+        self.rows += len(frame)
+
+    def publish(self, context) -> int:
+        """Close the file, put it in place and push it to the online store (0 rows on a
+        Feast error, which is logged: the playlists are in the warehouse regardless)."""
+        from featurestore.errors import FeatureStoreError
+
+        self.writer.close()
+        self.partial.replace(self.path)
+        try:
+            self.client.materialize(views=["discover_weekly_playlist"])
+        except FeatureStoreError as error:
+            context.log.warning(f"playlists not pushed to the Feast online store: {error}")
+            return 0
+        return self.rows
 
 
 @dg.asset(
@@ -420,14 +562,18 @@ def similar_artists_table(
 
 
 class BlendEvaluationConfig(dg.Config):
-    """The holdout carved from the week's history: a seeded share of each user's items."""
+    """The holdout carved from the week's history: a seeded share of each user's items, of at
+    most ``max_users`` users (a seeded sample when there are more), served in batches of
+    ``user_batch_size`` test users."""
 
     test_fraction: float = 0.2
     seed: int = 42
+    max_users: int = 20_000
+    user_batch_size: int = 2_000
 
 
 def _evaluation_markdown(table: pd.DataFrame) -> str:
-    shown = table.reset_index()
+    shown = table.drop(columns=interval_columns(table)).reset_index()
     shown.insert(1, "stage", shown["ranking"].map(STAGE_DESCRIPTIONS).fillna("single source"))
     columns = [c for c in shown.columns if c not in ("users",)]
     return shown[columns].round(4).to_markdown(index=False)
@@ -447,9 +593,10 @@ def _evaluation_markdown(table: pd.DataFrame) -> str:
     owners=[OWNER],
     description="What is served, scored: the week's pipeline (blend chosen as blend_config "
     "chooses it, sources as cf_model fits them, playlists by the function behind "
-    "discover_weekly) replayed on a per-user holdout of the plays before the week. One row per "
-    "single source and per stage (raw blend, after MMR, served): NDCG@10/30, R@30, coverage, "
-    "distinct items, novelty, diversity; table and chart.",
+    "discover_weekly) replayed on a per-user holdout of the plays before the week (a seeded "
+    "sample of at most max_users users, served in batches). One row per single source and per "
+    "stage (raw blend, after MMR, served): NDCG@10/30, R@30, coverage, distinct items, "
+    "novelty, diversity, 95% confidence intervals of NDCG and recall; table and chart.",
     pool="duckdb",
 )
 def blend_evaluation(
@@ -465,11 +612,16 @@ def blend_evaluation(
     cutoff = week_cutoff(context)
     items = display_items(warehouse)
     try:
-        split = holdout_split(
-            history_before(warehouse, cutoff), config.test_fraction, seed=config.seed
+        history = load_history(
+            warehouse,
+            cutoff,
+            week_start=cutoff.normalize(),
+            max_users=config.max_users,
+            seed=config.seed,
         )
+        split = holdout_split(history.rows, config.test_fraction, seed=config.seed)
         table = evaluate_blend(
-            split.train,
+            history.after_split(split.train, split.test),
             split.test,
             items=items,
             artist_terms=warehouse.table("golden", "artist_terms"),
@@ -479,6 +631,7 @@ def blend_evaluation(
             week_start=cutoff.normalize(),
             blend=None if blend_config.tuned else blend_config.blend,
             tuning=blend_config.tuning,
+            batch_size=config.user_batch_size,
         )
     except TooSmall as error:
         return too_small(context, error)
@@ -488,8 +641,13 @@ def blend_evaluation(
     (out / f"blend_evaluation_{context.partition_key}.png").write_bytes(chart)
     singles = table.drop(index=[r for r in STAGE_DESCRIPTIONS if r in table.index])
     served = table.loc["discover_weekly"]
+    intervals = confidence_intervals(table, ("ndcg@10", "ndcg@30", "recall@30"))
     return dg.MaterializeResult(
         metadata={
+            "sampled": not history.complete,
+            "users_with_history": history.users,
+            "ci95": dg.MetadataValue.json(intervals),
+            "served_ndcg@10_ci95": dg.MetadataValue.json(intervals["discover_weekly"]["ndcg@10"]),
             "table": dg.MetadataValue.md(_evaluation_markdown(table)),
             "chart": png_markdown(chart, "served playlists vs single sources"),
             "blend_config": dg.MetadataValue.json(

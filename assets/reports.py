@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from assets.publishing import raw_counts
 from orchestration.resources import Paths, Warehouse
 from quality.data_docs import QuarantineReport
 from quality.suites import (
@@ -15,17 +16,6 @@ from quality.suites import (
 
 GOLDEN_TABLES = list(SUITE_REFERENCES)
 QUARANTINE_SAMPLES = 5  # sample rows per table and reason in the report
-
-
-def raw_counts(warehouse: Warehouse) -> dict[str, int]:
-    """Rows of each raw table that a golden table is built from (missing tables count 0)."""
-    names = sorted({name for sources in RAW_SOURCES.values() for name in sources})
-    return {
-        name: int(warehouse.read(f"SELECT count(*) AS n FROM raw.{name}")["n"].iloc[0])
-        if warehouse.has_table("raw", name)
-        else 0
-        for name in names
-    }
 
 
 def quarantine_report(warehouse: Warehouse, samples: int = QUARANTINE_SAMPLES) -> QuarantineReport:

@@ -8,7 +8,8 @@ stable id <-> index maps (ids sorted), weighted into confidences, and factorised
 ``bpr``             implicit's BayesianPersonalizedRanking
 ``item_knn``        implicit's CosineRecommender (item-item cosine, K neighbours)
 ``item_knn_bm25``   implicit's BM25Recommender
-``ease``            EASE (Steck 2019), closed form on items with >= 2 listeners
+``ease``            EASE (Steck 2019), closed form on the ``ease_max_items`` most listened
+                    items with >= 2 listeners (the others come from the other sources)
 ``popularity``      listener counts (the baseline)
 ==================  =================================================================
 
@@ -78,6 +79,12 @@ class CFConfig:
         K of the item-kNN models.
     ease_lambda, ease_min_listeners
         EASE L2 penalty and the listener count an item needs to be modelled.
+    ease_max_items
+        EASE models at most this many items: the most listened ones (ties: the lower item id).
+        Its fit holds a dense float64 ``N x N`` Gram matrix inverted in place plus the float32
+        weights, 12 bytes x N^2: 1.2 GB at the default 10,000 (the weights, 400 MB, are what
+        the stored model and every reader of it hold). Items outside the top N get no EASE
+        score; item-kNN, ALS, text, audio and popularity still propose them.
     seed
         Random seed (ALS, BPR initialisation and sampling).
     """
@@ -94,6 +101,7 @@ class CFConfig:
     neighbours: int = 100
     ease_lambda: float = 500.0
     ease_min_listeners: int = 2
+    ease_max_items: int = 10_000
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -101,7 +109,7 @@ class CFConfig:
             raise ValueError(f"CFConfig.model {self.model!r} is not one of {MODEL_KINDS}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"CFConfig.weighting {self.weighting!r} is not one of {WEIGHTINGS}")
-        for name in ("factors", "iterations", "neighbours", "ease_min_listeners"):
+        for name in ("factors", "iterations", "neighbours", "ease_min_listeners", "ease_max_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CFConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("regularization", "alpha", "learning_rate", "ease_lambda", "bm25_k1"):
@@ -229,7 +237,10 @@ class Interactions:
                 f"{int(bad.sum())} listens rows have plays that are not a number > 0, e.g. "
                 f"{listens.loc[bad].head(3).to_dict('records')}; fix or quarantine them upstream"
             )
-        duplicated = pd.Series(users).str.cat(items, sep="\x1f").duplicated()
+        user_codes = pd.factorize(users)[0].astype(np.int64)
+        item_codes = pd.factorize(items)[0].astype(np.int64)
+        duplicated = pd.Series(user_codes * (int(item_codes.max(initial=0)) + 1) + item_codes)
+        duplicated = duplicated.duplicated()
         if duplicated.any():
             raise ValueError(
                 f"{int(duplicated.sum())} duplicate (user_id, item_id) rows in listens, e.g. "
@@ -240,15 +251,51 @@ class Interactions:
         item_list = sorted(set(items)) if item_ids is None else [str(i) for i in item_ids]
         user_index = {u: i for i, u in enumerate(user_list)}
         item_index = {t: i for i, t in enumerate(item_list)}
-        rows = _lookup(users, user_index, "user_id")
-        cols = _lookup(items, item_index, "item_id")
+        rows = _lookup(users, user_list, "user_id")
+        cols = _lookup(items, item_list, "item_id")
+        return cls.from_codes(user_list, item_list, rows, cols, plays, user_index, item_index)
+
+    @classmethod
+    def from_codes(
+        cls,
+        user_ids: list[str],
+        item_ids: list[str],
+        rows: np.ndarray,
+        cols: np.ndarray,
+        plays: np.ndarray,
+        user_index: dict[str, int] | None = None,
+        item_index: dict[str, int] | None = None,
+    ) -> Interactions:
+        """Build the matrix from integer positions into ``user_ids`` and ``item_ids`` (one
+        entry per distinct pair, plays > 0), e.g. computed by the warehouse
+        (:func:`recommend.history.interactions_before`): no frame of string ids is needed."""
         matrix = sparse.csr_matrix(
-            (plays.astype(np.float32), (rows, cols)), shape=(len(user_list), len(item_list))
+            (np.asarray(plays).astype(np.float32), (rows, cols)),
+            shape=(len(user_ids), len(item_ids)),
         )
         matrix.sort_indices()
         if matrix.shape[0] == 0 or matrix.shape[1] == 0:
             raise ValueError(f"CF matrix would be empty ({matrix.shape}): no users or no items")
-        return cls(user_list, item_list, matrix, user_index, item_index)
+        return cls(user_ids, item_ids, matrix, user_index or {}, item_index or {})
+
+    def without(self, pairs: pd.DataFrame) -> Interactions:
+        """The same ids without the plays of ``pairs`` (``user_id, item_id``; e.g. a holdout's
+        test rows): the training matrix of a split, built without a frame of everyone's plays.
+        Rows and columns that end up empty stay (same ids, same indices)."""
+        rows = _lookup(pairs["user_id"].astype(str).to_numpy(), self.user_ids, "user_id")
+        cols = _lookup(pairs["item_id"].astype(str).to_numpy(), self.item_ids, "item_id")
+        plays = self.plays
+        n_items = np.int64(plays.shape[1])
+        entry_rows = np.repeat(np.arange(plays.shape[0], dtype=np.int64), np.diff(plays.indptr))
+        keep = ~np.isin(entry_rows * n_items + plays.indices, rows * n_items + cols)
+        counts = np.bincount(entry_rows[keep], minlength=plays.shape[0])
+        index_dtype = plays.indices.dtype
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(index_dtype)
+        matrix = sparse.csr_matrix(
+            (plays.data[keep], plays.indices[keep].astype(index_dtype), indptr),
+            shape=plays.shape,
+        )
+        return Interactions(self.user_ids, self.item_ids, matrix, self.user_index, self.item_index)
 
     def weighted(self, config: CFConfig) -> sparse.csr_matrix:
         """Confidence matrix (float32 CSR) from raw plays, per ``config.weighting``."""
@@ -271,8 +318,8 @@ class Interactions:
         return digest.hexdigest()
 
 
-def _lookup(values: np.ndarray, index: dict[str, int], column: str) -> np.ndarray:
-    positions = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+def _lookup(values: np.ndarray, ids: list[str], column: str) -> np.ndarray:
+    positions = pd.Index(ids).get_indexer(values).astype(np.int64)
     unknown = positions < 0
     if unknown.any():
         examples = sorted(set(values[unknown]))[:5]
@@ -462,6 +509,21 @@ def _cosine_neighbours(
     return _top_n(np.asarray(scores).ravel(), n, exclude=[index])
 
 
+def rows_matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left @ right`` computed row by row, so that a row's result never depends on the
+    other rows of ``left``.
+
+    BLAS picks its kernel (and so the order it sums in, i.e. the last bits of the result) by
+    the shape of the product: the scores of a user would depend on how many users are scored
+    with them. One row at a time (a stack of 1-row products) keeps them exact whatever the
+    user batch, at about five times the cost of one matrix product.
+    """
+    left = np.asarray(left)
+    if left.ndim != 2:
+        return left @ right
+    return (left[:, None, :] @ right)[:, 0, :]
+
+
 class _FactorModel(CFModel):
     """Shared scoring for models that end in user and item factors (dot product)."""
 
@@ -480,7 +542,7 @@ class _FactorModel(CFModel):
 
     def score_users(self, user_indices: np.ndarray, user_items: sparse.csr_matrix) -> np.ndarray:
         users = self._require_fitted(self._users)
-        return users[np.asarray(user_indices)] @ self._items.T
+        return rows_matmul(users[np.atleast_1d(np.asarray(user_indices))], self._items.T)
 
     def similar_items(self, item_index: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         return _cosine_neighbours(self._require_fitted(self._items), item_index, n)
@@ -610,11 +672,67 @@ class ItemKNNModel(CFModel):
         )
 
 
+# co-occurrence pairs multiplied at once while summing the EASE Gram matrix (~16 bytes each)
+GRAM_BLOCK_PAIRS = 20_000_000
+
+
+def ease_items(user_items: sparse.spmatrix, min_listeners: int, max_items: int) -> np.ndarray:
+    """Column indices EASE models, ascending: the ``max_items`` items with the most listeners
+    among those with at least ``min_listeners`` (ties: the lower index, i.e. the lower item id)."""
+    matrix = sparse.csr_matrix(user_items)
+    listeners = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    eligible = np.flatnonzero(listeners >= min_listeners)
+    if len(eligible) > max_items:
+        order = np.lexsort((eligible, -listeners[eligible]))
+        eligible = np.sort(eligible[order[:max_items]])
+    return eligible
+
+
+def ease_gram(x: sparse.csr_matrix, block_pairs: int = GRAM_BLOCK_PAIRS) -> np.ndarray:
+    """Dense ``X'X`` (float64), summed over blocks of users so that no sparse product holds
+    more than about ``block_pairs`` co-occurrences (one block: exactly ``(X'X).todense()``)."""
+    x = sparse.csr_matrix(x, dtype=np.float64)
+    pairs = np.cumsum(np.diff(x.indptr).astype(np.int64) ** 2)
+    if len(pairs) == 0 or pairs[-1] <= block_pairs:
+        return np.asarray((x.T @ x).todense())
+    gram = np.zeros((x.shape[1], x.shape[1]))
+    start = 0
+    while start < x.shape[0]:
+        done = pairs[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(pairs, done + block_pairs, side="right")))
+        block = x[start:stop]
+        product = (block.T @ block).tocoo()
+        gram[product.row, product.col] += product.data
+        start = stop
+    return gram
+
+
+def _invert_in_place(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite float64 matrix, overwriting it (LAPACK LU)."""
+    from scipy import linalg
+
+    getrf, getri, getri_lwork = linalg.get_lapack_funcs(
+        ("getrf", "getri", "getri_lwork"), (matrix,)
+    )
+    # the transpose is a Fortran-ordered view of the same buffer (and the same matrix)
+    lu, pivots, info = getrf(matrix.T, overwrite_a=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE Gram matrix is singular (LAPACK getrf info={info})")
+    work, info = getri_lwork(matrix.shape[0])
+    inverse, info = getri(lu, pivots, lwork=int(work.real), overwrite_lu=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE Gram matrix inversion failed (getri info={info})")
+    return inverse.T
+
+
 class EASEModel(CFModel):
     """EASE (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lambda I)^-1``.
 
-    Only items with at least ``config.ease_min_listeners`` listeners are modelled; the others
-    score ``-inf`` (never recommended), which is why EASE covers fewer items.
+    Only the ``config.ease_max_items`` most listened items with at least
+    ``config.ease_min_listeners`` listeners are modelled (:func:`ease_items`); the others score
+    ``-inf`` (never recommended by EASE), which is why EASE covers fewer items. The Gram matrix
+    is summed over user blocks (:func:`ease_gram`) and inverted in place, so the fit holds
+    ``12 x N^2`` bytes, never ``items^2``.
     """
 
     kind = "ease"
@@ -626,20 +744,24 @@ class EASEModel(CFModel):
         self.n_items = 0
 
     def fit(self, user_items: sparse.csr_matrix) -> None:
-        listeners = np.diff(sparse.csc_matrix(user_items).indptr)
-        modelled = np.flatnonzero(listeners >= self.config.ease_min_listeners)
+        modelled = ease_items(
+            user_items, self.config.ease_min_listeners, self.config.ease_max_items
+        )
         if len(modelled) == 0:
             raise ValueError(
                 f"EASE has no item with >= {self.config.ease_min_listeners} listeners to model; "
                 "lower ease_min_listeners or use another model"
             )
         x = sparse.csr_matrix(user_items[:, modelled], dtype=np.float64)
-        gram = np.asarray((x.T @ x).todense())
+        gram = ease_gram(x)
+        del x
         gram[np.diag_indices_from(gram)] += self.config.ease_lambda
-        precision = np.linalg.inv(gram)
-        weights = precision / (-np.diag(precision))
-        weights[np.diag_indices_from(weights)] = 0.0
-        self.weights = weights.astype(np.float32)
+        precision = _invert_in_place(gram)
+        # B = -P / diag(P) column-wise, in place (no second N x N array)
+        precision /= -np.diag(precision).copy()
+        precision[np.diag_indices_from(precision)] = 0.0
+        self.weights = precision.astype(np.float32)
+        del gram, precision
         self.modelled_items = modelled
         self.n_items = user_items.shape[1]
         logger.info("EASE modelled %d of %d items", len(modelled), self.n_items)

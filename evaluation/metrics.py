@@ -31,6 +31,7 @@ import io
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ from recommend.errors import TooSmall
 logger = logging.getLogger(__name__)
 
 Ranking = Mapping[str, Sequence[str]]
+# training plays: a frame, or a recommend.history.PlayHistory (popularity(), played(users),
+# catalog_size, interactions) when everyone's plays are held as a compact matrix only
+TrainPlays = Any
 DEFAULT_KS = (10, 30)
 
 
@@ -199,8 +203,37 @@ def _test_sets(test: pd.DataFrame) -> dict[str, set[str]]:
     return {u: set(g) for u, g in test.groupby("user_id")["item_id"]}
 
 
+Z_95 = 1.959963984540054
+
+
+def mean_interval(values: Sequence[float], z: float = Z_95) -> tuple[float, float]:
+    """Normal-approximation confidence interval of a mean over users: ``mean +- z * sd /
+    sqrt(n)`` (95% by default); deterministic, no resampling. ``(nan, nan)`` for fewer than
+    two values."""
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) < 2:
+        return float("nan"), float("nan")
+    mean = float(array.mean())
+    half = z * float(array.std(ddof=1)) / np.sqrt(len(array))
+    return mean - half, mean + half
+
+
+def _played_by(train: TrainPlays, users: Iterable[str]) -> dict[str, set[str]]:
+    """``{user: training items}`` for ``users`` only (never a set per user of all of train)."""
+    wanted = set(users)
+    if hasattr(train, "played"):
+        return train.played(sorted(wanted))
+    rows = train[train["user_id"].isin(wanted)]
+    return {u: set(g) for u, g in rows.groupby("user_id")["item_id"]}
+
+
 def ranking_metrics(
-    ranking: Ranking, test: pd.DataFrame, k: int, train: pd.DataFrame | None = None
+    ranking: Ranking,
+    test: pd.DataFrame,
+    k: int,
+    train: TrainPlays | None = None,
+    *,
+    played: Mapping[str, set[str]] | None = None,
 ) -> dict[str, float]:
     """precision, recall, NDCG, MAP at ``k`` over the users of ``test``.
 
@@ -214,22 +247,30 @@ def ranking_metrics(
     k
         Cut-off.
     train
-        When given, a ranking that contains a training item of its user raises ValueError
-        (recommendations must exclude what the user already played).
+        When given (a frame or a :class:`recommend.history.PlayHistory`), a ranking that
+        contains a training item of its user raises ValueError (recommendations must exclude
+        what the user already played).
+    played
+        ``{user: training items}`` of the test users, instead of ``train``.
 
     Returns
     -------
     dict
-        ``precision, recall, ndcg, map, implicit_precision, users``.
+        ``precision, recall, ndcg, map, implicit_precision, users``, and the bounds of the 95%
+        confidence interval of the mean over users of NDCG and recall (:func:`mean_interval`):
+        ``ndcg_ci_low, ndcg_ci_high, recall_ci_low, recall_ci_high``.
     """
     _check_listens(test, "test")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     truth = _test_sets(test)
-    if train is not None:
-        _assert_no_train_items(ranking, train, truth)
+    if played is None and train is not None:
+        played = _played_by(train, truth)
+    if played is not None:
+        _assert_no_train_items(ranking, played, truth)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     totals = dict.fromkeys(("precision", "recall", "ndcg", "map"), 0.0)
+    per_user: dict[str, list[float]] = {"ndcg": [], "recall": []}
     hits_total = ideal_total = 0
     for user, relevant in truth.items():
         top = list(ranking.get(user, []))[:k]
@@ -240,7 +281,10 @@ def ranking_metrics(
         hits_total += n_hits
         ideal_total += ideal
         totals["recall"] += n_hits / len(relevant)
-        totals["ndcg"] += float(discounts[: len(top)][hits].sum() / discounts[:ideal].sum())
+        user_ndcg = float(discounts[: len(top)][hits].sum() / discounts[:ideal].sum())
+        totals["ndcg"] += user_ndcg
+        per_user["ndcg"].append(user_ndcg)
+        per_user["recall"].append(n_hits / len(relevant))
         if n_hits:
             cumulative = np.cumsum(hits)
             ranks = np.flatnonzero(hits) + 1
@@ -249,11 +293,14 @@ def ranking_metrics(
     result = {name: value / n_users for name, value in totals.items()}
     result["implicit_precision"] = hits_total / ideal_total
     result["users"] = float(n_users)
+    for name, values in per_user.items():
+        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = mean_interval(values)
     return result
 
 
-def _assert_no_train_items(ranking: Ranking, train: pd.DataFrame, users: Iterable[str]) -> None:
-    played = {u: set(g) for u, g in train.groupby("user_id")["item_id"]}
+def _assert_no_train_items(
+    ranking: Ranking, played: Mapping[str, set[str]], users: Iterable[str]
+) -> None:
     for user in users:
         leaked = played.get(user, set()).intersection(ranking.get(user, []))
         if leaked:
@@ -271,8 +318,10 @@ def catalog_coverage(ranking: Ranking, catalog_size: int, k: int | None = None) 
     return len(shown) / catalog_size
 
 
-def item_popularity(train: pd.DataFrame) -> pd.Series:
+def item_popularity(train: TrainPlays) -> pd.Series:
     """Share of training users who played each item (index item_id)."""
+    if hasattr(train, "popularity"):
+        return train.popularity()
     _check_listens(train, "train")
     users = train["user_id"].nunique()
     return train.groupby("item_id")["user_id"].nunique() / users
@@ -303,13 +352,17 @@ def intra_list_diversity(
     ranking: Ranking,
     item_vectors: Mapping[str, np.ndarray] | tuple[Sequence[str], np.ndarray],
     k: int | None = None,
+    *,
+    skip_missing: bool = False,
 ) -> float:
     """Mean over users of the mean pairwise cosine distance between their top-``k`` items.
 
     Parameters
     ----------
     item_vectors
-        ``{item_id: vector}`` or ``(item_ids, matrix)``. Items without a vector raise KeyError.
+        ``{item_id: vector}`` or ``(item_ids, matrix)``. Items without a vector raise KeyError,
+        or with ``skip_missing`` are left out of their list (e.g. never-played tracks the
+        content sources recommend, in a space of CF factors).
     """
     if isinstance(item_vectors, tuple):
         ids, matrix = item_vectors
@@ -323,11 +376,12 @@ def intra_list_diversity(
     per_user = []
     for user, items in ranking.items():
         top = list(items)[:k]
+        missing = [i for i in top if i not in lookup]
+        if missing and not skip_missing:
+            raise KeyError(f"no vector for items {missing[:5]} recommended to {user!r}")
+        top = [i for i in top if i in lookup]
         if len(top) < 2:
             continue
-        missing = [i for i in top if i not in lookup]
-        if missing:
-            raise KeyError(f"no vector for items {missing[:5]} recommended to {user!r}")
         vectors = normalised[[lookup[i] for i in top]]
         similarity = vectors @ vectors.T
         n = len(top)
@@ -339,36 +393,94 @@ def intra_list_diversity(
 def evaluate_ranking(
     ranking: Ranking,
     test: pd.DataFrame,
-    train: pd.DataFrame,
+    train: TrainPlays,
     *,
     ks: Sequence[int] = DEFAULT_KS,
     catalog_size: int | None = None,
     item_vectors: Mapping[str, np.ndarray] | tuple[Sequence[str], np.ndarray] | None = None,
+    popularity: pd.Series | None = None,
 ) -> dict[str, float]:
-    """All metrics for one ranking: ``{metric@k: value}``, plus coverage/novelty/diversity@k.
+    """All metrics for one ranking: ``{metric@k: value}``, plus coverage/novelty/diversity@k
+    and the bounds of the 95% confidence intervals of NDCG and recall over users
+    (``ndcg@k_ci_low``, ``ndcg@k_ci_high``, ``recall@k_ci_low``, ``recall@k_ci_high``).
 
-    ``catalog_size`` defaults to the number of distinct training items.
+    ``train`` is a frame or a :class:`recommend.history.PlayHistory` (a sampled evaluation:
+    only the test users' training items are looked up). ``catalog_size`` defaults to the
+    number of distinct training items; ``popularity`` (:func:`item_popularity`) is computed
+    from ``train`` unless given (score many rankings against one train).
     """
-    catalog = catalog_size or train["item_id"].nunique()
-    popularity = item_popularity(train)
+    catalog = catalog_size or _catalog_size(train)
+    popularity = item_popularity(train) if popularity is None else popularity
+    popularity = _with_unplayed(popularity, ranking)
+    played = _played_by(train, set(test["user_id"]))
     row: dict[str, float] = {}
     for k in ks:
-        metrics = ranking_metrics(ranking, test, k, train=train)
+        metrics = ranking_metrics(ranking, test, k, played=played)
         for name in ("precision", "recall", "ndcg", "map"):
             row[f"{name}@{k}"] = metrics[name]
+        for name in ("ndcg", "recall"):
+            for bound in ("low", "high"):
+                row[f"{name}@{k}_ci_{bound}"] = metrics[f"{name}_ci_{bound}"]
         row[f"coverage@{k}"] = catalog_coverage(ranking, catalog, k)
         row[f"distinct@{k}"] = float(
             len({i for items in ranking.values() for i in list(items)[:k]})
         )
         row[f"novelty@{k}"] = novelty(ranking, popularity, k)
         if item_vectors is not None:
-            row[f"diversity@{k}"] = intra_list_diversity(ranking, item_vectors, k)
+            row[f"diversity@{k}"] = intra_list_diversity(
+                ranking, item_vectors, k, skip_missing=True
+            )
     row["users"] = metrics["users"]
     return row
 
 
+def _with_unplayed(popularity: pd.Series, ranking: Ranking) -> pd.Series:
+    """``popularity`` plus the recommended items nobody played in train (brand-new tracks the
+    served playlists place by their audio), at the smallest share of a played item: as novel
+    as the rarest played item, not infinitely so."""
+    shown = {item for items in ranking.values() for item in items}
+    unplayed = sorted(shown - set(popularity.index))
+    if not unplayed or popularity.empty:
+        return popularity
+    floor = pd.Series(float(popularity.min()), index=pd.Index(unplayed, name=popularity.index.name))
+    return pd.concat([popularity, floor])
+
+
+def _catalog_size(train: TrainPlays) -> int:
+    if hasattr(train, "catalog_size"):
+        return int(train.catalog_size)
+    return int(train["item_id"].nunique())
+
+
+CI_SUFFIXES = ("_ci_low", "_ci_high")
+
+
+def interval_columns(table: pd.DataFrame) -> list[str]:
+    """The confidence-interval bound columns of an evaluation table."""
+    return [c for c in table.columns if c.endswith(CI_SUFFIXES)]
+
+
+def confidence_intervals(
+    table: pd.DataFrame, metrics: Sequence[str] | None = None
+) -> dict[str, dict[str, list[float]]]:
+    """``{row: {metric: [low, high]}}`` from the ``*_ci_low``/``*_ci_high`` columns of an
+    evaluation table (95% intervals of the mean over users), rounded, for asset metadata."""
+    names = [c.removesuffix("_ci_low") for c in table.columns if c.endswith("_ci_low")]
+    names = [n for n in names if metrics is None or n in metrics]
+    return {
+        str(label): {
+            name: [
+                round(float(table.loc[label, f"{name}_ci_low"]), 4),
+                round(float(table.loc[label, f"{name}_ci_high"]), 4),
+            ]
+            for name in names
+        }
+        for label in table.index
+    }
+
+
 def evaluate_models(
-    train: pd.DataFrame,
+    train: TrainPlays,
     test: pd.DataFrame,
     models: Mapping[str, CFConfig | str],
     k: Sequence[int] = DEFAULT_KS,
@@ -380,6 +492,10 @@ def evaluate_models(
 
     Parameters
     ----------
+    train
+        The training plays: a frame, or a :class:`recommend.history.PlayHistory` (everyone's
+        plays as a compact matrix, e.g. a sampled evaluation's whole history without its
+        test rows).
     models
         ``{label: CFConfig}``; the string ``"popularity"`` means the popularity baseline.
     k
@@ -395,8 +511,11 @@ def evaluate_models(
     """
     if not models:
         raise ValueError("no models to evaluate")
-    interactions = Interactions.from_listens(train)
+    interactions = (
+        train.interactions if hasattr(train, "interactions") else Interactions.from_listens(train)
+    )
     users = sorted(set(test["user_id"]))
+    popularity = item_popularity(train)
     rows = []
     for label, config in models.items():
         if isinstance(config, str):
@@ -407,7 +526,9 @@ def evaluate_models(
             config = CFConfig(model="popularity", weighting="raw")
         fitted = fit_cf(interactions, config, num_threads=num_threads, compute_loss=False)
         ranking = rank_fitted(fitted, users, max(k))
-        row = evaluate_ranking(ranking, test, train, ks=k, item_vectors=item_vectors)
+        row = evaluate_ranking(
+            ranking, test, train, ks=k, item_vectors=item_vectors, popularity=popularity
+        )
         row["fit_seconds"] = fitted.fit_seconds
         rows.append({"model": label, **row})
         logger.info(

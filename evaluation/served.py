@@ -3,8 +3,9 @@
 :func:`evaluate_blend` tunes the blend (:func:`recommend.playlist.tune_week_blend`), fits the
 sources (:func:`recommend.models.fit_sources`) and the audio -> CF model on the training split,
 exactly as the weekly assets do on a week's history, then builds the test users' playlists with
-:func:`recommend.playlist.build_discover_weekly` and scores every single source, every stage of
-:data:`recommend.playlist.STAGES` and the served playlists.
+:func:`recommend.playlist.serve_users` (what ``discover_weekly`` serves, in user batches) and
+scores every single source, every stage of :data:`recommend.playlist.STAGES` and the served
+playlists.
 
 Example usage::
 
@@ -20,24 +21,32 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from evaluation.metrics import evaluate_ranking, metrics_bar_chart
+from embeddings.cf import Interactions
+from evaluation.metrics import evaluate_ranking, item_popularity, metrics_bar_chart
 from recommend.blend import BlendConfig, source_rankings
 from recommend.candidates import VectorTable
+from recommend.history import PlayHistory
 from recommend.models import fit_audio_to_cf, fit_sources
 from recommend.playlist import (
+    STAGES,
     DiscoverWeeklyConfig,
-    build_discover_weekly,
+    ServingWeek,
     check_items,
     check_listens,
     mmr_vectors,
+    serve_users,
     text_space,
     tune_week_blend,
+    user_batches,
 )
 
 logger = logging.getLogger(__name__)
 
+# test users whose candidates and playlists are built at once
+DEFAULT_BATCH = 2_000
 EVALUATION_METRICS = (
     "ndcg@10",
     "ndcg@30",
@@ -48,23 +57,29 @@ EVALUATION_METRICS = (
 )
 
 
-def _evaluation_items(train: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
+def _evaluation_items(train: PlayHistory, items: pd.DataFrame | None) -> pd.DataFrame:
     if items is not None:
         return check_items(items.assign(name=items.get("name", items["item_id"])))
-    ids = sorted(set(train["item_id"]))
+    ids = train.item_ids
     return pd.DataFrame({"item_id": ids, "artist_id": ids, "name": ids})
 
 
-def _default_week(listens: pd.DataFrame) -> pd.Timestamp:
+def _default_week(listens: pd.DataFrame | PlayHistory) -> pd.Timestamp:
     """The Monday after the last play (a fixed date when plays carry no times)."""
-    if "last_ts" in listens and listens["last_ts"].notna().any():
-        last = pd.Timestamp(listens["last_ts"].max()).tz_localize(None)
-        return (last + pd.Timedelta(days=7 - last.weekday())).normalize()
-    return pd.Timestamp("2026-01-05")
+    if isinstance(listens, PlayHistory):
+        last = listens.last_play
+    elif "last_ts" in listens and listens["last_ts"].notna().any():
+        last = pd.Timestamp(listens["last_ts"].max())
+    else:
+        last = None
+    if last is None:
+        return pd.Timestamp("2026-01-05")
+    last = pd.Timestamp(last).tz_localize(None)
+    return (last + pd.Timedelta(days=7 - last.weekday())).normalize()
 
 
 def evaluate_blend(
-    train: pd.DataFrame,
+    train: pd.DataFrame | PlayHistory,
     test: pd.DataFrame,
     *,
     items: pd.DataFrame | None = None,
@@ -75,6 +90,7 @@ def evaluate_blend(
     week_start: str | pd.Timestamp | None = None,
     tuning: Mapping[str, Any] | None = None,
     blend: BlendConfig | None = None,
+    batch_size: int = DEFAULT_BATCH,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
 
@@ -82,15 +98,17 @@ def evaluate_blend(
     validation split carved from it (:func:`tune_week_blend`, the ``blend_config`` asset), fit
     the sources (:func:`recommend.models.fit_sources`, ``cf_model``), fit the audio -> CF model
     (``audio_to_cf_model``), then build the test users' playlists with
-    :func:`build_discover_weekly` (``discover_weekly``). Every single source's candidates and
-    every stage of :data:`STAGES` are scored against ``test`` with
+    :func:`recommend.playlist.serve_users` in batches (``discover_weekly``). Every single
+    source's candidates and every stage of :data:`STAGES` are scored against ``test`` with
     :func:`evaluation.metrics.evaluate_ranking`; the ``discover_weekly`` row is the served
     playlist.
 
     Parameters
     ----------
     train, test
-        A holdout split (``evaluation.metrics.holdout_split``) of golden listens.
+        A holdout split (``evaluation.metrics.holdout_split``) of golden listens; ``train`` may
+        be a :class:`recommend.history.PlayHistory` (a sampled evaluation: everyone's plays but
+        the test rows as a compact matrix, the sampled users' rows as a frame).
     items
         The catalog (``item_id, artist_id[, name]``); default: items are the artists of train.
     artist_terms, text_vectors, audio_vectors
@@ -105,25 +123,32 @@ def evaluate_blend(
         ``blend_config`` asset tuned the served blend: ``BlendChoice.tuning``); default its own.
     blend
         A fixed blend (as ``blend_config`` serves when weights are configured): no tuning.
+    batch_size
+        Test users served at once: candidates and playlists are held for one batch, only the
+        top-30 rankings of every user are kept.
 
     Returns
     -------
     pandas.DataFrame
         Index ``ranking``; columns :data:`EVALUATION_METRICS` and the rest of
-        ``evaluate_ranking``'s. ``attrs``: ``blend_config``, ``tuning``, ``models_version``,
-        ``week_start``, ``seconds`` and ``chart_png``.
+        ``evaluate_ranking``'s (95% confidence bounds included). ``attrs``: ``blend_config``,
+        ``tuning``, ``models_version``, ``week_start``, ``seconds`` and ``chart_png``.
     """
     config = config or DiscoverWeeklyConfig()
-    train = check_listens(train)
     test = test.astype({"user_id": str, "item_id": str})
-    item_table = _evaluation_items(train, items)
     week = pd.Timestamp(week_start) if week_start is not None else _default_week(train)
+    plays = (
+        train
+        if isinstance(train, PlayHistory)
+        else PlayHistory.from_frame(check_listens(train), week)
+    )
+    item_table = _evaluation_items(plays, items)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     search = pd.DataFrame()
     if blend is None:
         blend, search = tune_week_blend(
-            train,
+            plays,
             item_table,
             config=config,
             artist_terms=artist_terms,
@@ -133,35 +158,44 @@ def evaluate_blend(
         )
     seconds["tuning"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    models, projector = _fit_as_the_graph_does(train, config, audio_vectors)
+    models, projector = _fit_as_the_graph_does(plays.interactions, config, audio_vectors)
     seconds["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    staged, candidates = build_discover_weekly(
-        train,
+    serving = ServingWeek(
         item_table,
         week_start=week,
+        statistics=plays.statistics(week),
         models=models,
         blend=blend,
         config=config,
-        users=sorted(set(test["user_id"])),
         artist_terms=artist_terms,
         text_vectors=text_vectors,
         audio_vectors=audio_vectors,
         audio_projector=projector,
-        stages=True,
-        return_candidates=True,
     )
+    k = max(30, config.playlist.size)
+    by_source: dict[str, dict[str, list[str]]] = {}
+    by_stage: dict[str, dict[str, list[str]]] = {stage: {} for stage in STAGES}
+    for batch in user_batches(test["user_id"], batch_size):
+        staged, candidates = serve_users(
+            serving, plays.rows_of(batch), batch, stages=True, return_candidates=True
+        )
+        for source, ranking in source_rankings(candidates, k).items():
+            by_source.setdefault(source, {}).update(ranking)
+        for stage, frame in staged.items():
+            by_stage[stage].update(playlist_rankings(frame))
+    rankings = {source: by_source[source] for source in sorted(by_source)} | by_stage
     seconds["playlists"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    rankings = source_rankings(candidates, max(30, config.playlist.size))
-    for stage, frame in staged.items():
-        rankings[stage] = playlist_rankings(frame)
-    diversity = mmr_vectors(
-        config,
-        models,
-        text_space(item_table, artist_terms, text_vectors, config.text_dim, config.seed),
+    diversity = _with_new_items(
+        mmr_vectors(
+            config,
+            models,
+            text_space(item_table, artist_terms, text_vectors, config.text_dim, config.seed),
+        ),
+        serving,
     )
-    table = _score(rankings, test, train, diversity)
+    table = _score(rankings, test, plays, diversity)
     seconds["metrics"] = time.perf_counter() - clock
     table.attrs.update(
         blend_config=blend,
@@ -175,8 +209,24 @@ def evaluate_blend(
     return table
 
 
+def _with_new_items(vectors: VectorTable | None, serving: ServingWeek) -> VectorTable | None:
+    """The diversity vectors plus the brand-new tracks' projected factors when the vectors are
+    the factor model's (new tracks have no plays, hence no factors of their own)."""
+    if vectors is None or serving.models is None or serving.models.explorer is None:
+        return vectors
+    new_items = serving.content()[1]
+    explorer = serving.models.explorer
+    if new_items is None or vectors[1] is not explorer.model.item_factors:
+        return vectors
+    ids = [*map(str, vectors[0]), *map(str, new_items[0])]
+    matrix = np.vstack([np.asarray(vectors[1], dtype=np.float64), new_items[1]])
+    return ids, matrix
+
+
 def _fit_as_the_graph_does(
-    train: pd.DataFrame, config: DiscoverWeeklyConfig, audio_vectors: VectorTable | None
+    train: pd.DataFrame | Interactions,
+    config: DiscoverWeeklyConfig,
+    audio_vectors: VectorTable | None,
 ):
     """The sources (``cf_model``) and the audio -> CF model (``audio_to_cf_model``) on train."""
     models = fit_sources(
@@ -193,10 +243,16 @@ def _fit_as_the_graph_does(
     return models, projector
 
 
-def _score(rankings: dict, test: pd.DataFrame, train: pd.DataFrame, diversity) -> pd.DataFrame:
+def _score(rankings: dict, test: pd.DataFrame, train: PlayHistory, diversity) -> pd.DataFrame:
     """One row of metrics per ranking, the main metrics first, best NDCG@10 first."""
+    popularity = item_popularity(train)
     rows = [
-        {"ranking": label, **evaluate_ranking(r, test, train, ks=(10, 30), item_vectors=diversity)}
+        {
+            "ranking": label,
+            **evaluate_ranking(
+                r, test, train, ks=(10, 30), item_vectors=diversity, popularity=popularity
+            ),
+        }
         for label, r in rankings.items()
     ]
     table = pd.DataFrame(rows).set_index("ranking")

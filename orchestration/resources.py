@@ -101,6 +101,20 @@ class Warehouse(dg.ConfigurableResource):
             con.unregister("_frame")
         return len(frame)
 
+    def append_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        """Append ``frame`` to ``schema.table`` by column name (the table is created from
+        ``frame``'s columns the first time): one batch of a table written incrementally, e.g.
+        after :meth:`replace_partition` replaced a partition with the first batch."""
+        with self.connect() as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.register("_frame", frame)
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {schema}.{table} AS SELECT * FROM _frame LIMIT 0"
+            )
+            con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM _frame")
+            con.unregister("_frame")
+        return len(frame)
+
     def publish_golden(
         self, table: str, golden: pd.DataFrame, quarantine: pd.DataFrame, quarantine_ddl: str
     ) -> None:

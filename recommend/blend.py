@@ -277,10 +277,13 @@ def _weight_vector(table: FusionTable, weights: Mapping[str, float]) -> np.ndarr
 
 def _ranked_positions(table: FusionTable, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pair order (user, then score desc, ties by item) and each pair's 0-based rank in user."""
-    # one float key (user major, score descending); the stable sort keeps pairs, stored by
-    # (user, item), in item order on ties
-    low, high = float(np.min(scores)), float(np.max(scores))
-    key = table.user_codes * (high - low + 1.0) + (high - scores)
+    # one exact key (user major, score descending) as a complex number, which numpy sorts by
+    # real then imaginary part: a user's order never depends on the other users in the table
+    # (a float key user * range - score loses the last digits of the scores when there are
+    # many users); the stable sort keeps pairs, stored by (user, item), in item order on ties
+    key = np.empty(len(scores), dtype=np.complex128)
+    key.real = table.user_codes
+    key.imag = -np.asarray(scores, dtype=np.float64)
     order = np.argsort(key, kind="stable")
     users = table.user_codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]

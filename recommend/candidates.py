@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from embeddings.cf import FittedCF
+from embeddings.cf import FittedCF, rows_matmul
 from embeddings.text import taste_profiles
 from embeddings.vectors import normalize_rows, top_k_indices
 
@@ -64,6 +64,9 @@ REASON_CODES = (
 
 VectorTable = tuple[Sequence[str], np.ndarray]
 """``(ids, matrix)``: one vector (row) per id."""
+
+# users x items scores held at once when scoring (float64: 128 MB)
+SCORE_CELLS = 2**24
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -127,6 +130,14 @@ def played_items(listens: pd.DataFrame) -> dict[str, set[str]]:
     return {str(u): set(map(str, g)) for u, g in listens.groupby("user_id")["item_id"]}
 
 
+def _cached(cache: dict, key: tuple, build):
+    """``cache[key]``, built by ``build()`` the first time (a cache that lives as long as the
+    models, vectors and catalog it was built from: one week's user batches)."""
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
 def _catalog_mask(item_ids: Sequence[str], catalog: Iterable[str] | None) -> np.ndarray | None:
     if catalog is None:
         return None
@@ -145,6 +156,7 @@ def cf_candidates(
     explain: bool = True,
     neighbours: int = 50,
     batch_size: int = 256,
+    prepared: dict | None = None,
 ) -> pd.DataFrame:
     """Top-``n`` unplayed items per user from a fitted CF model, with reasons.
 
@@ -168,7 +180,11 @@ def cf_candidates(
     neighbours
         Nearest users (cosine of user factors) asked for ``listeners_like_you``.
     batch_size
-        Users scored at once (memory: ``batch_size x n_items`` floats).
+        Users scored at once (memory: ``batch_size x n_items`` floats, at most
+        :data:`SCORE_CELLS`: fewer users at once in a large catalog).
+    prepared
+        A cache kept across calls on the same model and catalog (user batches of one week):
+        the catalog mask and the explainer are built once.
 
     Returns
     -------
@@ -184,10 +200,20 @@ def cf_candidates(
     rows = np.array([index[u] for u in wanted if u in index], dtype=np.int64)
     if len(rows) == 0:
         return empty_candidates()
-    allowed = _catalog_mask(fitted.item_ids, catalog)
+    cache = {} if prepared is None else prepared
+    allowed = _cached(
+        cache, ("mask", id(fitted), id(catalog)), lambda: _catalog_mask(fitted.item_ids, catalog)
+    )
     user_items = fitted.user_items
     plays = fitted.interactions.plays
-    explainer = _CFExplainer(fitted, neighbours) if explain else None
+    explainer = (
+        _cached(
+            cache, ("explainer", id(fitted), neighbours), lambda: _CFExplainer(fitted, neighbours)
+        )
+        if explain
+        else None
+    )
+    batch_size = max(1, min(batch_size, SCORE_CELLS // max(1, len(item_ids))))
     out_users: list[str] = []
     out_items: list[str] = []
     out_scores: list[float] = []
@@ -386,6 +412,7 @@ def content_candidates(
     artist_terms: pd.DataFrame | None = None,
     item_artist: Mapping[str, str] | None = None,
     batch_size: int = 512,
+    prepared: dict | None = None,
 ) -> pd.DataFrame:
     """Nearest items to each user's taste profile in a content space (text or audio).
 
@@ -414,6 +441,9 @@ def content_candidates(
         ``taste_profile``.
     item_artist
         ``{item_id: artist_id}`` for track-level catalogs (default: item ids are artist ids).
+    prepared
+        A cache kept across calls on the same vectors, catalog and terms (user batches of one
+        week): unit vectors, catalog mask and item terms are built once.
 
     Returns
     -------
@@ -422,11 +452,10 @@ def content_candidates(
     """
     _check_n(n)
     _require(listens, ("user_id", "item_id", "plays"), "listens")
-    ids, matrix = vectors
-    item_ids = np.asarray([str(i) for i in ids], dtype=object)
-    matrix = normalize_rows(matrix)
-    if len(item_ids) != len(matrix):
-        raise ValueError(f"{source} vectors: {len(item_ids)} ids for {len(matrix)} rows")
+    cache = {} if prepared is None else prepared
+    space = _cached(cache, ("space", id(vectors)), lambda: _ContentSpace(vectors, source))
+    item_ids, matrix, position = space.item_ids, space.matrix, space.position
+    batch_size = max(1, min(batch_size, SCORE_CELLS // max(1, len(item_ids))))
     if len(item_ids) == 0 or listens.empty:
         return empty_candidates()
     profile_users, profiles = taste_profiles(listens, matrix, item_ids)
@@ -434,15 +463,21 @@ def content_candidates(
         wanted = set(map(str, users))
         keep = np.array([u in wanted for u in profile_users], dtype=bool)
         profile_users, profiles = profile_users[keep], profiles[keep]
-    position = pd.Series(np.arange(len(item_ids)), index=pd.Index(item_ids))
     history = listens.assign(row=listens["item_id"].astype(str).map(position))
     history = history[history["row"].notna()]
     played_rows = {str(u): g.to_numpy(dtype=np.int64) for u, g in history.groupby("user_id")["row"]}
     all_played = played_items(listens)
-    allowed = _catalog_mask(item_ids.tolist(), catalog)
+    allowed = _cached(
+        cache, ("mask", id(vectors), id(catalog)), lambda: _catalog_mask(item_ids.tolist(), catalog)
+    )
     describer = None
     if explain and source == "text" and artist_terms is not None and not artist_terms.empty:
-        describer = _TermDescriber(artist_terms, item_ids, item_artist, history)
+        terms = _cached(
+            cache,
+            ("terms", id(vectors), id(artist_terms), id(item_artist)),
+            lambda: _ItemTerms(artist_terms, item_ids, item_artist),
+        )
+        describer = _TermDescriber(terms, item_ids, history)
     out_users: list[str] = []
     out_items: list[str] = []
     out_scores: list[float] = []
@@ -450,7 +485,7 @@ def content_candidates(
     details: list[str] = []
     for start in range(0, len(profile_users), batch_size):
         batch_users = profile_users[start : start + batch_size]
-        scores = (profiles[start : start + batch_size] @ matrix.T).astype(np.float64)
+        scores = rows_matmul(profiles[start : start + batch_size], matrix.T).astype(np.float64)
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
         for offset, user in enumerate(batch_users):
@@ -487,16 +522,28 @@ def content_candidates(
     return _frame(out_users, out_items, out_scores, source, codes, details)
 
 
-class _TermDescriber:
-    """The candidate's terms that best match the terms of what the user played."""
+class _ContentSpace:
+    """A content space prepared once: string ids, unit rows and the row of each id."""
+
+    def __init__(self, vectors: VectorTable, source: str) -> None:
+        ids, matrix = vectors
+        self.item_ids = np.asarray([str(i) for i in ids], dtype=object)
+        self.matrix = normalize_rows(matrix)
+        if len(self.item_ids) != len(self.matrix):
+            raise ValueError(
+                f"{source} vectors: {len(self.item_ids)} ids for {len(self.matrix)} rows"
+            )
+        self.position = pd.Series(np.arange(len(self.item_ids)), index=pd.Index(self.item_ids))
+
+
+class _ItemTerms:
+    """Each item's weighted terms (through its artist), built once per catalog."""
 
     def __init__(
         self,
         artist_terms: pd.DataFrame,
         item_ids: np.ndarray,
         item_artist: Mapping[str, str] | None,
-        history: pd.DataFrame,
-        top_terms: int = 2,
     ) -> None:
         matrix, artists, self.terms = _term_matrix(artist_terms)
         artist_row = pd.Series(np.arange(len(artists)), index=pd.Index(artists))
@@ -510,6 +557,20 @@ class _TermDescriber:
             shape=(len(item_ids), len(artists)),
         )
         self.item_terms = (selector @ matrix).tocsr()
+
+
+class _TermDescriber:
+    """The candidate's terms that best match the terms of what the user played."""
+
+    def __init__(
+        self,
+        item_terms: _ItemTerms,
+        item_ids: np.ndarray,
+        history: pd.DataFrame,
+        top_terms: int = 2,
+    ) -> None:
+        self.terms = item_terms.terms
+        self.item_terms = item_terms.item_terms
         users, user_rows = np.unique(history["user_id"].astype(str).to_numpy(), return_inverse=True)
         weights = sparse.csr_matrix(
             (
@@ -581,7 +642,7 @@ def new_item_candidates(
             f"new item factors have {item_matrix.shape[1]} dimensions but user factors have "
             f"{user_matrix.shape[1]}; project the audio into the same CF model's space"
         )
-    scores = user_matrix @ item_matrix.T
+    scores = rows_matmul(user_matrix, item_matrix.T)
     for row, user in enumerate(user_ids):
         seen = played.get(str(user), set())
         if seen:
@@ -671,6 +732,21 @@ def popularity_candidates(
     return _frame(out_users, out_items, scores, "popularity", "popular_now", details)
 
 
+def _in_catalog(listeners: pd.Series, catalog: Iterable[str] | None) -> pd.Series:
+    if catalog is None:
+        return listeners
+    return listeners[listeners.index.isin(set(map(str, catalog)))]
+
+
+def _tail_in_catalog(
+    listeners: pd.Series, head_share: float, catalog: Iterable[str] | None
+) -> set[str]:
+    tail = tail_items(listeners, head_share)
+    if catalog is not None:
+        tail &= set(map(str, catalog))
+    return tail
+
+
 def tail_items(listeners: pd.Series, head_share: float = 0.1) -> set[str]:
     """Items outside the ``head_share`` most listened-to share of items ("less popular")."""
     if not 0 <= head_share < 1:
@@ -686,6 +762,7 @@ def exploration_candidates(
     *,
     users: Iterable[str] | None = None,
     explain: bool = True,
+    prepared: dict | None = None,
 ) -> pd.DataFrame:
     """Less popular items close to the user's taste (factor-model scores on the tail only).
 
@@ -701,6 +778,8 @@ def exploration_candidates(
         Users to serve (default: all of the model).
     explain
         Name the played item closest (cosine of item factors) to each candidate.
+    prepared
+        A cache kept across user batches (see :func:`cf_candidates`).
 
     Returns
     -------
@@ -711,12 +790,17 @@ def exploration_candidates(
         raise ValueError(
             f"exploration needs a factor model (als or bpr), got {fitted.config.model!r}"
         )
-    frame = cf_candidates(fitted, "exploration", n, users=users, catalog=tail, explain=False)
+    cache = {} if prepared is None else prepared
+    frame = cf_candidates(
+        fitted, "exploration", n, users=users, catalog=tail, explain=False, prepared=cache
+    )
     if frame.empty:
         return frame
     frame["reason_code"] = "exploration"
     if explain:
-        items = normalize_rows(fitted.model.item_factors)
+        items = _cached(
+            cache, ("unit_items", id(fitted)), lambda: normalize_rows(fitted.model.item_factors)
+        )
         item_index = fitted.interactions.item_index
         item_ids = np.asarray(fitted.item_ids, dtype=object)
         plays = fitted.interactions.plays
@@ -738,9 +822,14 @@ def cold_start_candidates(
     exploration: int = 3,
     head_share: float = 0.1,
     seed: int = 42,
+    rng: np.random.Generator | None = None,
 ) -> pd.DataFrame:
     """Candidates for users with no history: the most popular items plus seeded picks from
     the less popular tail (sampled in proportion to listeners, so they are not noise).
+
+    The picks draw from one generator user after user: pass the same ``rng`` (seeded once)
+    to calls on consecutive batches of the sorted users to get the picks of one call on all
+    of them; default a new generator seeded with ``seed``.
 
     Returns
     -------
@@ -757,7 +846,7 @@ def cold_start_candidates(
     if exploration > 0 and tail:
         weights = listeners.reindex(tail).to_numpy(dtype=float)
         weights = weights / weights.sum() if weights.sum() > 0 else None
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed) if rng is None else rng
         size = min(exploration * 3, len(tail))
         rows = []
         for user in users:
@@ -794,8 +883,14 @@ def generate_candidates(
     week_start: pd.Timestamp | str | None = None,
     explain: bool = True,
     exploration_model: str = "als",
+    listeners: pd.Series | None = None,
+    prepared: dict | None = None,
 ) -> pd.DataFrame:
     """Candidates of every available source for the users with history, concatenated.
+
+    Per-user work only: called on a batch of users with ``listens`` holding their history and
+    ``listeners`` computed on the whole history, it returns exactly those users' rows of the
+    call on everyone.
 
     Parameters
     ----------
@@ -822,6 +917,11 @@ def generate_candidates(
         Build reasons (turn off for faster offline evaluation).
     exploration_model
         The factor model (key of ``fitted``) behind exploration and new items.
+    listeners
+        Listeners per item of the whole history (:func:`item_listeners` with ``week_start``):
+        popularity and the exploration tail; default computed from ``listens``.
+    prepared
+        A cache kept across user batches of one week (:func:`cf_candidates`).
 
     Returns
     -------
@@ -829,6 +929,7 @@ def generate_candidates(
         :data:`CANDIDATE_COLUMNS`.
     """
     _require(listens, ("user_id", "item_id", "plays"), "listens")
+    cache = {} if prepared is None else prepared
     user_list = (
         sorted(set(listens["user_id"].astype(str))) if users is None else [str(u) for u in users]
     )
@@ -836,7 +937,9 @@ def generate_candidates(
     frames = []
     for label, model in fitted.items():
         frames.append(
-            cf_candidates(model, label, n, users=user_list, catalog=catalog, explain=explain)
+            cf_candidates(
+                model, label, n, users=user_list, catalog=catalog, explain=explain, prepared=cache
+            )
         )
     if text_vectors is not None:
         frames.append(
@@ -850,6 +953,7 @@ def generate_candidates(
                 explain=explain,
                 artist_terms=artist_terms,
                 item_artist=item_artist,
+                prepared=cache,
             )
         )
     if audio_vectors is not None:
@@ -862,17 +966,26 @@ def generate_candidates(
                 users=user_list,
                 catalog=catalog,
                 explain=explain,
+                prepared=cache,
             )
         )
-    listeners = item_listeners(listens, week_start=week_start)
-    frames.append(popularity_candidates(listeners, played, user_list, n, catalog=catalog))
+    if listeners is None:
+        listeners = item_listeners(listens, week_start=week_start)
+    ranked = _cached(
+        cache, ("ranked", id(listeners), id(catalog)), lambda: _in_catalog(listeners, catalog)
+    )
+    frames.append(popularity_candidates(ranked, played, user_list, n))
     explorer = fitted.get(exploration_model)
     if explorer is not None and explorer.config.model in FACTOR_KINDS and exploration_n > 0:
-        tail = tail_items(listeners, head_share)
-        if catalog is not None:
-            tail &= set(map(str, catalog))
+        tail = _cached(
+            cache,
+            ("tail", id(listeners), id(catalog), head_share),
+            lambda: _tail_in_catalog(listeners, head_share, catalog),
+        )
         frames.append(
-            exploration_candidates(explorer, tail, exploration_n, users=user_list, explain=explain)
+            exploration_candidates(
+                explorer, tail, exploration_n, users=user_list, explain=explain, prepared=cache
+            )
         )
         if new_item_vectors is not None:
             index = explorer.interactions.user_index

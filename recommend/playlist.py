@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,7 +37,6 @@ from evaluation.metrics import validation_split
 from recommend.blend import (
     BlendConfig,
     fuse,
-    item_novelty,
     tune_blend,
 )
 from recommend.candidates import (
@@ -45,18 +45,18 @@ from recommend.candidates import (
     empty_candidates,
     explain,
     generate_candidates,
-    item_listeners,
     item_vectors_from_artists,
     played_items,
     term_vectors,
 )
+from recommend.history import PlayHistory, WeekStatistics, sample_of
 from recommend.models import (
     AudioProjector,
     SourceModels,
     fit_sources,
     project_new_items,
 )
-from recommend.rerank import PlaylistConfig, rerank
+from recommend.rerank import PlaylistConfig, VectorLookup, rerank
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,8 @@ def text_space(
 
 # ---------------------------------------------------------------------------------- build
 STAGES = ("blend", "mmr", "discover_weekly")
+# users with fewer items stay out of a holdout or validation split (evaluation.metrics)
+MIN_SPLIT_ITEMS = 5
 # the blend first beats the best single source's validation NDCG@10 by this share (a margin for
 # the step from validation to the served week), then spends what is left on discovery
 ACCURACY_FLOOR = 0.02
@@ -198,8 +200,14 @@ class RankedWeek:
     candidates: pd.DataFrame
     blended: pd.DataFrame
     pool: pd.DataFrame
-    vectors: VectorTable | None
+    vectors: VectorTable | VectorLookup | None
     users: list[str]
+
+
+def _cached(cache: dict, key: tuple, build):
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
 
 
 def mmr_vectors(
@@ -227,8 +235,16 @@ def rank_week(
     audio_vectors: VectorTable | None = None,
     new_items: VectorTable | None = None,
     artist_terms: pd.DataFrame | None = None,
+    statistics: WeekStatistics | None = None,
+    prepared: dict | None = None,
 ) -> RankedWeek:
-    """Candidates of every source from the served models, fused with the served blend."""
+    """Candidates of every source from the served models, fused with the served blend.
+
+    ``listens`` may hold only ``users``' history when ``statistics`` come from the whole one:
+    everything here is per user (a user's rows do not depend on who else is in the batch).
+    """
+    statistics = statistics or WeekStatistics.of(listens, week)
+    prepared = {} if prepared is None else prepared
     candidates = generate_candidates(
         listens,
         models.fitted,
@@ -244,12 +260,19 @@ def rank_week(
         head_share=config.head_share,
         week_start=week,
         exploration_model=models.exploration_model,
+        listeners=statistics.listeners,
+        prepared=prepared,
     )
-    blended = fuse(candidates, blend, novelty=item_novelty(listens))
+    blended = fuse(candidates, blend, novelty=statistics.novelty)
     pool = candidates[candidates["source"].isin(["new", "exploration"])]
-    # brand-new items before the less popular ones in the exploration pool
-    pool = pool.assign(score=pool["score"].rank(pct=True) + (pool["source"] == "new").astype(float))
+    # brand-new items before the less popular ones in each user's exploration pool
+    pool = pool.assign(
+        score=pool.groupby("user_id")["score"].rank(pct=True)
+        + (pool["source"] == "new").astype(float)
+    )
     vectors = mmr_vectors(config, models, text)
+    if vectors is not None:
+        vectors = _cached(prepared, ("mmr", id(vectors[1])), lambda: VectorLookup(vectors))
     return RankedWeek(candidates, blended, pool, vectors, users)
 
 
@@ -274,16 +297,13 @@ def stage_playlists(
 
 
 def _cold_playlists(
-    listens: pd.DataFrame,
+    listeners: pd.Series,
     cold: list[str],
-    week: pd.Timestamp,
     item_artist: Mapping[str, str],
     config: DiscoverWeeklyConfig,
+    rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Popularity and exploration picks for users without history: (playlists, candidates)."""
-    listeners = (
-        item_listeners(listens, week_start=week) if not listens.empty else pd.Series(dtype=float)
-    )
     if listeners.empty:
         raise ValueError(
             f"{len(cold)} users have no history and listens is empty: "
@@ -295,7 +315,7 @@ def _cold_playlists(
         n=config.playlist.pool_size,
         exploration=config.playlist.exploration_slots,
         head_share=config.head_share,
-        seed=config.seed,
+        rng=rng,
     )
     pool = candidates[candidates["source"] == "exploration"]
     ranked = candidates[candidates["source"] != "exploration"]
@@ -323,18 +343,200 @@ def _explained(playlist: pd.DataFrame, week: pd.Timestamp, names: Mapping[str, s
     return playlist.reset_index(drop=True)
 
 
-def _catalog(listens: pd.DataFrame, items: pd.DataFrame, users: Sequence[str] | None) -> set:
-    """The recommendable item ids, or a ValueError when the inputs cannot make playlists."""
-    if listens.empty and not users:
-        raise ValueError("listens is empty and no users were given: nobody to build for")
-    catalog = set(items["item_id"])
+def _unknown_items(listens: pd.DataFrame, catalog: set[str]) -> None:
     unknown = set(listens["item_id"]) - catalog
     if unknown:
         raise ValueError(
             f"{len(unknown)} listened items are not in the items catalog, e.g. "
             f"{sorted(unknown)[:5]}; build items and listens from the same golden tables"
         )
+
+
+def _catalog(listens: pd.DataFrame, items: pd.DataFrame, users: Sequence[str] | None) -> set:
+    """The recommendable item ids, or a ValueError when the inputs cannot make playlists."""
+    if listens.empty and not users:
+        raise ValueError("listens is empty and no users were given: nobody to build for")
+    catalog = set(items["item_id"])
+    _unknown_items(listens, catalog)
     return catalog
+
+
+def _require_models(models: SourceModels | None) -> None:
+    if models is None:
+        raise ValueError(
+            "build_discover_weekly serves fitted models and fits none: pass "
+            "models=recommend.models.fit_sources(listens, config.cf_models) (the cf_model asset)"
+        )
+
+
+class ServingWeek:
+    """One week's serving inputs, prepared once; :func:`serve_users` serves a batch of users.
+
+    Everything held here grows with items (catalog, names, vectors, per-item statistics, the
+    models), not with users. The cold-start picks draw from one seeded generator user after
+    user: serve the batches once, in user-id order, to get the playlists of one call on all.
+
+    Parameters
+    ----------
+    items
+        Golden items ``item_id, artist_id, name[, genre, level]``: the catalog.
+    week_start
+        The week the playlists are for.
+    statistics
+        Per-item statistics of the whole history (:class:`WeekStatistics`).
+    models, blend, config, artist_terms, text_vectors, audio_vectors, audio_projector
+        As in :func:`build_discover_weekly`.
+    """
+
+    def __init__(
+        self,
+        items: pd.DataFrame,
+        *,
+        week_start: str | pd.Timestamp,
+        statistics: WeekStatistics,
+        models: SourceModels | None = None,
+        blend: BlendConfig | None = None,
+        config: DiscoverWeeklyConfig | None = None,
+        artist_terms: pd.DataFrame | None = None,
+        text_vectors: VectorTable | None = None,
+        audio_vectors: VectorTable | None = None,
+        audio_projector: AudioProjector | None = None,
+    ) -> None:
+        self.config = config or DiscoverWeeklyConfig()
+        self.blend = blend or self.config.blend
+        self.items = check_items(items)
+        self.week = pd.Timestamp(week_start)
+        self.statistics = statistics
+        self.models = models
+        self.artist_terms = artist_terms
+        self.text_vectors = text_vectors
+        self.audio_vectors = audio_vectors
+        self.audio_projector = audio_projector
+        self.catalog = set(self.items["item_id"])
+        self.item_artist = dict(zip(self.items["item_id"], self.items["artist_id"], strict=True))
+        self.names = dict(zip(self.items["item_id"], self.items["name"].astype(str), strict=True))
+        self.cold_rng = np.random.default_rng(self.config.seed)
+        self.prepared: dict = {}
+        self._content: tuple[VectorTable | None, VectorTable | None] | None = None
+
+    def content(self) -> tuple[VectorTable | None, VectorTable | None]:
+        """Item-level text vectors and brand-new tracks' projected factors (built once)."""
+        if self._content is None:
+            _require_models(self.models)
+            config = self.config
+            text = text_space(
+                self.items, self.artist_terms, self.text_vectors, config.text_dim, config.seed
+            )
+            new_items = project_new_items(
+                self.audio_projector, self.models.explorer, self.audio_vectors, self.catalog
+            )
+            self._content = (text, new_items)
+        return self._content
+
+
+def serve_users(
+    serving: ServingWeek,
+    listens: pd.DataFrame,
+    users: Sequence[str],
+    *,
+    stages: bool = False,
+    return_candidates: bool = False,
+):
+    """Playlists (and candidates) of one batch of users; ``listens`` holds their history.
+
+    The result for a user depends on the user's own history, the models and the whole-history
+    :class:`WeekStatistics` only, so serving users in batches gives the rows of one call on all
+    (see :func:`build_discover_weekly` for the arguments and the output).
+    """
+    config = serving.config
+    listens = check_listens(listens)
+    _unknown_items(listens, serving.catalog)
+    served = [str(u) for u in users]
+    with_history = sorted(set(served) & set(listens["user_id"]))
+    cold = sorted(set(served) - set(with_history))
+    if with_history:
+        _require_models(serving.models)
+    played = played_items(listens)
+    results: dict[str, list[pd.DataFrame]] = {stage: [] for stage in STAGES}
+    candidate_frames: list[pd.DataFrame] = []
+    with threadpool_limits(config.num_threads):
+        if with_history:
+            text, new_items = serving.content()
+            ranked = rank_week(
+                listens,
+                serving.models,
+                blend=serving.blend,
+                config=config,
+                users=with_history,
+                catalog=serving.catalog,
+                item_artist=serving.item_artist,
+                week=serving.week,
+                text=text,
+                audio_vectors=serving.audio_vectors,
+                new_items=new_items,
+                artist_terms=serving.artist_terms,
+                statistics=serving.statistics,
+                prepared=serving.prepared,
+            )
+            candidate_frames.append(ranked.candidates)
+            for stage in STAGES if stages else ("discover_weekly",):
+                results[stage].append(
+                    stage_playlists(ranked, stage, played, serving.item_artist, config.playlist)
+                )
+        if cold:
+            playlists, candidates = _cold_playlists(
+                serving.statistics.listeners, cold, serving.item_artist, config, serving.cold_rng
+            )
+            candidate_frames.append(candidates)
+            for stage in STAGES:
+                results[stage].append(playlists)
+    empty = pd.DataFrame(columns=PLAYLIST_OUTPUT_COLUMNS)
+    if stages:
+        out = {stage: _concat(results[stage], empty) for stage in STAGES}
+    else:
+        out = _explained(_concat(results["discover_weekly"], empty), serving.week, serving.names)
+    if return_candidates:
+        return out, _concat(candidate_frames, empty_candidates())
+    return out
+
+
+@dataclass
+class ServedTotals:
+    """Running totals over served user batches (the ``discover_weekly`` metadata): counts per
+    source and the distinct items shown (grows with items); nothing per user is kept."""
+
+    rows: int = 0
+    users: int = 0
+    users_without_history: int = 0
+    candidate_rows: int = 0
+    items: set[str] = field(default_factory=set)
+    sources: Counter = field(default_factory=Counter)
+    candidate_sources: Counter = field(default_factory=Counter)
+
+    def add(
+        self,
+        users: Sequence[str],
+        history: pd.DataFrame,
+        playlists: pd.DataFrame,
+        candidates: pd.DataFrame,
+    ) -> None:
+        self.rows += len(playlists)
+        self.users += int(playlists["user_id"].nunique())
+        self.users_without_history += len(set(map(str, users)) - set(history["user_id"]))
+        self.candidate_rows += len(candidates)
+        self.items.update(playlists["item_id"])
+        self.sources.update(playlists["source"].value_counts().to_dict())
+        self.candidate_sources.update(candidates["source"].value_counts().to_dict())
+
+
+def user_batches(users: Iterable[str], batch_size: int) -> Iterator[list[str]]:
+    """Consecutive batches of the sorted distinct ``users`` (the order :class:`ServingWeek`
+    serves them in)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ordered = sorted({str(u) for u in users})
+    for start in range(0, len(ordered), batch_size):
+        yield ordered[start : start + batch_size]
 
 
 def build_discover_weekly(
@@ -352,6 +554,8 @@ def build_discover_weekly(
     audio_projector: AudioProjector | None = None,
     stages: bool = False,
     return_candidates: bool = False,
+    statistics: WeekStatistics | None = None,
+    batch_size: int | None = None,
 ):
     """Weekly playlists from already fitted models: ``config.playlist.size`` never-played items
     per user, each with a reason. Nothing is fitted here.
@@ -390,6 +594,13 @@ def build_discover_weekly(
         evaluation) instead of the served playlists.
     return_candidates
         Also return the per-source candidates the playlists were blended from.
+    statistics
+        Per-item statistics of the whole history (default: computed from ``listens``); give
+        them when ``listens`` holds only the served users' history.
+    batch_size
+        Serve the users in batches of this many (sorted by id) through :func:`serve_users`:
+        the same rows as one batch (the default), in batch order. The ``discover_weekly`` asset
+        serves batches read from the warehouse the same way.
 
     Returns
     -------
@@ -398,71 +609,61 @@ def build_discover_weekly(
         ``return_candidates``, a ``(playlists, candidates)`` pair.
     """
     config = config or DiscoverWeeklyConfig()
-    blend = blend or config.blend
     started = time.perf_counter()
     listens, items = check_listens(listens), check_items(items)
     week = pd.Timestamp(week_start)
-    catalog = _catalog(listens, items, users)
-    item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
+    _catalog(listens, items, users)
     served = sorted(set(listens["user_id"])) if users is None else [str(u) for u in users]
-    with_history = sorted(set(served) & set(listens["user_id"]))
-    cold = sorted(set(served) - set(with_history))
-    if with_history and models is None:
-        raise ValueError(
-            "build_discover_weekly serves fitted models and fits none: pass "
-            "models=recommend.models.fit_sources(listens, config.cf_models) (the cf_model asset)"
-        )
-    played = played_items(listens)
-    results = {stage: [] for stage in STAGES}
-    candidate_frames: list[pd.DataFrame] = []
-    with threadpool_limits(config.num_threads):
-        if with_history:
-            text = text_space(items, artist_terms, text_vectors, config.text_dim, config.seed)
-            new_items = project_new_items(audio_projector, models.explorer, audio_vectors, catalog)
-            ranked = rank_week(
-                listens,
-                models,
-                blend=blend,
-                config=config,
-                users=with_history,
-                catalog=catalog,
-                item_artist=item_artist,
-                week=week,
-                text=text,
-                audio_vectors=audio_vectors,
-                new_items=new_items,
-                artist_terms=artist_terms,
+    if set(served) & set(listens["user_id"]):
+        _require_models(models)
+    serving = ServingWeek(
+        items,
+        week_start=week,
+        statistics=statistics or WeekStatistics.of(listens, week),
+        models=models,
+        blend=blend,
+        config=config,
+        artist_terms=artist_terms,
+        text_vectors=text_vectors,
+        audio_vectors=audio_vectors,
+        audio_projector=audio_projector,
+    )
+    if batch_size is None:
+        out = serve_users(serving, listens, served, stages=stages, return_candidates=True)
+    else:
+        parts = [
+            serve_users(
+                serving,
+                listens[listens["user_id"].isin(batch)],
+                batch,
+                stages=stages,
+                return_candidates=True,
             )
-            candidate_frames.append(ranked.candidates)
-            for stage in STAGES if stages else ("discover_weekly",):
-                results[stage].append(
-                    stage_playlists(ranked, stage, played, item_artist, config.playlist)
-                )
-        if cold:
-            playlists, candidates = _cold_playlists(listens, cold, week, item_artist, config)
-            candidate_frames.append(candidates)
-            for stage in STAGES:
-                results[stage].append(playlists)
-    empty = pd.DataFrame(columns=PLAYLIST_OUTPUT_COLUMNS)
+            for batch in user_batches(served, batch_size)
+        ]
+        out = _combine(parts, stages)
+    n_cold = len(set(served) - set(listens["user_id"]))
     logger.info(
         "discover weekly %s: %d users (%d cold) in %.1fs",
         week.date(),
-        len(served),
-        len(cold),
+        len(set(served)),
+        n_cold,
         time.perf_counter() - started,
     )
+    return out if return_candidates else out[0]
+
+
+def _combine(parts: list[tuple], stages: bool) -> tuple:
+    """The outputs of :func:`serve_users` on consecutive batches, as one output."""
+    empty = pd.DataFrame(columns=PLAYLIST_OUTPUT_COLUMNS)
+    candidates = _concat([p[1] for p in parts], empty_candidates())
     if stages:
-        out = {stage: _concat(results[stage], empty) for stage in STAGES}
-    else:
-        names = dict(zip(items["item_id"], items["name"].astype(str), strict=True))
-        out = _explained(_concat(results["discover_weekly"], empty), week, names)
-    if return_candidates:
-        return out, _concat(candidate_frames, empty_candidates())
-    return out
+        return {s: _concat([p[0][s] for p in parts], empty) for s in STAGES}, candidates
+    return _concat([p[0] for p in parts], empty), candidates
 
 
 def tune_week_blend(
-    history: pd.DataFrame,
+    history: pd.DataFrame | PlayHistory,
     items: pd.DataFrame,
     *,
     config: DiscoverWeeklyConfig | None = None,
@@ -474,6 +675,7 @@ def tune_week_blend(
     methods: Sequence[str] = ("zscore", "rrf"),
     reference: str | None = "best",
     coverage_factor: float = DISCOVERY_FACTOR,
+    max_users: int | None = None,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """The blend for a week, tuned on a validation split carved from its history.
 
@@ -486,44 +688,69 @@ def tune_week_blend(
     served list never trades its accuracy lead for discovery; where it has a lead, it spends it
     on discovery.
 
+    Parameters
+    ----------
+    history
+        The plays: a frame of everyone's, or a :class:`recommend.history.PlayHistory` (a
+        seeded sample's rows and everyone's plays as a compact matrix,
+        :func:`recommend.history.load_history`).
+    max_users
+        At most this many users are split for validation (a seeded sample by
+        :func:`recommend.history.sample_key` of the users with enough items, when the history
+        holds more): the candidates held at once follow it, not the number of users. The
+        fitting part is everyone's plays but the validation rows. None: every user.
+
     Returns
     -------
     (BlendConfig, pandas.DataFrame)
         The tuned config and the search history.
     """
     config = config or DiscoverWeeklyConfig()
-    history, items = check_listens(history), check_items(items)
-    split = validation_split(history, validation_fraction, seed=validation_seed)
-    fit_part = check_listens(split.train)
+    items = check_items(items)
+    plays = (
+        history
+        if isinstance(history, PlayHistory)
+        else PlayHistory.from_frame(check_listens(history))
+    )
+    rows = plays.rows
+    if max_users is not None and rows["user_id"].nunique() > max_users:
+        sizes = rows.groupby("user_id").size()
+        chosen = sample_of(sizes.index[sizes >= MIN_SPLIT_ITEMS], max_users, validation_seed)
+        rows = rows[rows["user_id"].isin(set(chosen))]
+    split = validation_split(rows, validation_fraction, seed=validation_seed)
+    fit = plays.after_split(split.train, split.test)
     models = fit_sources(
-        fit_part,
+        fit.interactions,
         config.cf_models,
         exploration_model=config.exploration_model,
         num_threads=config.num_threads,
     )
+    statistics = fit.statistics()
+    validation_users = sorted(set(split.test["user_id"].astype(str)))
     with threadpool_limits(config.num_threads):
         candidates = generate_candidates(
-            fit_part,
+            check_listens(fit.rows_of(validation_users)),
             models.fitted,
             text_vectors=text_space(
                 items, artist_terms, text_vectors, config.text_dim, config.seed
             ),
             audio_vectors=audio_vectors,
             item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
-            users=sorted(set(split.test["user_id"].astype(str))),
+            users=validation_users,
             catalog=set(items["item_id"]),
             n=config.candidates_per_source,
             exploration_n=config.exploration_candidates,
             head_share=config.head_share,
             explain=False,
             exploration_model=config.exploration_model,
+            listeners=statistics.listeners,
         )
         return tune_blend(
             candidates,
             split.test,
             methods=methods,
             rrf_k=config.blend.rrf_k,
-            novelty=item_novelty(fit_part),
+            novelty=statistics.novelty,
             reference=reference,
             coverage_factor=coverage_factor,
             list_k=config.playlist.size,

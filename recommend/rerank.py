@@ -144,7 +144,9 @@ def mmr_order(
     return chosen
 
 
-class _VectorLookup:
+class VectorLookup:
+    """Item vectors by id for MMR, built once and shared by every user (and user batch)."""
+
     def __init__(self, item_vectors: tuple[Sequence[str], np.ndarray] | None) -> None:
         if item_vectors is None:
             self.matrix = None
@@ -170,7 +172,7 @@ def rerank_user(
     played: set[str],
     item_artist: Mapping[str, str],
     config: PlaylistConfig,
-    vectors: _VectorLookup | tuple[Sequence[str], np.ndarray] | None = None,
+    vectors: VectorLookup | tuple[Sequence[str], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One user's playlist from their ranked candidates and exploration pool.
 
@@ -195,7 +197,7 @@ def rerank_user(
         ``position`` (1-based) plus the input columns and ``artist_id``; at most
         ``config.size`` rows, fewer when the candidates run out.
     """
-    lookup = vectors if isinstance(vectors, _VectorLookup) else _VectorLookup(vectors)
+    lookup = vectors if isinstance(vectors, VectorLookup) else VectorLookup(vectors)
     pool = ranked[~ranked["item_id"].isin(played)].drop_duplicates("item_id")
     pool = pool.head(config.pool_size).reset_index(drop=True)
     explore = exploration[~exploration["item_id"].isin(played)].drop_duplicates("item_id")
@@ -279,7 +281,7 @@ def rerank(
     exploration: pd.DataFrame,
     played: Mapping[str, set[str]],
     item_artist: Mapping[str, str],
-    item_vectors: tuple[Sequence[str], np.ndarray] | None = None,
+    item_vectors: VectorLookup | tuple[Sequence[str], np.ndarray] | None = None,
     config: PlaylistConfig | None = None,
     *,
     users: Sequence[str] | None = None,
@@ -298,7 +300,7 @@ def rerank(
     item_artist
         ``{item_id: artist_id}``.
     item_vectors
-        ``(item_ids, matrix)`` for MMR.
+        ``(item_ids, matrix)`` for MMR, or a prepared :class:`VectorLookup`.
     config
         The rules (default :class:`PlaylistConfig`).
     users
@@ -310,7 +312,7 @@ def rerank(
         :data:`PLAYLIST_COLUMNS`, sorted by user and position.
     """
     config = config or PlaylistConfig()
-    lookup = _VectorLookup(item_vectors)
+    lookup = item_vectors if isinstance(item_vectors, VectorLookup) else VectorLookup(item_vectors)
     empty = pd.DataFrame(columns=_ROW_COLUMNS)
     by_user = {u: g for u, g in blended.groupby("user_id", sort=False)}
     explore_sorted = exploration.sort_values(
