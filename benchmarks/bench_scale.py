@@ -107,7 +107,7 @@ def measure(events: int, work: Path, seed: int, timeout: float) -> dict:
         "events": events,
         "generation_s": round(generation_s, 1),
         "process_wall_s": round(wall, 1),
-        "peak_rss_gb": round(max(peaks, default=0.0) / 1024, 2),
+        "peak_rss_gib": round(max(peaks, default=0.0) / 1024, 2),
         "wall_s_per_10M_events": round(report["wall_s"] * 1e7 / events, 1),
         **report,
     }
@@ -121,13 +121,13 @@ def markdown(results: list[dict]) -> str:
         "source from `sources.sample_stream`; wall = `run_everything` (main job + latest week); "
         "peak RSS = the largest step peak (VmHWM per step; Milvus Lite's process not counted).",
         "",
-        "| events | ok | wall s | s per 10M events | peak RSS GB | generation s |",
+        "| events | ok | wall s | s per 10M events | peak RSS GiB | generation s |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['events']:,} | {'yes' if r.get('success') else 'NO'} | {r.get('wall_s', '')} "
-            f"| {r.get('wall_s_per_10M_events', '')} | {r.get('peak_rss_gb', '')} "
+            f"| {r.get('wall_s_per_10M_events', '')} | {r.get('peak_rss_gib', '')} "
             f"| {r.get('generation_s', '')} |"
         )
     for r in results:
