@@ -12,6 +12,25 @@ import pandas as pd
 import pytest
 
 
+def run_generic(source, tmp_path) -> subprocess.CompletedProcess:
+    """`cratedigger run` on the generic files in ``source``, data under ``tmp_path``."""
+    env = {
+        **os.environ,
+        "CRATEDIGGER_SOURCE": "generic",
+        "CRATEDIGGER_SOURCE_PATH": str(source),
+        "CRATEDIGGER_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "CRATEDIGGER_AUDIO_COMPARE": "none",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run", "--no-playlist"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
 @pytest.mark.slow
 def test_listens_and_artists_alone_give_playlists(tmp_path):
     rng = np.random.default_rng(0)
@@ -28,21 +47,7 @@ def test_listens_and_artists_alone_give_playlists(tmp_path):
     pd.DataFrame(rows, columns=["user_id", "item_id", "plays"]).to_csv(
         source / "listens.csv", index=False
     )
-    env = {
-        **os.environ,
-        "CRATEDIGGER_SOURCE": "generic",
-        "CRATEDIGGER_SOURCE_PATH": str(source),
-        "CRATEDIGGER_DATA_DIR": str(tmp_path / "data"),
-        "DAGSTER_HOME": str(tmp_path / "home"),
-        "CRATEDIGGER_AUDIO_COMPARE": "none",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "run", "--no-playlist"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_generic(source, tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert " 0 failed" in done.stdout
     with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
@@ -68,21 +73,7 @@ def test_tiny_input_reports_too_small_and_still_gives_playlists(tmp_path):
     pd.DataFrame(rows, columns=["user_id", "item_id", "plays", "ts"]).to_csv(
         source / "listens.csv", index=False
     )
-    env = {
-        **os.environ,
-        "CRATEDIGGER_SOURCE": "generic",
-        "CRATEDIGGER_SOURCE_PATH": str(source),
-        "CRATEDIGGER_DATA_DIR": str(tmp_path / "data"),
-        "DAGSTER_HOME": str(tmp_path / "home"),
-        "CRATEDIGGER_AUDIO_COMPARE": "none",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "run", "--no-playlist"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_generic(source, tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "too small" in done.stdout + done.stderr
     with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
