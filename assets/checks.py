@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.publishing import raw_counts
 from orchestration.resources import Paths, Warehouse
-from quality.suites import SUITE_REFERENCES, raw_row_bound, validate_golden
+from quality.suites import RAW_SOURCES, SUITE_REFERENCES, raw_row_bound, validate_golden
 
 EXPECTATIONS_CHECK = "expectations"
 
@@ -21,7 +21,7 @@ def _suite_check(table: str) -> dg.AssetChecksDefinition:
         pool="duckdb",
     )
     def _check(warehouse: Warehouse, paths: Paths) -> dg.AssetCheckResult:
-        bound = raw_row_bound(table, raw_counts(warehouse))
+        bound = raw_row_bound(table, raw_counts(warehouse, RAW_SOURCES.get(table, ())))
         result, rows, sampled = validate_golden(warehouse.read, paths.gx_root, table, bound)
         failed = {
             f"{o.expectation}({o.column or ''})": o.examples[:10]
