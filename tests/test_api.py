@@ -8,6 +8,7 @@ the answers switch once from the old version to the new one.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -225,7 +226,9 @@ def test_a_bounded_schemathesis_run_finds_no_server_error_and_no_schema_violatio
     ):
         done = _schemathesis(server, tmp_path, *args)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-        assert "No issues found" in done.stdout, done.stdout[-4000:]
+        # every generated case passed; a warning (e.g. "only 404s for the radio": no fuzzed
+        # artist id exists) is not a failure
+        assert re.search(r"(\d+) generated, \1 passed", done.stdout), done.stdout[-4000:]
 
 
 def test_a_pipeline_run_publishing_new_vectors_never_fails_a_request(
