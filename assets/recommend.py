@@ -15,6 +15,15 @@ import numpy as np
 import pandas as pd
 
 from assets.metadata import floats, frame_metadata, png_markdown, too_small
+from assets.weekly import (
+    OWNER,
+    WEEK_TABLES,
+    HoldoutConfig,
+    audio_table,
+    cooccurrence_trainer,
+    week_config,
+)
+from embeddings.cooccurrence import CooccurrenceVectors
 from embeddings.vectors import AudioEmbeddings, VectorSet
 from evaluation.metrics import confidence_intervals, holdout_split, interval_columns
 from evaluation.served import evaluate_blend
@@ -23,6 +32,7 @@ from orchestration.partitions import WEEKS, register_weeks, week_cutoff, week_of
 from orchestration.resources import (
     ARTIFACTS,
     ArtifactStoreResource,
+    ExperimentResource,
     FeatureStoreResource,
     Paths,
     Warehouse,
@@ -41,42 +51,19 @@ from recommend.models import AudioProjector, SourceModels
 from recommend.playlist import (
     DISCOVERY_FACTOR,
     STAGE_DESCRIPTIONS,
-    DiscoverWeeklyConfig,
     ServedTotals,
     ServingWeek,
     serve_users,
     similar_artists,
     tune_week_blend,
 )
+from recommend.variants import Experiment, variant_serving
 
-OWNER = "team:recsys"
 CANDIDATES = dg.AssetKey("candidates")
 DISCOVER_WEEKLY = dg.AssetKey("discover_weekly")
 BLEND_CONFIG = dg.AssetKey("blend_config")
 PLAYLIST_RULES_CHECK = "playlist_rules"
 PLAYLIST_SIZE = 30
-# the golden tables a week's tuning and evaluation read: its history, catalogue and terms
-WEEK_TABLES = [
-    ["listening_weeks"],
-    ["golden", "listen_events"],
-    ["golden", "listens"],
-    ["golden", "items"],
-    ["golden", "artists"],
-    ["golden", "artist_terms"],
-]
-
-
-def _week_config(cf_model: SourceModels) -> DiscoverWeeklyConfig:
-    """The playlist config with the served CF sources (for tuning and evaluation replays)."""
-    return DiscoverWeeklyConfig(
-        cf_models=cf_model.configs, exploration_model=cf_model.exploration_model
-    )
-
-
-def _audio_table(audio_vectors: AudioEmbeddings, items: pd.DataFrame):
-    """The recommender's audio vectors for track catalogs (None at artist level or empty)."""
-    level = str(items["level"].iloc[0]) if len(items) else "artist"
-    return audio_vectors.primary.as_table() if level == "track" else None
 
 
 class BlendTuningConfig(dg.Config):
@@ -113,8 +100,10 @@ class BlendTuningConfig(dg.Config):
         "cf_model": dg.AssetIn("cf_model"),
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
+        "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
     },
-    deps=WEEK_TABLES,
+    # the co-occurrence source is refitted without held-out rows from its contexts
+    deps=[*WEEK_TABLES, ["golden", "tag_assignments"]],
     partitions_def=WEEKS,
     io_manager_key=ARTIFACTS,
     group_name="recommend",
@@ -134,12 +123,15 @@ def blend_config(
     cf_model: SourceModels,
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
+    cooccurrence_vectors: CooccurrenceVectors,
 ) -> dg.Output:
     if config.weights:
         choice = BlendChoice(BlendConfig(weights=config.weights, method=config.method), False)
         return dg.Output(choice, metadata={"tuned": False, "weights": dict(config.weights)})
     terms = warehouse.table("golden", "artist_terms")
-    inputs = _blend_inputs(cf_model, config, text_vectors, audio_vectors, terms)
+    inputs = _blend_inputs(
+        cf_model, config, [text_vectors, audio_vectors, cooccurrence_vectors], terms
+    )
     store = artifact_store.store()
     if store.has(BLEND_CONFIG.path, context.partition_key, inputs):
         context.log.info(f"blend {inputs} already tuned on the same inputs; not retuning")
@@ -155,10 +147,11 @@ def blend_config(
                 seed=config.validation_seed,
             ),
             items,
-            config=_week_config(cf_model),
+            config=week_config(cf_model),
             artist_terms=terms,
             text_vectors=text_vectors.as_table(),
-            audio_vectors=_audio_table(audio_vectors, items),
+            audio_vectors=audio_table(audio_vectors, items),
+            cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             **config.tuning(),
         )
     except TooSmall as error:
@@ -190,14 +183,13 @@ def blend_config(
 def _blend_inputs(
     cf_model: SourceModels,
     config: BlendTuningConfig,
-    text_vectors: VectorSet,
-    audio_vectors: AudioEmbeddings,
+    vectors: list,
     terms: pd.DataFrame,
 ) -> str:
     """Hash of everything the tuning reads: same inputs, same blend (no retuning)."""
     digest = hashlib.sha256(
         json.dumps(
-            [cf_model.version, config.tuning(), text_vectors.version, audio_vectors.version],
+            [cf_model.version, config.tuning(), *[v.version for v in vectors]],
             sort_keys=True,
             default=str,
         ).encode()
@@ -259,6 +251,7 @@ class DiscoverWeeklyRunConfig(dg.Config):
         "audio_to_cf_model": dg.AssetIn("audio_to_cf_model"),
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
+        "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
     },
     specs=[
         dg.AssetSpec(
@@ -268,6 +261,7 @@ class DiscoverWeeklyRunConfig(dg.Config):
                 "text_vectors",
                 "audio_vectors",
                 "audio_to_cf_model",
+                "cooccurrence_vectors",
                 ["golden", "listen_events"],
                 ["golden", "listens"],
                 ["golden", "artist_terms"],
@@ -295,8 +289,10 @@ class DiscoverWeeklyRunConfig(dg.Config):
             owners=[OWNER],
             description="Discover Weekly: 30 never-played items per user and week, fused with "
             "the week's blend_config, diversified (MMR, artist cap), with exploration slots and "
-            "a reason on every row. Fits no model. Delivered as recommend.discover_weekly, "
-            "Parquet under exports/discover_weekly/ and the Feast view discover_weekly_playlist.",
+            "a reason on every row; each user served by their A/B variant (the experiment "
+            "resource, a stable hash of the user id), kept in the variant column. Fits no "
+            "model. Delivered as recommend.discover_weekly, Parquet under "
+            "exports/discover_weekly/ and the Feast view discover_weekly_playlist.",
             skippable=False,
         ),
     ],
@@ -318,11 +314,13 @@ def discover_weekly(
     warehouse: Warehouse,
     paths: Paths,
     feature_store: FeatureStoreResource,
+    experiment: ExperimentResource,
     cf_model: SourceModels,
     blend_config: BlendChoice,
     audio_to_cf_model: AudioProjector | None,
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
+    cooccurrence_vectors: CooccurrenceVectors,
 ):
     """Serve one week's playlists from the week's models and blend, in user batches: each
     batch's history is read from the warehouse, served, and appended to the tables, the
@@ -331,22 +329,25 @@ def discover_weekly(
     week = cutoff.normalize()
     day = week.date()
     items = display_items(warehouse)
-    serving = ServingWeek(
+    serving = _serving_week(
+        warehouse,
         items,
-        week_start=week,
-        statistics=week_statistics(warehouse, cutoff, week),
-        models=cf_model,
-        blend=blend_config.blend,
-        config=_week_config(cf_model),
-        artist_terms=warehouse.table("golden", "artist_terms"),
-        text_vectors=text_vectors.as_table(),
-        audio_vectors=_audio_table(audio_vectors, items),
-        audio_projector=audio_to_cf_model,
+        cutoff,
+        cf_model=cf_model,
+        blend_config=blend_config,
+        text_vectors=text_vectors,
+        audio_vectors=audio_vectors,
+        audio_to_cf_model=audio_to_cf_model,
+        cooccurrence_vectors=cooccurrence_vectors,
     )
+    plan = experiment.experiment()
+    servings = {v.name: variant_serving(serving, v) for v in plan.variants}
     context.log.info(
         f"week {day}: users in batches of {config.user_batch_size}, plays before {cutoff}, "
-        f"CF sources {cf_model.version}, blend {blend_config.version}"
+        f"CF sources {cf_model.version}, blend {blend_config.version}, experiment "
+        f"{plan.name} ({', '.join(f'{v.name} {v.share:g}' for v in plan.variants)})"
     )
+    variant_users: Counter = Counter()
     export = paths.sub("exports", "discover_weekly", f"week_start={day}") / "playlists.parquet"
     totals = ServedTotals()
     violations: Counter = Counter()
@@ -355,7 +356,8 @@ def discover_weekly(
     batches = history_batches(warehouse, cutoff, config.user_batch_size)
     with _ParquetParts(export) as parquet:
         for number, (users, history) in enumerate(_at_least_one(batches, warehouse, cutoff)):
-            playlists, candidates = serve_users(serving, history, users, return_candidates=True)
+            playlists, candidates = _serve_variants(servings, plan, history, users)
+            variant_users.update(playlists.drop_duplicates("user_id")["variant"].tolist())
             candidates = candidates.assign(week_start=day)
             if number == 0:  # the week's partition is replaced once, then appended to
                 warehouse.replace_partition(
@@ -402,6 +404,10 @@ def discover_weekly(
             "parquet": dg.MetadataValue.path(str(export)),
             "feast_rows": feast_rows,
             "user_batch_size": config.user_batch_size,
+            "experiment": dg.MetadataValue.json(plan.to_dict()),
+            "variant_users": dg.MetadataValue.json(
+                {name: int(variant_users.get(name, 0)) for name in plan.names}
+            ),
             **floats({"catalog_coverage": len(totals.items) / max(1, len(items))}),
         },
     )
@@ -412,6 +418,60 @@ def discover_weekly(
         passed=not any(checked.values()),
         metadata=checked,
     )
+
+
+def _serving_week(
+    warehouse: Warehouse,
+    items: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    *,
+    cf_model: SourceModels,
+    blend_config: BlendChoice,
+    text_vectors: VectorSet,
+    audio_vectors: AudioEmbeddings,
+    audio_to_cf_model: AudioProjector | None,
+    cooccurrence_vectors: CooccurrenceVectors,
+) -> ServingWeek:
+    """The week's serving inputs, built once per run (every variant is served from it)."""
+    return ServingWeek(
+        items,
+        week_start=cutoff.normalize(),
+        statistics=week_statistics(warehouse, cutoff, cutoff.normalize()),
+        models=cf_model,
+        blend=blend_config.blend,
+        config=week_config(cf_model),
+        artist_terms=warehouse.table("golden", "artist_terms"),
+        text_vectors=text_vectors.as_table(),
+        audio_vectors=audio_table(audio_vectors, items),
+        audio_projector=audio_to_cf_model,
+        cooccurrence_vectors=cooccurrence_vectors.candidate_table(),
+    )
+
+
+def _serve_variants(
+    servings: dict[str, ServingWeek],
+    experiment: Experiment,
+    history: pd.DataFrame,
+    users: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One batch's playlists (with a ``variant`` column) and candidates: each user served by
+    the variant the experiment assigns them (a stable hash of the user id)."""
+    assigned = experiment.assign(users)
+    playlists, candidates = [], []
+    for name, serving in servings.items():
+        chosen = assigned.index[assigned == name].tolist()
+        if not chosen and playlists:
+            continue
+        mine = history[history["user_id"].astype(str).isin(set(chosen))]
+        served, ranked = serve_users(serving, mine, chosen, return_candidates=True)
+        playlists.append(served.assign(variant=name))
+        candidates.append(ranked)
+    playlists = [p for p in playlists if len(p)] or playlists[:1]
+    candidates = [c for c in candidates if len(c)] or candidates[:1]
+    merged = pd.concat(playlists, ignore_index=True).sort_values(
+        ["user_id", "position"], kind="mergesort"
+    )
+    return merged.reset_index(drop=True), pd.concat(candidates, ignore_index=True)
 
 
 def _at_least_one(batches, warehouse: Warehouse, cutoff: pd.Timestamp):
@@ -487,6 +547,9 @@ class _FeastWeek:
         for batch in pq.ParquetFile(self.path).iter_batches():
             table = pa.Table.from_batches([batch])
             table = table.filter(pc.not_equal(table["week"], self.label))
+            for name in self.schema.names:  # a column added since (e.g. variant): null
+                if name not in table.column_names:
+                    table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
             if table.num_rows:
                 self.writer.write_table(table.select(self.schema.names).cast(self.schema))
                 self.rows += table.num_rows
@@ -499,7 +562,7 @@ class _FeastWeek:
         if playlists.empty:
             return
         recs = playlists.rename(columns={"position": "rank"})[
-            ["user_id", "item_id", "rank", "reason"]
+            ["user_id", "item_id", "rank", "reason", "variant"]
         ]
         frame = features.discover_weekly_playlist(
             recs, self.week.to_pydatetime(), created=self.created
@@ -561,15 +624,9 @@ def similar_artists_table(
     )
 
 
-class BlendEvaluationConfig(dg.Config):
-    """The holdout carved from the week's history: a seeded share of each user's items, of at
-    most ``max_users`` users (a seeded sample when there are more), served in batches of
-    ``user_batch_size`` test users."""
-
-    test_fraction: float = 0.2
-    seed: int = 42
-    max_users: int = 20_000
-    user_batch_size: int = 2_000
+class BlendEvaluationConfig(HoldoutConfig):
+    """The holdout carved from the week's history (:class:`assets.weekly.HoldoutConfig`, the
+    one variant_replay scores too)."""
 
 
 def _evaluation_markdown(table: pd.DataFrame) -> str:
@@ -585,8 +642,10 @@ def _evaluation_markdown(table: pd.DataFrame) -> str:
         "blend_config": dg.AssetIn("blend_config"),
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
+        "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
     },
-    deps=WEEK_TABLES,
+    # the co-occurrence source is refitted without held-out rows from its contexts
+    deps=[*WEEK_TABLES, ["golden", "tag_assignments"]],
     partitions_def=WEEKS,
     group_name="evaluation",
     kinds={"pandas"},
@@ -608,6 +667,7 @@ def blend_evaluation(
     blend_config: BlendChoice,
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
+    cooccurrence_vectors: CooccurrenceVectors,
 ) -> dg.MaterializeResult:
     cutoff = week_cutoff(context)
     items = display_items(warehouse)
@@ -626,12 +686,13 @@ def blend_evaluation(
             items=items,
             artist_terms=warehouse.table("golden", "artist_terms"),
             text_vectors=text_vectors.as_table(),
-            audio_vectors=_audio_table(audio_vectors, items),
-            config=_week_config(cf_model),
+            audio_vectors=audio_table(audio_vectors, items),
+            config=week_config(cf_model),
             week_start=cutoff.normalize(),
             blend=None if blend_config.tuned else blend_config.blend,
             tuning=blend_config.tuning,
             batch_size=config.user_batch_size,
+            cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
         )
     except TooSmall as error:
         return too_small(context, error)
@@ -673,6 +734,8 @@ def blend_evaluation(
 
 WEEKLY_ASSETS = [
     "cf_model",
+    "transition_model",
+    "journey_evaluation",
     "cf_user_vectors",
     "cf_item_vectors",
     "audio_to_cf_model",
@@ -681,6 +744,9 @@ WEEKLY_ASSETS = [
     "discover_weekly",
     "cf_evaluation",
     "blend_evaluation",
+    "cooccurrence_vectors",
+    "similar_artists_evaluation",
+    "variant_replay",
     "features/user_cf_vector",
 ]
 discover_weekly_job = dg.define_asset_job(
@@ -688,8 +754,8 @@ discover_weekly_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in WEEKLY_ASSETS]),
     partitions_def=WEEKS,
     description="One week's models (cf_model, audio_to_cf_model, blend_config), CF vectors, "
-    "candidates and playlists, and the evaluation of what is served (backfill it for past "
-    "weeks).",
+    "candidates and playlists, and the evaluation of what is served and of the A/B variants "
+    "(backfill it for past weeks).",
 )
 
 

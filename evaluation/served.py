@@ -19,17 +19,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from embeddings.cf import Interactions
+from embeddings.cooccurrence import CooccurrenceTrainer
 from evaluation.metrics import evaluate_ranking, item_popularity, metrics_bar_chart
 from recommend.blend import BlendConfig, source_rankings
 from recommend.candidates import VectorTable
 from recommend.history import PlayHistory
-from recommend.models import fit_audio_to_cf, fit_sources
+from recommend.models import SourceModels, fit_audio_to_cf, fit_sources
 from recommend.playlist import (
     STAGES,
     DiscoverWeeklyConfig,
@@ -78,6 +80,78 @@ def _default_week(listens: pd.DataFrame | PlayHistory) -> pd.Timestamp:
     return (last + pd.Timedelta(days=7 - last.weekday())).normalize()
 
 
+@dataclass
+class ReplayedWeek:
+    """A week's models and serving inputs rebuilt on a holdout's training split, as the weekly
+    assets build them on the week's history (:func:`replay_week`)."""
+
+    plays: PlayHistory
+    items: pd.DataFrame
+    week: pd.Timestamp
+    blend: BlendConfig
+    search: pd.DataFrame
+    models: SourceModels
+    serving: ServingWeek
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def replay_week(
+    train: pd.DataFrame | PlayHistory,
+    test: pd.DataFrame,
+    *,
+    items: pd.DataFrame | None = None,
+    artist_terms: pd.DataFrame | None = None,
+    text_vectors: VectorTable | None = None,
+    audio_vectors: VectorTable | None = None,
+    config: DiscoverWeeklyConfig | None = None,
+    week_start: str | pd.Timestamp | None = None,
+    tuning: Mapping[str, Any] | None = None,
+    blend: BlendConfig | None = None,
+    cooccurrence: CooccurrenceTrainer | None = None,
+) -> ReplayedWeek:
+    """On ``train`` only, what the weekly assets do: tune the blend (``blend_config``, unless
+    ``blend`` is fixed), fit the sources (``cf_model``), the audio -> CF model
+    (``audio_to_cf_model``) and the co-occurrence vectors without the ``test`` rows
+    (``cooccurrence_vectors``), and prepare the :class:`ServingWeek` that serves them.
+    The arguments are :func:`evaluate_blend`'s."""
+    config = config or DiscoverWeeklyConfig()
+    week = pd.Timestamp(week_start) if week_start is not None else _default_week(train)
+    plays = (
+        train
+        if isinstance(train, PlayHistory)
+        else PlayHistory.from_frame(check_listens(train), week)
+    )
+    item_table = _evaluation_items(plays, items)
+    content = dict(
+        artist_terms=artist_terms, text_vectors=text_vectors, audio_vectors=audio_vectors
+    )
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    search = pd.DataFrame()
+    trainer = cooccurrence.without(test) if cooccurrence is not None else None
+    if blend is None:
+        blend, search = tune_week_blend(
+            plays, item_table, config=config, cooccurrence=trainer, **content, **dict(tuning or {})
+        )
+    seconds["tuning"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    models, projector = _fit_as_the_graph_does(plays.interactions, config, audio_vectors)
+    cooccurrence_vectors = trainer.fit().candidate_table() if trainer is not None else None
+    seconds["fit"] = time.perf_counter() - clock
+    serving = ServingWeek(
+        item_table,
+        week_start=week,
+        statistics=plays.statistics(week),
+        models=models,
+        blend=blend,
+        config=config,
+        audio_projector=projector,
+        cooccurrence_vectors=cooccurrence_vectors,
+        **content,
+    )
+    return ReplayedWeek(plays, item_table, week, blend, search, models, serving, seconds)
+
+
 def evaluate_blend(
     train: pd.DataFrame | PlayHistory,
     test: pd.DataFrame,
@@ -91,6 +165,7 @@ def evaluate_blend(
     tuning: Mapping[str, Any] | None = None,
     blend: BlendConfig | None = None,
     batch_size: int = DEFAULT_BATCH,
+    cooccurrence: CooccurrenceTrainer | None = None,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
 
@@ -123,6 +198,10 @@ def evaluate_blend(
         ``blend_config`` asset tuned the served blend: ``BlendChoice.tuning``); default its own.
     blend
         A fixed blend (as ``blend_config`` serves when weights are configured): no tuning.
+    cooccurrence
+        The trainer of the ``cooccurrence_vectors`` asset (optional source): the vectors are
+        refitted on the same contexts without the test rows (and without the validation rows
+        for tuning), as the asset fits them on the whole history.
     batch_size
         Test users served at once: candidates and playlists are held for one batch, only the
         top-30 rankings of every user are kept.
@@ -136,43 +215,23 @@ def evaluate_blend(
     """
     config = config or DiscoverWeeklyConfig()
     test = test.astype({"user_id": str, "item_id": str})
-    week = pd.Timestamp(week_start) if week_start is not None else _default_week(train)
-    plays = (
-        train
-        if isinstance(train, PlayHistory)
-        else PlayHistory.from_frame(check_listens(train), week)
-    )
-    item_table = _evaluation_items(plays, items)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-    search = pd.DataFrame()
-    if blend is None:
-        blend, search = tune_week_blend(
-            plays,
-            item_table,
-            config=config,
-            artist_terms=artist_terms,
-            text_vectors=text_vectors,
-            audio_vectors=audio_vectors,
-            **dict(tuning or {}),
-        )
-    seconds["tuning"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    models, projector = _fit_as_the_graph_does(plays.interactions, config, audio_vectors)
-    seconds["fit"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    serving = ServingWeek(
-        item_table,
-        week_start=week,
-        statistics=plays.statistics(week),
-        models=models,
-        blend=blend,
-        config=config,
+    replay = replay_week(
+        train,
+        test,
+        items=items,
         artist_terms=artist_terms,
         text_vectors=text_vectors,
         audio_vectors=audio_vectors,
-        audio_projector=projector,
+        config=config,
+        week_start=week_start,
+        tuning=tuning,
+        blend=blend,
+        cooccurrence=cooccurrence,
     )
+    plays, serving, seconds = replay.plays, replay.serving, replay.seconds
+    models, blend, search, week = replay.models, replay.blend, replay.search, replay.week
+    item_table = replay.items
+    clock = time.perf_counter()
     k = max(30, config.playlist.size)
     by_source: dict[str, dict[str, list[str]]] = {}
     by_stage: dict[str, dict[str, list[str]]] = {stage: {} for stage in STAGES}

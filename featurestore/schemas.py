@@ -153,11 +153,17 @@ DISCOVER_WEEKLY_PLAYLIST = FeatureTable(
         Column("playlist_items", pa.list_(pa.string()), "Recommended item ids in rank order."),
         Column("playlist_reasons", pa.list_(pa.string()), "One explanation per item, same order."),
         Column("week", pa.string(), "ISO week, e.g. 2026-W47."),
+        Column(
+            "variant",
+            pa.string(),
+            "The A/B variant that built the playlist (recommend.variants), e.g. control.",
+        ),
     ),
 )
 """One row per user and week: ``playlist_items[i]`` is the i-th recommended item id (rank order)
-and ``playlist_reasons[i]`` its explanation; ``week`` is the ISO week (``2026-W47``) and
-``event_timestamp`` the start of the week the playlist is valid for."""
+and ``playlist_reasons[i]`` its explanation; ``week`` is the ISO week (``2026-W47``),
+``variant`` the experiment variant the user was served (null for rows written before variants)
+and ``event_timestamp`` the start of the week the playlist is valid for."""
 
 TABLES: dict[str, FeatureTable] = {
     table.name: table

@@ -419,7 +419,8 @@ def discover_weekly_playlist(
     ----------
     recommendations : pandas.DataFrame
         One row per recommended item: ``user_id``, ``item_id``, ``rank`` (1 = first) and
-        ``reason`` (a short explanation).
+        ``reason`` (a short explanation); optionally ``variant``, the user's A/B variant
+        (null when absent).
     week_start : datetime
         UTC-aware start of the week the playlist is valid for; becomes ``event_timestamp``.
     created : datetime, optional
@@ -447,6 +448,10 @@ def discover_weekly_playlist(
             "playlist_reasons": grouped["reason"].agg(lambda s: [str(x) for x in s]),
         }
     ).reset_index()
+    if "variant" in ordered.columns:
+        frame["variant"] = grouped["variant"].first().astype(str).to_numpy()
+    else:
+        frame["variant"] = None
     frame["user_id"] = frame["user_id"].astype(str)
     frame["week"] = f"{iso.year}-W{iso.week:02d}"
     frame["event_timestamp"] = stamp

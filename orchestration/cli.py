@@ -101,6 +101,43 @@ def cmd_playlist(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_radio(args: argparse.Namespace) -> int:
+    """A station drifting from a seed artist along the week's transition model, every step
+    with its reason."""
+    from recommend.errors import TooSmall
+    from recommend.journeys import (
+        NoTransitionModel,
+        UnknownArtist,
+        load_transition_model,
+        radio_text,
+    )
+
+    if args.steps < 1:
+        print(f"cratedigger radio: --steps must be >= 1, got {args.steps}", file=sys.stderr)
+        return 2
+    try:
+        week = None if args.week is None else _week_of(args.week)
+        week, model = load_transition_model(str(load_settings().artifact_uri), week)
+        text = radio_text(model, args.artist_id, steps=args.steps, seed=args.seed)
+        print(f"week {week}: {model.rule.describe()}\n{text}")
+    except (NoTransitionModel, UnknownArtist, TooSmall, ValueError) as error:
+        print(f"cratedigger radio: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _week_of(day: str) -> str:
+    """The Monday (``YYYY-MM-DD``) of the week holding ``day``; ValueError naming the format."""
+    import pandas as pd
+
+    from orchestration.partitions import week_of
+
+    try:
+        return week_of(pd.Timestamp(day))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--week {day!r} is not a date (YYYY-MM-DD)") from error
+
+
 def cmd_where(args: argparse.Namespace) -> int:
     print(where_text())
     return 0
@@ -143,6 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     playlist.add_argument("user_id")
     playlist.add_argument("--week", default=None, help="week start YYYY-MM-DD (default latest)")
     playlist.set_defaults(func=cmd_playlist)
+    radio = sub.add_parser(
+        "radio",
+        help="an endless station from a seed artist, each step with its reason",
+        description="Drift from ARTIST_ID along the transition model of exploratory listeners "
+        "(no artist twice within 20 steps); prints the first --steps steps.",
+    )
+    radio.add_argument("artist_id")
+    radio.add_argument("--steps", type=int, default=50, help="steps to print (default 50)")
+    radio.add_argument("--week", default=None, help="any day of the week (default the latest)")
+    radio.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    radio.set_defaults(func=cmd_radio)
     where = sub.add_parser("where", help="print where the artefacts are")
     where.set_defaults(func=cmd_where)
     serve = sub.add_parser(

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import audio, cf, checks, features, golden, ingest, recommend, reports, text, weeks
+from assets import (
+    audio,
+    cf,
+    checks,
+    cooccurrence,
+    features,
+    golden,
+    ingest,
+    journeys,
+    recommend,
+    reports,
+    text,
+    variants,
+    weeks,
+)
 from orchestration.partitions import latest_week
 from orchestration.resources import build_resources
 from orchestration.settings import apply_runtime_environment, load_settings
@@ -13,7 +27,20 @@ apply_runtime_environment()
 
 settings = load_settings()
 
-ASSET_MODULES = [ingest, golden, weeks, text, cf, audio, features, recommend, reports]
+ASSET_MODULES = [
+    ingest,
+    golden,
+    weeks,
+    text,
+    cf,
+    cooccurrence,
+    audio,
+    features,
+    journeys,
+    recommend,
+    reports,
+    variants,
+]
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules([checks, *ASSET_MODULES])

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
@@ -19,6 +19,9 @@ import pandas as pd
 
 from artifacts import ArtifactStore
 from orchestration.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from recommend.variants import Experiment
 
 LOCK_WAIT_SECONDS = 120.0
 ARTIFACTS = "artifacts"  # resource key of the artifact store (an IO manager)
@@ -94,6 +97,7 @@ class Warehouse(dg.ConfigurableResource):
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS {schema}.{table} AS SELECT * FROM _frame LIMIT 0"
             )
+            _add_new_columns(con, schema, table)
             con.execute("BEGIN TRANSACTION")
             con.execute(f"DELETE FROM {schema}.{table} WHERE {column} = ?", [value])
             con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM _frame")
@@ -111,6 +115,7 @@ class Warehouse(dg.ConfigurableResource):
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS {schema}.{table} AS SELECT * FROM _frame LIMIT 0"
             )
+            _add_new_columns(con, schema, table)
             con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM _frame")
             con.unregister("_frame")
         return len(frame)
@@ -149,6 +154,22 @@ class Warehouse(dg.ConfigurableResource):
             [schema, table],
         )
         return bool(found["n"].iloc[0])
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+    """Add the registered ``_frame``'s columns that ``schema.table`` lacks (null in the rows
+    already there): a table written by an older version takes a new column."""
+    have = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+    for name, kind, *_ in con.execute("DESCRIBE SELECT * FROM _frame").fetchall():
+        if name not in have:
+            con.execute(f'ALTER TABLE {schema}.{table} ADD COLUMN "{name}" {kind}')
 
 
 class Paths(dg.ConfigurableResource):
@@ -245,6 +266,21 @@ class FeatureStoreResource(dg.ConfigurableResource):
         )
 
 
+class ExperimentResource(dg.ConfigurableResource):
+    """The A/B experiment: the playlist variants ``discover_weekly`` serves (each user by a
+    stable hash of the user id) and ``variant_replay`` compares offline. ``spec`` is the
+    experiment as JSON (:func:`recommend.variants.parse_experiment`; settings key
+    ``CRATEDIGGER_EXPERIMENT``); empty: the default experiment."""
+
+    spec: str = ""
+
+    def experiment(self) -> Experiment:
+        """The parsed :class:`recommend.variants.Experiment`."""
+        from recommend.variants import parse_experiment
+
+        return parse_experiment(self.spec or None)
+
+
 class ArtifactStoreResource(dg.ConfigurableResource):
     """The one artifact store (:class:`artifacts.ArtifactStore`): a folder in the embedded
     profile, an fsspec URI such as ``s3://bucket/prefix`` in production. Assets take it to ask
@@ -307,4 +343,5 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             postgres_url=settings.postgres_url,
             redis_url=settings.redis_url,
         ),
+        "experiment": ExperimentResource(spec=settings.experiment),
     }

@@ -27,6 +27,9 @@ Environment variables (all optional; defaults give the embedded profile on the b
 ``CRATEDIGGER_API_PORT``    its port (default 8000; 0 picks a free one)
 ``CRATEDIGGER_API_REFRESH_SECONDS`` how often the server looks for newly published vectors,
                             playlists and catalogue changes (default 2)
+``CRATEDIGGER_EXPERIMENT``  the A/B variants of the playlists: ``default`` (control 80%, wider
+                            exploration 20%), ``none`` (one variant) or a JSON file / inline JSON
+                            object (``recommend.variants``)
 ==========================  ===================================================================
 """
 
@@ -65,6 +68,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_refresh_seconds: float = 2.0
+    experiment: str = ""  # JSON of the experiment (recommend.variants); "" = the default
 
     @property
     def warehouse_path(self) -> Path:
@@ -228,6 +232,33 @@ def _api_refresh_seconds(env: dict[str, str]) -> float:
     return seconds
 
 
+def _experiment(env: dict[str, str]) -> str:
+    """The experiment as checked JSON ("" for the default): ``default``, ``none``, a JSON
+    file or an inline JSON object."""
+    key = "CRATEDIGGER_EXPERIMENT"
+    raw = env.get(key, "").strip()
+    if raw.lower() in ("", "default"):
+        return ""
+    from recommend.variants import SINGLE_VARIANT, VariantError, parse_experiment
+
+    if raw.lower() == "none":
+        return parse_experiment(SINGLE_VARIANT).to_json()
+    text = raw
+    if not raw.startswith("{"):
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise SettingsError(
+                f"{key}={raw!r} is neither a JSON file nor a JSON object; use 'default', "
+                "'none', the path of a JSON file or an object such as "
+                '\'{"name": "x", "variants": [{"name": "control", "share": 1}]}\'.'
+            )
+        text = path.read_text()
+    try:
+        return parse_experiment(text).to_json()
+    except VariantError as error:
+        raise SettingsError(f"{key}: {error}") from error
+
+
 MILVUS_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
 
@@ -300,6 +331,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         api_host=_api_host(env),
         api_port=_api_port(env),
         api_refresh_seconds=_api_refresh_seconds(env),
+        experiment=_experiment(env),
     )
 
 

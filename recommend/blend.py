@@ -50,6 +50,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "item_knn": 1.0,
     "als": 0.5,
     "text": 0.5,
+    "cooccurrence": 0.5,
     "ease": 0.1,
     "audio": 0.5,
     "new": 0.25,

@@ -16,6 +16,8 @@ source                 how                                  reason (code: detail
                        vectors                              that best match the user's terms
 ``audio``              audio taste profile -> nearest       ``sounds_like``: the played track whose
                        tracks                               audio is closest
+``cooccurrence``       taste profile -> nearest skip-gram   ``played_alongside``: the played item
+                       (co-occurrence) vectors              closest in that space
 ``new``                brand-new tracks placed by their     ``new_this_week``
                        audio -> CF factor projection
 ``popularity``         listeners (recent weeks when         ``popular_now``: listener count
@@ -60,7 +62,10 @@ REASON_CODES = (
     "exploration",
     "taste_profile",
     "cold_start",
+    "played_alongside",
 )
+# the evidence code of a content space: the played item closest to the candidate
+EVIDENCE_CODES = {"audio": "sounds_like", "cooccurrence": "played_alongside"}
 
 VectorTable = tuple[Sequence[str], np.ndarray]
 """``(ids, matrix)``: one vector (row) per id."""
@@ -429,9 +434,9 @@ def content_candidates(
     n
         Candidates per user.
     source
-        ``"text"`` (reason ``described_as`` from ``artist_terms``) or ``"audio"`` (reason
-        ``sounds_like``: the played item closest to the candidate); any other label uses the
-        ``sounds_like`` evidence too.
+        ``"text"`` (reason ``described_as`` from ``artist_terms``), ``"audio"`` (reason
+        ``sounds_like``: the played item closest to the candidate) or ``"cooccurrence"``
+        (reason ``played_alongside``, the same evidence); any other label uses ``sounds_like``.
     users, catalog
         Users to score (default: all with a profile), items allowed (default: all with vectors).
     explain
@@ -503,8 +508,9 @@ def content_candidates(
             out_users.extend([user] * len(chosen))
             out_items.extend(item_ids[chosen].tolist())
             out_scores.extend(scores[offset, chosen].tolist())
+            evidence = EVIDENCE_CODES.get(source, "sounds_like")
             if not explain:
-                codes.extend(["described_as" if source == "text" else "sounds_like"] * len(chosen))
+                codes.extend(["described_as" if source == "text" else evidence] * len(chosen))
                 details.extend([""] * len(chosen))
             elif describer is not None:
                 code, detail = describer.describe(user, chosen)
@@ -516,7 +522,7 @@ def content_candidates(
             else:
                 rows = played_rows[user]
                 closest = rows[np.argmax(matrix[rows] @ matrix[chosen].T, axis=0)]
-                codes.extend(["sounds_like"] * len(chosen))
+                codes.extend([evidence] * len(chosen))
                 details.extend(item_ids[closest].tolist())
     logger.info("%s candidates: %d rows for %d users", source, len(out_users), len(profile_users))
     return _frame(out_users, out_items, out_scores, source, codes, details)
@@ -872,6 +878,7 @@ def generate_candidates(
     *,
     text_vectors: VectorTable | None = None,
     audio_vectors: VectorTable | None = None,
+    cooccurrence_vectors: VectorTable | None = None,
     new_item_vectors: VectorTable | None = None,
     artist_terms: pd.DataFrame | None = None,
     item_artist: Mapping[str, str] | None = None,
@@ -898,8 +905,9 @@ def generate_candidates(
         The history the models were fitted on (``user_id, item_id, plays[, last_ts]``).
     fitted
         ``{source label: FittedCF}``, e.g. ``{"ease": ..., "item_knn": ..., "als": ...}``.
-    text_vectors, audio_vectors
-        ``(item_ids, matrix)`` content spaces (optional sources).
+    text_vectors, audio_vectors, cooccurrence_vectors
+        ``(item_ids, matrix)`` content spaces (optional sources; co-occurrence vectors per
+        item through :func:`item_vectors_from_artists`).
     new_item_vectors
         ``(item_ids, CF factors)`` of brand-new items projected from audio into the space of
         ``fitted[exploration_model]`` (optional source ``new``).
@@ -956,19 +964,20 @@ def generate_candidates(
                 prepared=cache,
             )
         )
-    if audio_vectors is not None:
-        frames.append(
-            content_candidates(
-                listens,
-                audio_vectors,
-                n,
-                source="audio",
-                users=user_list,
-                catalog=catalog,
-                explain=explain,
-                prepared=cache,
+    for source, vectors in (("audio", audio_vectors), ("cooccurrence", cooccurrence_vectors)):
+        if vectors is not None:
+            frames.append(
+                content_candidates(
+                    listens,
+                    vectors,
+                    n,
+                    source=source,
+                    users=user_list,
+                    catalog=catalog,
+                    explain=explain,
+                    prepared=cache,
+                )
             )
-        )
     if listeners is None:
         listeners = item_listeners(listens, week_start=week_start)
     ranked = _cached(
@@ -1036,6 +1045,8 @@ def explain(reason_code: str, reason_detail: str, names: Mapping[str, str] | Non
         return f"described as '{detail}'"
     if reason_code == "sounds_like" and detail:
         return f"sounds like {name}"
+    if reason_code == "played_alongside" and detail:
+        return f"often played alongside {name}"
     if reason_code == "new_this_week":
         return "new this week"
     if reason_code == "popular_now":

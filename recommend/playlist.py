@@ -31,6 +31,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from embeddings.cf import CF_PRESETS, CFConfig, fit_cf
+from embeddings.cooccurrence import CooccurrenceTrainer
 from embeddings.text import normalise_rows
 from embeddings.vectors import top_k_indices
 from evaluation.metrics import validation_split
@@ -237,6 +238,7 @@ def rank_week(
     artist_terms: pd.DataFrame | None = None,
     statistics: WeekStatistics | None = None,
     prepared: dict | None = None,
+    cooccurrence: VectorTable | None = None,
 ) -> RankedWeek:
     """Candidates of every source from the served models, fused with the served blend.
 
@@ -250,6 +252,7 @@ def rank_week(
         models.fitted,
         text_vectors=text,
         audio_vectors=audio_vectors,
+        cooccurrence_vectors=cooccurrence,
         new_item_vectors=new_items,
         artist_terms=artist_terms,
         item_artist=item_artist,
@@ -386,6 +389,9 @@ class ServingWeek:
         Per-item statistics of the whole history (:class:`WeekStatistics`).
     models, blend, config, artist_terms, text_vectors, audio_vectors, audio_projector
         As in :func:`build_discover_weekly`.
+    cooccurrence_vectors
+        ``(artist_ids, matrix)`` co-occurrence vectors (the ``cooccurrence_vectors`` asset):
+        the ``cooccurrence`` source (optional).
     """
 
     def __init__(
@@ -401,6 +407,7 @@ class ServingWeek:
         text_vectors: VectorTable | None = None,
         audio_vectors: VectorTable | None = None,
         audio_projector: AudioProjector | None = None,
+        cooccurrence_vectors: VectorTable | None = None,
     ) -> None:
         self.config = config or DiscoverWeeklyConfig()
         self.blend = blend or self.config.blend
@@ -412,6 +419,8 @@ class ServingWeek:
         self.text_vectors = text_vectors
         self.audio_vectors = audio_vectors
         self.audio_projector = audio_projector
+        self.cooccurrence_vectors = cooccurrence_vectors
+        self._cooccurrence: VectorTable | None = None
         self.catalog = set(self.items["item_id"])
         self.item_artist = dict(zip(self.items["item_id"], self.items["artist_id"], strict=True))
         self.names = dict(zip(self.items["item_id"], self.items["name"].astype(str), strict=True))
@@ -432,6 +441,12 @@ class ServingWeek:
             )
             self._content = (text, new_items)
         return self._content
+
+    def cooccurrence(self) -> VectorTable | None:
+        """Item-level co-occurrence vectors (each item gets its artist's; built once)."""
+        if self._cooccurrence is None and self.cooccurrence_vectors is not None:
+            self._cooccurrence = _artist_table_to_items(self.items, self.cooccurrence_vectors)
+        return self._cooccurrence
 
 
 def serve_users(
@@ -477,6 +492,7 @@ def serve_users(
                 artist_terms=serving.artist_terms,
                 statistics=serving.statistics,
                 prepared=serving.prepared,
+                cooccurrence=serving.cooccurrence(),
             )
             candidate_frames.append(ranked.candidates)
             for stage in STAGES if stages else ("discover_weekly",):
@@ -556,6 +572,7 @@ def build_discover_weekly(
     return_candidates: bool = False,
     statistics: WeekStatistics | None = None,
     batch_size: int | None = None,
+    cooccurrence_vectors: VectorTable | None = None,
 ):
     """Weekly playlists from already fitted models: ``config.playlist.size`` never-played items
     per user, each with a reason. Nothing is fitted here.
@@ -589,6 +606,9 @@ def build_discover_weekly(
     audio_projector
         The audio -> CF model (``audio_to_cf_model``): tracks with audio but no plays are
         placed in the factor space as ``new this week``.
+    cooccurrence_vectors
+        ``(artist_ids, matrix)`` co-occurrence vectors (the ``cooccurrence_vectors`` asset;
+        optional): candidates "often played alongside" what the user played.
     stages
         Return ``{stage: playlists}`` for every stage of :data:`STAGES` (unexplained, for
         evaluation) instead of the served playlists.
@@ -627,6 +647,7 @@ def build_discover_weekly(
         text_vectors=text_vectors,
         audio_vectors=audio_vectors,
         audio_projector=audio_projector,
+        cooccurrence_vectors=cooccurrence_vectors,
     )
     if batch_size is None:
         out = serve_users(serving, listens, served, stages=stages, return_candidates=True)
@@ -662,6 +683,12 @@ def _combine(parts: list[tuple], stages: bool) -> tuple:
     return _concat([p[0] for p in parts], empty), candidates
 
 
+def _artist_table_to_items(
+    items: pd.DataFrame, artist_vectors: VectorTable | None
+) -> VectorTable | None:
+    return None if artist_vectors is None else item_vectors_from_artists(items, artist_vectors)
+
+
 def tune_week_blend(
     history: pd.DataFrame | PlayHistory,
     items: pd.DataFrame,
@@ -676,6 +703,7 @@ def tune_week_blend(
     reference: str | None = "best",
     coverage_factor: float = DISCOVERY_FACTOR,
     max_users: int | None = None,
+    cooccurrence: CooccurrenceTrainer | None = None,
 ) -> tuple[BlendConfig, pd.DataFrame]:
     """The blend for a week, tuned on a validation split carved from its history.
 
@@ -699,6 +727,10 @@ def tune_week_blend(
         :func:`recommend.history.sample_key` of the users with enough items, when the history
         holds more): the candidates held at once follow it, not the number of users. The
         fitting part is everyone's plays but the validation rows. None: every user.
+    cooccurrence
+        The trainer of the ``cooccurrence_vectors`` asset: its vectors are refitted without the
+        validation rows (and whatever the trainer already leaves out), so the co-occurrence
+        source is tuned like the CF sources.
 
     Returns
     -------
@@ -727,6 +759,11 @@ def tune_week_blend(
     )
     statistics = fit.statistics()
     validation_users = sorted(set(split.test["user_id"].astype(str)))
+    cooccurrence_items = (
+        None
+        if cooccurrence is None
+        else _artist_table_to_items(items, cooccurrence.fit_for(split.test).candidate_table())
+    )
     with threadpool_limits(config.num_threads):
         candidates = generate_candidates(
             check_listens(fit.rows_of(validation_users)),
@@ -735,6 +772,7 @@ def tune_week_blend(
                 items, artist_terms, text_vectors, config.text_dim, config.seed
             ),
             audio_vectors=audio_vectors,
+            cooccurrence_vectors=cooccurrence_items,
             item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
             users=validation_users,
             catalog=set(items["item_id"]),

@@ -1,9 +1,9 @@
 """The HTTP API: endpoints, their schema (OpenAPI at ``/openapi.json``) and error mapping.
 
 Every answer carries ids and display names. Errors are JSON ``{"detail": ...}``: an unknown id
-or nothing published for it gives 404 with a message, a bad parameter 422, the radio 501 (no
-transition model yet), data not published yet 503; an unexpected error is logged and answered
-500 without a trace.
+or nothing published for it gives 404 with a message, a bad parameter 422, data not published
+yet 503 (the radio before a transition model is published, too); an unexpected error is logged
+and answered 500 without a trace.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ API_VERSION = "1.0.0"
 Kind = Literal["cf", "text", "audio", "cooccurrence"]
 SearchType = Literal["all", "artist", "track"]
 MAX_K = 100
+MAX_RADIO_STEPS = 200
 MAX_ID_LENGTH = 512
 
 ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, examples=["t0000001"])]
@@ -55,7 +56,10 @@ class Playlist(BaseModel):
     user_id: str
     week_start: dt.date = Field(description="the Monday the playlist is for")
     weeks_available: list[dt.date]
-    variant: str = Field(description="the blend configuration that ranked it")
+    variant: str = Field(
+        description="the A/B variant that served it (discover_weekly's variant column; the blend "
+        "configuration for playlists exported before variants)"
+    )
     models: dict[str, str | None] = Field(description="model and configuration versions")
     items: list[PlaylistEntry]
 
@@ -97,6 +101,28 @@ class Recommendations(BaseModel):
     version: str
     user_version: str | None
     items: list[Recommendation]
+
+
+class RadioStep(BaseModel):
+    position: int
+    artist_id: str
+    name: str
+    reason: str = Field(description="why this artist follows the previous one, in words")
+    kind: Literal["transition", "cluster", "popular"] = Field(
+        description="transition: explorers made this very move; cluster: explorers moved "
+        "between these corners (genres or top tags); popular: a much-listened artist there"
+    )
+    probability: float = Field(ge=0, le=1, description="the move's transition probability")
+
+
+class Radio(BaseModel):
+    artist_id: str
+    name: str
+    week: dt.date = Field(description="the week whose transition model drives the station")
+    version: str = Field(description="the transition model's version")
+    explorers: int = Field(description="exploratory users the model learnt from")
+    window: int = Field(description="no artist repeats within this many steps")
+    steps: list[RadioStep]
 
 
 class SearchHit(BaseModel):
@@ -257,13 +283,18 @@ def create_app(service: RecommendationService) -> FastAPI:
 
     @app.get(
         "/artists/{artist_id}/radio",
-        response_model=Recommendations,
-        responses=_errors(404, 501, 503),
-        summary="A radio station from a seed artist (501: no transition model yet)",
+        response_model=Radio,
+        responses=_errors(404, 503),
+        summary="A radio station from a seed artist: artists drifting along the moves of "
+        "exploratory listeners, each with its reason (503 until a transition model exists)",
         tags=["playlists"],
     )
-    async def radio(artist_id: ArtistId) -> Any:
-        return service.radio(artist_id)
+    async def radio(
+        artist_id: ArtistId,
+        steps: Annotated[int, Query(ge=1, le=MAX_RADIO_STEPS, description="artists")] = 20,
+        seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="seed of the draws")] = 0,
+    ) -> Any:
+        return await answer(service.radio, artist_id, steps, seed)
 
     @app.get(
         "/search",

@@ -326,13 +326,24 @@ class WeekPlaylists:
         stops = [*starts[1:], len(users)]
         self.rows = {users[s]: (int(s), int(e)) for s, e in zip(starts, stops, strict=True)}
         self.columns = {c: [_clean(v) for v in frame[c].tolist()] for c in self.COLUMNS}
+        # the A/B variant each user was served (playlists exported before variants have none)
+        self.variants = (
+            dict(zip(users, frame["variant"].astype(str), strict=True))
+            if "variant" in frame
+            else {}
+        )
         self.models = dict(models or {})
         self.loaded_at = time.time()
 
     @property
     def variant(self) -> str:
+        """The blend configuration every user of the week was ranked with."""
         blend = self.models.get("blend_config")
         return f"blend_config:{blend}" if blend else "blend_config:unknown"
+
+    def variant_of(self, user_id: str) -> str:
+        """The user's A/B variant (``discover_weekly``'s ``variant`` column), else the blend."""
+        return self.variants.get(user_id) or self.variant
 
     def entries(self, user_id: str) -> list[dict[str, Any]] | None:
         span = self.rows.get(user_id)

@@ -78,7 +78,20 @@ class NotReady(RuntimeError):
 
 
 class NoRadioModel(NotImplementedError):
-    """The radio needs a transition model that does not exist yet (HTTP 501)."""
+    """Kept for callers that still import it; the radio answers 503 (:class:`NotReady`) until
+    a transition model is published."""
+
+
+RADIO_WINDOW = 20  # no artist twice within this many steps of a station
+
+
+@dataclass(frozen=True)
+class RadioModel:
+    """The transition model served: the newest week's ``transition_model`` artifact."""
+
+    week: str
+    version: str
+    model: Any
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,7 @@ class RecommendationService:
         self._bootstrap_tried_at = 0.0
         self._milvus: VectorStore | None = None
         self._popular_cache: dict[str, list[str]] = {}
+        self.transitions: RadioModel | None = None
 
     # ================================================================== loading and switching
     def load(self) -> RecommendationService:
@@ -177,6 +191,7 @@ class RecommendationService:
             self._refresh_vectors()
             self._refresh_playlists()
             self._refresh_cooccurrence()
+            self._refresh_transitions()
             _settle()
         return self
 
@@ -210,12 +225,25 @@ class RecommendationService:
     def refresh(self) -> None:
         """One pass: switch to whatever was published since the last pass."""
         with self._lock:
-            before = (self.collections, self.shelf, self.cooccurrence, self.catalog)
+            before = (
+                self.collections,
+                self.shelf,
+                self.cooccurrence,
+                self.catalog,
+                self.transitions,
+            )
             self._refresh_vectors()
             self._refresh_playlists()
             self._refresh_cooccurrence()
             self._refresh_catalog()
-            after = (self.collections, self.shelf, self.cooccurrence, self.catalog)
+            self._refresh_transitions()
+            after = (
+                self.collections,
+                self.shelf,
+                self.cooccurrence,
+                self.catalog,
+                self.transitions,
+            )
             if any(a is not b for a, b in zip(before, after, strict=True)):
                 _settle()
 
@@ -428,6 +456,30 @@ class RecommendationService:
         except Exception as error:
             self.errors["cooccurrence"] = str(error)
 
+    # ------------------------------------------------------------------ transition model
+    def _refresh_transitions(self) -> None:
+        """Switch to the newest week's transition model when a new one is stored."""
+        from artifacts import ArtifactStore
+        from recommend.journeys import TRANSITION_MODEL_KEY
+
+        key = list(TRANSITION_MODEL_KEY)
+        try:
+            store = ArtifactStore(self.config.artifact_uri)
+            weeks = store.partitions(key)
+            if not weeks:
+                return
+            week = weeks[-1]
+            version = store.current_version(key, week)
+            current = self.transitions
+            if version is None or (current and (current.week, current.version) == (week, version)):
+                return
+            self.transitions = RadioModel(week, version, store.load(key, week, version))
+            self.errors.pop("transition_model", None)
+            logger.info("serving transition model %s of week %s", version, week)
+        except Exception as error:  # a half-written artifact: keep the old model, retry
+            self.errors["transition_model"] = f"not loaded: {error}"
+            logger.warning("transition model not loaded: %s", error)
+
     # ------------------------------------------------------------------ catalogue
     def _refresh_catalog(self, force: bool = False) -> None:
         path = self.config.warehouse_path
@@ -519,7 +571,7 @@ class RecommendationService:
             "user_id": user_id,
             "week_start": chosen,
             "weeks_available": list(shelf.weeks),
-            "variant": playlists.variant,
+            "variant": playlists.variant_of(user_id),
             "models": playlists.models,
             "items": entries,
         }
@@ -661,15 +713,48 @@ class RecommendationService:
             "items": entries,
         }
 
-    def radio(self, artist_id: str) -> dict[str, Any]:
+    def radio(self, artist_id: str, steps: int = 20, seed: int = 0) -> dict[str, Any]:
+        """A station from ``artist_id``: ``steps`` artists drifting along the transition model
+        of exploratory listeners, never one twice within :data:`RADIO_WINDOW` steps, each with
+        why it follows the previous one."""
+        from recommend.journeys import radio
+
         catalog = self._require_catalog()
         if artist_id not in catalog.artists:
             raise NotFound(f"unknown artist {artist_id!r}")
-        raise NoRadioModel(
-            "no radio model yet: a radio station needs a transition model (which artist "
-            "follows which in listening sessions), which the pipeline does not build yet; "
-            f"meanwhile /artists/{artist_id}/similar gives artists like this one"
-        )
+        served = self.transitions
+        if served is None:
+            raise NotReady(
+                "no radio model yet: no transition model is published; materialise the "
+                "transition_model asset (`cratedigger run`), then retry; meanwhile "
+                f"/artists/{artist_id}/similar gives artists like this one"
+            )
+        model = served.model
+        if artist_id not in model:
+            raise NotFound(
+                f"artist {artist_id!r} is not in the transition model of the week of "
+                f"{served.week} (it joined the catalogue later)"
+            )
+        station = [
+            {
+                "position": step.position,
+                "artist_id": step.artist_id,
+                "name": step.name,
+                "reason": step.reason,
+                "kind": step.kind,
+                "probability": round(step.probability, 6),
+            }
+            for step in radio(model, artist_id, steps=steps, window=RADIO_WINDOW, seed=seed)
+        ]
+        return {
+            "artist_id": artist_id,
+            "name": catalog.artists.get(artist_id, "") or model.name(artist_id),
+            "week": served.week,
+            "version": served.version,
+            "explorers": len(model.rule.explorers),
+            "window": RADIO_WINDOW,
+            "steps": station,
+        }
 
     def search(self, query: str, kind: str = "all", limit: int = 10) -> dict[str, Any]:
         catalog = self._require_catalog()
@@ -696,7 +781,10 @@ class RecommendationService:
                 "users": len(latest.rows) if latest else 0,
                 "variant": latest.variant if latest else None,
             },
-            "models": latest.models if latest else {},
+            "models": {
+                **(latest.models if latest else {}),
+                **({"transition_model": self.transitions.version} if self.transitions else {}),
+            },
             "catalog": catalog.describe() if catalog else None,
             "indexing": sorted(f"{n}:{v}" for n, v in list(self._building)),
             "problems": dict(sorted(dict(self.errors).items())),

@@ -15,6 +15,14 @@ What is planted, so that models can be checked against it (``SampleSource.truth(
 - ``audio_tracks`` synthesised 16 kHz mono WAV clips whose character follows the genre.
 - With ``inject_bad_rows`` the listens end with 6 bad rows: 3 events of an unknown user,
   2 with plays "0" and 1 exact duplicate, so the quarantine is visibly exercised.
+- Journeys (after everything above, from a separate random stream seeded ``seed + 1000``, so
+  every row above is the same with or without them): a journey graph gives each artist up to
+  three planted "next" artists (two of its own genre, one of the neighbouring genre), and
+  ``explorers`` x ``n_users`` explorer users (ids after the others') walk it, each from a
+  popular artist (so the routes out of the well-known artists are walked often), in a burst of
+  digging (half the window), discovering many new artists per week across genres and playing
+  each a few times. Their users and listen events are appended after the rows above (the
+  listens after the bad rows).
 
 All tables are written as CSV under ``out_dir`` and read back, so lineage points at real files.
 """
@@ -39,6 +47,8 @@ END_TS = np.datetime64("2026-11-16T00:00:00", "s")
 SAMPLE_RATE = 16_000
 UNKNOWN_USER_ID = "u_unknown"
 GENERIC_TERMS = ["seen live", "favourite", "love", "awesome", "my collection", "check out"]
+JOURNEY_SEED_OFFSET = 1000  # the journeys' random stream: seed + this (never the main one)
+JOURNEY_NEXT_WEIGHTS = (0.5, 0.3, 0.2)  # an explorer's pick among the planted next artists
 
 
 @dataclass(frozen=True)
@@ -371,6 +381,56 @@ class _Events:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class _Journeys:
+    """The planted journey graph, the explorers, their walks (artist indices in discovery
+    order) and their listen events."""
+
+    graph: np.ndarray  # (n_artists, 3) planted next artists, -1 = none
+    explorer_ids: np.ndarray
+    paths: list[np.ndarray]
+    listens: pd.DataFrame
+
+    def truth(self, artists: _Artists) -> dict[str, np.ndarray]:
+        paths = np.empty(len(self.paths), dtype=object)
+        paths[:] = [artists.ids[p] for p in self.paths]
+        return {
+            "journey_next": self.graph,
+            "explorer_ids": self.explorer_ids,
+            "explorer_paths": paths,
+        }
+
+
+def _walk(rng: np.random.Generator, graph: np.ndarray, start: int, length: int) -> np.ndarray:
+    """A walk of ``length`` distinct artists on the journey graph from ``start``.
+
+    Each step takes a planted next artist of the current one not yet discovered
+    (:data:`JOURNEY_NEXT_WEIGHTS`); when none is left, the walk goes back along its own path to
+    the last artist with an undiscovered next artist, else jumps to a random undiscovered one.
+    """
+    n_artists = len(graph)
+    path = [int(start)]
+    seen = {path[0]}
+    weights = np.asarray(JOURNEY_NEXT_WEIGHTS)
+    while len(path) < min(length, n_artists):
+        step = None
+        for current in reversed(path):
+            options = [
+                (b, w)
+                for b, w in zip(graph[current], weights, strict=True)
+                if b >= 0 and b not in seen
+            ]
+            if options:
+                chances = np.array([w for _, w in options])
+                step = options[int(rng.choice(len(options), p=chances / chances.sum()))][0]
+                break
+        if step is None:
+            step = int(rng.choice([a for a in range(n_artists) if a not in seen]))
+        path.append(int(step))
+        seen.add(int(step))
+    return np.array(path, dtype=np.int64)
+
+
 def _popularity_cdf(members_by_genre: list[np.ndarray]) -> np.ndarray:
     """Per genre ``g``: ``g +`` the cumulative Zipf share (1 / (rank + 1)) of its members."""
     cdf_parts = []
@@ -419,11 +479,16 @@ class SampleSource(Source):
         benchmarks (vectorised, millions of events take seconds).
     inject_bad_rows
         Append 6 bad listen rows (see the module docstring).
+    explorers, explorer_discoveries
+        Explorer users as a share of ``n_users`` (0 for none; at least 2 otherwise) and how
+        many artists each discovers along the planted journey graph (at most a third of the
+        artists).
 
     Example usage::
 
         bundle = SampleSource("data/sample").read()
         truth = SampleSource("data/sample").truth()   # user clusters, artist genres
+        truth["journey_next"], truth["explorer_ids"]  # the planted journeys
     """
 
     name = "sample"
@@ -441,11 +506,18 @@ class SampleSource(Source):
         audio_seconds: float = 6.0,
         events_per_user: float = 80.0,
         inject_bad_rows: bool = True,
+        explorers: float = 0.05,
+        explorer_discoveries: int = 48,
     ) -> None:
         if not 2 <= n_genres <= len(GENRES):
             raise ValueError(f"n_genres must be between 2 and {len(GENRES)}, got {n_genres}")
         if n_artists < n_genres:
             raise ValueError(f"n_artists ({n_artists}) must be at least n_genres ({n_genres})")
+        if not 0 <= explorers <= 1 or explorer_discoveries < 2:
+            raise ValueError(
+                f"explorers must be a share in [0, 1] (got {explorers}) and "
+                f"explorer_discoveries >= 2 (got {explorer_discoveries})"
+            )
         if n_users < 2 or tracks_per_artist < 1 or weeks < 1 or events_per_user < 1:
             raise ValueError(
                 "n_users >= 2, tracks_per_artist >= 1, weeks >= 1 and events_per_user >= 1 "
@@ -462,6 +534,8 @@ class SampleSource(Source):
         self.audio_seconds = audio_seconds
         self.events_per_user = events_per_user
         self.inject_bad_rows = inject_bad_rows
+        self.explorers = explorers
+        self.explorer_discoveries = explorer_discoveries
         self._generated: tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]] | None = None
 
     # ------------------------------------------------------------------ generation
@@ -498,6 +572,15 @@ class SampleSource(Source):
             ),
         }
         truth = self._truth(users, artists, tracks, audio_tracks)
+        # journeys last, from their own random stream: every row above stays the same
+        journeys = self._draw_journeys(
+            np.random.default_rng(self.seed + JOURNEY_SEED_OFFSET), artists, tracks
+        )
+        tables["users"] = pd.concat(
+            [tables["users"], pd.DataFrame({"user_id": journeys.explorer_ids})], ignore_index=True
+        )
+        tables["listens"] = pd.concat([listens, journeys.listens], ignore_index=True)
+        truth.update(journeys.truth(artists))
         self._generated = (tables, truth)
         return self._generated
 
@@ -590,6 +673,72 @@ class SampleSource(Source):
                 choice < 0.9, users.second[event_user], rng.integers(0, self.n_genres, n_events)
             ),
         )
+
+    def _draw_journeys(
+        self, rng: np.random.Generator, artists: _Artists, tracks: _Tracks
+    ) -> _Journeys:
+        """Draw the journey graph and the explorers' walks on it, with their listen events."""
+        graph = self._journey_graph(rng, artists)
+        n_explorers = 0 if self.explorers == 0 else max(2, round(self.explorers * self.n_users))
+        length = max(2, min(self.explorer_discoveries, self.n_artists // 3))
+        ids = np.array([f"u{self.n_users + i:06d}" for i in range(n_explorers)], dtype=object)
+        # walks start at popular artists (a random genre's Zipf draw), so the routes out of
+        # the well-known artists are walked by several explorers
+        starts = _draw_event_artists(rng, artists, rng.integers(0, self.n_genres, n_explorers))
+        paths = [_walk(rng, graph, start, length) for start in starts]
+        frames = [
+            self._explorer_events(rng, user, path, tracks)
+            for user, path in zip(ids, paths, strict=True)
+        ]
+        listens = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=["user_id", "item_id", "plays", "ts"], dtype=object)
+        )
+        return _Journeys(graph, ids, paths, listens)
+
+    def _journey_graph(self, rng: np.random.Generator, artists: _Artists) -> np.ndarray:
+        """Per artist: two planted next artists of its genre and one of the next genre
+        (``-1`` where a genre has too few artists)."""
+        members = [np.flatnonzero(artists.genre == g) for g in range(self.n_genres)]
+        graph = np.full((self.n_artists, len(JOURNEY_NEXT_WEIGHTS)), -1, dtype=np.int64)
+        for a in range(self.n_artists):
+            genre = int(artists.genre[a])
+            same = members[genre][members[genre] != a]
+            picked = rng.choice(same, size=min(2, len(same)), replace=False)
+            graph[a, : len(picked)] = picked
+            neighbour = members[(genre + 1) % self.n_genres]
+            graph[a, 2] = int(rng.choice(neighbour[neighbour != a]))
+        return graph
+
+    def _explorer_events(
+        self, rng: np.random.Generator, user: str, path: np.ndarray, tracks: _Tracks
+    ) -> pd.DataFrame:
+        """An explorer's plays: a burst of digging (half the window, at a random time) with the
+        first play of each artist in path order (distinct seconds), then a few replays of it
+        later in the burst."""
+        span = max(1, self._window_seconds // 2)
+        end = int(rng.integers(1, self._window_seconds - span + 2))  # seconds before END_TS
+        first = end + np.sort(rng.choice(span, size=len(path), replace=False))[::-1]
+        replays = rng.poisson(1.0, len(path))
+        artist = np.repeat(path, 1 + replays)
+        offsets = np.concatenate(
+            [[o, *rng.integers(end, o + 1, r)] for o, r in zip(first, replays, strict=True)]
+        ).astype(np.int64)
+        tpa = self.tracks_per_artist
+        track = artist * tpa + np.minimum(rng.geometric(0.5, len(artist)) - 1, tpa - 1)
+        order = np.argsort(-offsets, kind="stable")
+        frame = pd.DataFrame(
+            {
+                "user_id": user,
+                "item_id": tracks.ids[track[order]],
+                "plays": "1",
+                "ts": np.datetime_as_string(
+                    END_TS - offsets[order].astype("timedelta64[s]"), unit="s", timezone="UTC"
+                ),
+            }
+        )
+        return frame.drop_duplicates(["item_id", "ts"], ignore_index=True)
 
     def _listens_table(self, users: _Users, tracks: _Tracks, events: _Events) -> pd.DataFrame:
         """Build the listens table (one row per play), plus the bad rows if asked for."""
@@ -755,7 +904,10 @@ class SampleSource(Source):
             cluster), ``user_second_genre``, ``artist_ids`` and ``artist_genre``,
             ``artist_popularity_rank`` (0 = most popular in its genre), ``track_ids`` and
             ``track_genre``, ``audio_track_ids`` and ``audio_genre``. Index arrays align with
-            the id arrays.
+            the id arrays. The journeys: ``journey_next`` (artist index -> indices of its
+            planted next artists, ``-1`` = none), ``explorer_ids`` and ``explorer_paths`` (each
+            explorer's artist ids in discovery order). ``user_ids`` holds the taste-cluster
+            users only (explorers have no cluster).
         """
         return self._generated[1] if self._generated else self._generate()[1]
 
@@ -796,6 +948,7 @@ class SampleSource(Source):
     def read(self) -> RawBundle:
         """Generate, write and read back all tables (lineage points at the CSV files)."""
         paths = self.write()
+        truth = self.truth()
         tables = {}
         for table, path in paths.items():
             frame, _, _ = read_delimited(path, RAW_COLUMNS[table], ",")
@@ -807,6 +960,10 @@ class SampleSource(Source):
                 f"seed={self.seed}, n_users={self.n_users}, n_artists={self.n_artists}, "
                 f"tracks_per_artist={self.tracks_per_artist}, n_genres={self.n_genres}, "
                 f"weeks={self.weeks} ending 2026-11-16"
+            ),
+            "explorers": (
+                f"{len(truth['explorer_ids'])} explorer users walking the planted journey graph "
+                f"(ids from u{self.n_users:06d}; see SampleSource.truth())"
             ),
             "bad_rows": (
                 "6 injected bad listen rows (3 unknown user, 2 plays=0, 1 duplicate event)"

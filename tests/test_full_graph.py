@@ -303,3 +303,29 @@ def test_the_readme_python_examples_run_as_written(graph, tmp_path) -> None:
             [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300
         )
         assert done.returncode == 0, block + "\n" + done.stderr[-2000:]
+
+
+def test_cooccurrence_vectors_are_a_source_and_judged_beside_cf_and_text(graph) -> None:
+    """Issue 16 item 1: vectors for every artist with 2+ co-occurrences, in Milvus, as a
+    candidate source with its reason, in blend_evaluation and the similar-artist judgement."""
+    from embeddings.vector_store import VectorStore
+
+    settings, week = graph[0], graph[2]
+    cooc = _metadata(week, dg.AssetKey("cooccurrence_vectors"))
+    assert cooc["artists"] == cooc["artists_with_min_cooccurrences"] > 0
+    assert cooc["examples"]["often_played_alongside"]
+    with VectorStore(settings.milvus_uri) as store:
+        assert store.count("cooccurrence_artists") == cooc["artists"]
+    judged = _metadata(week, dg.AssetKey("similar_artists_evaluation"))
+    for space in ("cooccurrence", "cf (als)", "text"):
+        assert 0.0 <= judged[f"precision@10/{space}"] <= 1.0
+    blend = _metadata(week, dg.AssetKey("blend_evaluation"))
+    assert "ndcg@10/cooccurrence" in blend
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        reasons = con.execute(
+            "SELECT DISTINCT reason_code FROM recommend.candidates WHERE source = 'cooccurrence'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert reasons == [("played_alongside",)]

@@ -1,0 +1,57 @@
+"""What the weekly recommendation and evaluation assets share (helpers, not assets): the golden
+tables a week reads, the playlist config of the week's CF sources, the recommender's audio
+table, the co-occurrence trainer and the holdout every replay of the week is scored on."""
+
+import dagster as dg
+import pandas as pd
+
+from embeddings.cooccurrence import CooccurrenceTrainer, CooccurrenceVectors
+from embeddings.vectors import AudioEmbeddings
+from orchestration.partitions import week_cutoff
+from orchestration.resources import Warehouse
+from recommend.models import SourceModels
+from recommend.playlist import DiscoverWeeklyConfig
+
+OWNER = "team:recsys"
+# the golden tables a week's tuning and evaluation read: its history, catalogue and terms
+WEEK_TABLES = [
+    ["listening_weeks"],
+    ["golden", "listen_events"],
+    ["golden", "listens"],
+    ["golden", "items"],
+    ["golden", "artists"],
+    ["golden", "artist_terms"],
+]
+
+
+def week_config(cf_model: SourceModels) -> DiscoverWeeklyConfig:
+    """The playlist config with the served CF sources (for tuning and evaluation replays)."""
+    return DiscoverWeeklyConfig(
+        cf_models=cf_model.configs, exploration_model=cf_model.exploration_model
+    )
+
+
+def audio_table(audio_vectors: AudioEmbeddings, items: pd.DataFrame):
+    """The recommender's audio vectors for track catalogs (None at artist level or empty)."""
+    level = str(items["level"].iloc[0]) if len(items) else "artist"
+    return audio_vectors.primary.as_table() if level == "track" else None
+
+
+def cooccurrence_trainer(
+    warehouse: Warehouse, context: dg.AssetExecutionContext, vectors: CooccurrenceVectors
+) -> CooccurrenceTrainer | None:
+    """The trainer behind the week's co-occurrence vectors, for refits without held-out rows."""
+    return CooccurrenceTrainer.behind(
+        vectors, lambda: warehouse.connect(read_only=True), week_cutoff(context)
+    )
+
+
+class HoldoutConfig(dg.Config):
+    """The holdout carved from the week's history: a seeded share of each user's items, of at
+    most ``max_users`` users (a seeded sample when there are more), served in batches of
+    ``user_batch_size`` test users."""
+
+    test_fraction: float = 0.2
+    seed: int = 42
+    max_users: int = 20_000
+    user_batch_size: int = 2_000
