@@ -17,10 +17,11 @@ import pandas as pd
 from assets.metadata import floats, frame_metadata, png_markdown, too_small
 from assets.weekly import (
     OWNER,
-    WEEK_TABLES,
+    REPLAY_TABLES,
     HoldoutConfig,
     audio_table,
     cooccurrence_trainer,
+    transition_trainer,
     week_config,
 )
 from embeddings.cooccurrence import CooccurrenceVectors
@@ -47,6 +48,7 @@ from recommend.history import (
     load_history,
     week_statistics,
 )
+from recommend.journeys import TransitionModel
 from recommend.models import AudioProjector, SourceModels
 from recommend.playlist import (
     DISCOVERY_FACTOR,
@@ -103,7 +105,7 @@ class BlendTuningConfig(dg.Config):
         "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
     },
     # the co-occurrence source is refitted without held-out rows from its contexts
-    deps=[*WEEK_TABLES, ["golden", "tag_assignments"]],
+    deps=REPLAY_TABLES,
     partitions_def=WEEKS,
     io_manager_key=ARTIFACTS,
     group_name="recommend",
@@ -252,6 +254,7 @@ class DiscoverWeeklyRunConfig(dg.Config):
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
         "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
+        "transition_model": dg.AssetIn("transition_model"),
     },
     specs=[
         dg.AssetSpec(
@@ -262,6 +265,7 @@ class DiscoverWeeklyRunConfig(dg.Config):
                 "audio_vectors",
                 "audio_to_cf_model",
                 "cooccurrence_vectors",
+                "transition_model",
                 ["golden", "listen_events"],
                 ["golden", "listens"],
                 ["golden", "artist_terms"],
@@ -270,8 +274,9 @@ class DiscoverWeeklyRunConfig(dg.Config):
             kinds={"duckdb"},
             owners=[OWNER],
             description="Per week, candidates per source (EASE, item-kNN, ALS from cf_model; "
-            "text, audio, new tracks through audio_to_cf_model, popularity, exploration), each "
-            "with a score and a reason. Table recommend.candidates.",
+            "text, audio, co-occurrence, new tracks through audio_to_cf_model, popularity, "
+            "exploration, journey steps from transition_model), each with a score and a reason. "
+            "Table recommend.candidates.",
             skippable=False,
         ),
         dg.AssetSpec(
@@ -321,6 +326,7 @@ def discover_weekly(
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
     cooccurrence_vectors: CooccurrenceVectors,
+    transition_model: TransitionModel,
 ):
     """Serve one week's playlists from the week's models and blend, in user batches: each
     batch's history is read from the warehouse, served, and appended to the tables, the
@@ -339,6 +345,7 @@ def discover_weekly(
         audio_vectors=audio_vectors,
         audio_to_cf_model=audio_to_cf_model,
         cooccurrence_vectors=cooccurrence_vectors,
+        transition_model=transition_model,
     )
     plan = experiment.experiment()
     servings = {v.name: variant_serving(serving, v) for v in plan.variants}
@@ -431,6 +438,7 @@ def _serving_week(
     audio_vectors: AudioEmbeddings,
     audio_to_cf_model: AudioProjector | None,
     cooccurrence_vectors: CooccurrenceVectors,
+    transition_model: TransitionModel | None = None,
 ) -> ServingWeek:
     """The week's serving inputs, built once per run (every variant is served from it)."""
     return ServingWeek(
@@ -445,6 +453,7 @@ def _serving_week(
         audio_vectors=audio_table(audio_vectors, items),
         audio_projector=audio_to_cf_model,
         cooccurrence_vectors=cooccurrence_vectors.candidate_table(),
+        transitions=transition_model,
     )
 
 
@@ -643,9 +652,10 @@ def _evaluation_markdown(table: pd.DataFrame) -> str:
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
         "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
+        "transition_model": dg.AssetIn("transition_model"),
     },
     # the co-occurrence source is refitted without held-out rows from its contexts
-    deps=[*WEEK_TABLES, ["golden", "tag_assignments"]],
+    deps=REPLAY_TABLES,
     partitions_def=WEEKS,
     group_name="evaluation",
     kinds={"pandas"},
@@ -668,6 +678,7 @@ def blend_evaluation(
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
     cooccurrence_vectors: CooccurrenceVectors,
+    transition_model: TransitionModel,
 ) -> dg.MaterializeResult:
     cutoff = week_cutoff(context)
     items = display_items(warehouse)
@@ -693,6 +704,7 @@ def blend_evaluation(
             tuning=blend_config.tuning,
             batch_size=config.user_batch_size,
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
+            transitions=transition_trainer(warehouse, context, transition_model),
         )
     except TooSmall as error:
         return too_small(context, error)

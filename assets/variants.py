@@ -10,10 +10,11 @@ import dagster as dg
 from assets.metadata import floats, png_markdown, too_small
 from assets.weekly import (
     OWNER,
-    WEEK_TABLES,
+    REPLAY_TABLES,
     HoldoutConfig,
     audio_table,
     cooccurrence_trainer,
+    transition_trainer,
     week_config,
 )
 from embeddings.cooccurrence import CooccurrenceVectors
@@ -25,6 +26,7 @@ from orchestration.resources import ExperimentResource, Paths, Warehouse
 from recommend.blend import BlendChoice
 from recommend.errors import TooSmall
 from recommend.history import display_items, load_history
+from recommend.journeys import TransitionModel
 from recommend.models import SourceModels
 
 
@@ -43,8 +45,9 @@ class VariantReplayConfig(HoldoutConfig):
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
         "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
+        "transition_model": dg.AssetIn("transition_model"),
     },
-    deps=WEEK_TABLES,
+    deps=REPLAY_TABLES,
     partitions_def=WEEKS,
     group_name="evaluation",
     kinds={"pandas"},
@@ -67,6 +70,7 @@ def variant_replay(
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
     cooccurrence_vectors: CooccurrenceVectors,
+    transition_model: TransitionModel,
 ) -> dg.MaterializeResult:
     cutoff = week_cutoff(context)
     items = display_items(warehouse)
@@ -96,6 +100,7 @@ def variant_replay(
             n_resamples=config.resamples,
             seed=config.bootstrap_seed,
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
+            transitions=transition_trainer(warehouse, context, transition_model),
         )
     except TooSmall as error:
         return too_small(context, error)

@@ -9,6 +9,7 @@ from embeddings.cooccurrence import CooccurrenceTrainer, CooccurrenceVectors
 from embeddings.vectors import AudioEmbeddings
 from orchestration.partitions import week_cutoff
 from orchestration.resources import Warehouse
+from recommend.journeys import TransitionModel, TransitionTrainer, read_journey_inputs
 from recommend.models import SourceModels
 from recommend.playlist import DiscoverWeeklyConfig
 
@@ -22,6 +23,9 @@ WEEK_TABLES = [
     ["golden", "artists"],
     ["golden", "artist_terms"],
 ]
+# ... and what the replays of the week read besides: the co-occurrence contexts and the
+# discoveries the transition model is refitted from (tag co-mentions and tag dates)
+REPLAY_TABLES = [*WEEK_TABLES, ["golden", "tag_assignments"]]
 
 
 def week_config(cf_model: SourceModels) -> DiscoverWeeklyConfig:
@@ -44,6 +48,14 @@ def cooccurrence_trainer(
     return CooccurrenceTrainer.behind(
         vectors, lambda: warehouse.connect(read_only=True), week_cutoff(context)
     )
+
+
+def transition_trainer(
+    warehouse: Warehouse, context: dg.AssetExecutionContext, model: TransitionModel
+) -> TransitionTrainer:
+    """The trainer behind the week's transition model, for refits without held-out rows."""
+    inputs = read_journey_inputs(warehouse, week_cutoff(context), model.config.max_clusters)
+    return TransitionTrainer(inputs, model.config)
 
 
 class HoldoutConfig(dg.Config):

@@ -29,12 +29,14 @@ from sources.hetrec import read_hetrec_listens_and_terms
 
 # each fit is scored at every candidate_min_count (no refit needed for those)
 FITS = [
-    {"contexts": ("histories",), "window": 5, "epochs": 15},
+    {"contexts": ("histories",), "window": 5, "epochs": 15, "negative": 10},
     {"contexts": ("histories",), "window": 10, "epochs": 20},
     {"contexts": ("histories",), "window": 50, "epochs": 5},
     {"contexts": ("histories",), "window": 50, "epochs": 20},
     {"contexts": ("histories",), "window": 50, "epochs": 20, "ns_exponent": -0.5},
     {"contexts": ("co_mentions", "histories"), "window": 50, "epochs": 20},
+    {"contexts": ("co_mentions", "histories"), "window": 50, "epochs": 10, "negative": 5},
+    {"contexts": ("co_mentions", "histories"), "window": 50, "epochs": 20, "negative": 5},
 ]
 CANDIDATE_MIN_COUNTS = (2, 10, 20, 40)
 

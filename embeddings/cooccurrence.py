@@ -69,9 +69,9 @@ class CooccurrenceConfig:
     dim: int = 64
     window: int = 50
     min_count: int = 2
-    candidate_min_count: int = 20
+    candidate_min_count: int = 40
     epochs: int = 20
-    negative: int = 10
+    negative: int = 5
     ns_exponent: float = 0.75
     sample: float = 1e-3
     session_gap_minutes: float = 30.0

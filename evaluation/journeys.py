@@ -122,8 +122,9 @@ def _clusters_only(model: TransitionModel) -> TransitionModel:
     )
 
 
-def _neighbour_ranker(pairs: pd.DataFrame, index: dict[str, int]) -> Ranker:
-    """Cosine item-item scores of a binary user x artist matrix, summed over a history."""
+def _neighbour_ranker(pairs: pd.DataFrame, index: dict[str, int], tie_break: np.ndarray) -> Ranker:
+    """Cosine item-item scores of a binary user x artist matrix, summed over a history (ties,
+    e.g. artists nobody co-listened, broken by ``tie_break``: popularity)."""
     rows = pairs["artist_id"].map(index)
     pairs = pairs[rows.notna()].drop_duplicates(["user_id", "artist_id"])
     users = pairs["user_id"].astype("category").cat.codes.to_numpy()
@@ -139,7 +140,7 @@ def _neighbour_ranker(pairs: pd.DataFrame, index: dict[str, int]) -> Ranker:
         vector = np.zeros(len(index))
         for row, weight in weighted.items():
             vector[row] = weight * inverse[row]
-        return np.asarray(columns.T @ (columns @ vector)).ravel() * inverse
+        return np.asarray(columns.T @ (columns @ vector)).ravel() * inverse + tie_break
 
     return rank
 
@@ -159,7 +160,9 @@ def _rankers(
         MODEL: model.scores,
         CLUSTERS_ONLY: clusters.scores,
         POPULARITY: lambda weighted: popularity,
-        NEIGHBOURS: _neighbour_ranker(pairs[["user_id", "artist_id"]], index),
+        NEIGHBOURS: _neighbour_ranker(
+            pairs[["user_id", "artist_id"]], index, popularity / (popularity.max() + 1) * 1e-9
+        ),
     }
 
 

@@ -31,6 +31,7 @@ from evaluation.metrics import evaluate_ranking, item_popularity, metrics_bar_ch
 from recommend.blend import BlendConfig, source_rankings
 from recommend.candidates import VectorTable
 from recommend.history import PlayHistory
+from recommend.journeys import TransitionTrainer
 from recommend.models import SourceModels, fit_audio_to_cf, fit_sources
 from recommend.playlist import (
     STAGES,
@@ -108,11 +109,13 @@ def replay_week(
     tuning: Mapping[str, Any] | None = None,
     blend: BlendConfig | None = None,
     cooccurrence: CooccurrenceTrainer | None = None,
+    transitions: TransitionTrainer | None = None,
 ) -> ReplayedWeek:
     """On ``train`` only, what the weekly assets do: tune the blend (``blend_config``, unless
     ``blend`` is fixed), fit the sources (``cf_model``), the audio -> CF model
-    (``audio_to_cf_model``) and the co-occurrence vectors without the ``test`` rows
-    (``cooccurrence_vectors``), and prepare the :class:`ServingWeek` that serves them.
+    (``audio_to_cf_model``), the co-occurrence vectors and the transition model without the
+    ``test`` rows (``cooccurrence_vectors``, ``transition_model``), and prepare the
+    :class:`ServingWeek` that serves them.
     The arguments are :func:`evaluate_blend`'s."""
     config = config or DiscoverWeeklyConfig()
     week = pd.Timestamp(week_start) if week_start is not None else _default_week(train)
@@ -137,6 +140,8 @@ def replay_week(
     clock = time.perf_counter()
     models, projector = _fit_as_the_graph_does(plays.interactions, config, audio_vectors)
     cooccurrence_vectors = trainer.fit().candidate_table() if trainer is not None else None
+    item_artist = dict(zip(item_table["item_id"], item_table["artist_id"], strict=True))
+    journeys = transitions.without(test, item_artist).fit() if transitions is not None else None
     seconds["fit"] = time.perf_counter() - clock
     serving = ServingWeek(
         item_table,
@@ -147,6 +152,7 @@ def replay_week(
         config=config,
         audio_projector=projector,
         cooccurrence_vectors=cooccurrence_vectors,
+        transitions=journeys,
         **content,
     )
     return ReplayedWeek(plays, item_table, week, blend, search, models, serving, seconds)
@@ -166,6 +172,7 @@ def evaluate_blend(
     blend: BlendConfig | None = None,
     batch_size: int = DEFAULT_BATCH,
     cooccurrence: CooccurrenceTrainer | None = None,
+    transitions: TransitionTrainer | None = None,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
 
@@ -202,6 +209,9 @@ def evaluate_blend(
         The trainer of the ``cooccurrence_vectors`` asset (optional source): the vectors are
         refitted on the same contexts without the test rows (and without the validation rows
         for tuning), as the asset fits them on the whole history.
+    transitions
+        The trainer of the ``transition_model`` asset (optional): refitted without the test
+        rows, it fills the exploration slots one step outward, as served.
     batch_size
         Test users served at once: candidates and playlists are held for one batch, only the
         top-30 rankings of every user are kept.
@@ -227,6 +237,7 @@ def evaluate_blend(
         tuning=tuning,
         blend=blend,
         cooccurrence=cooccurrence,
+        transitions=transitions,
     )
     plays, serving, seconds = replay.plays, replay.serving, replay.seconds
     models, blend, search, week = replay.models, replay.blend, replay.search, replay.week

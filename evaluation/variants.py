@@ -52,6 +52,7 @@ from recommend.variants import (
 
 if TYPE_CHECKING:
     from embeddings.cooccurrence import CooccurrenceTrainer
+    from recommend.journeys import TransitionTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def replay_variants(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     cooccurrence: CooccurrenceTrainer | None = None,
+    transitions: TransitionTrainer | None = None,
 ) -> VariantReplay:
     """Every variant's served playlists for the test users, scored with bootstrap intervals.
 
@@ -196,6 +198,7 @@ def replay_variants(
         tuning=tuning,
         blend=blend,
         cooccurrence=cooccurrence,
+        transitions=transitions,
     )
     plays, base, seconds = replay.plays, replay.serving, replay.seconds
     clock = time.perf_counter()

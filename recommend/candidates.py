@@ -24,6 +24,9 @@ source                 how                                  reason (code: detail
                        timestamps exist)
 ``exploration``        less popular items ranked by CF      ``exploration``: the played item closest
                        closeness                            in factor space
+``journey``            artists one step outward from the    ``next_step``: the artist the step starts
+                       user's recent ones (transition       from (exploration slots only; made by
+                       model)                               ``recommend.journeys``)
 =====================  ===================================  ==========================================
 
 :func:`explain` turns a ``(reason_code, reason_detail)`` pair into the sentence people read.
@@ -63,6 +66,7 @@ REASON_CODES = (
     "taste_profile",
     "cold_start",
     "played_alongside",
+    "next_step",
 )
 # the evidence code of a content space: the played item closest to the candidate
 EVIDENCE_CODES = {"audio": "sounds_like", "cooccurrence": "played_alongside"}
@@ -1047,6 +1051,8 @@ def explain(reason_code: str, reason_detail: str, names: Mapping[str, str] | Non
         return f"sounds like {name}"
     if reason_code == "played_alongside" and detail:
         return f"often played alongside {name}"
+    if reason_code == "next_step" and detail:
+        return f"one step outward from {name}, where explorers went next"
     if reason_code == "new_this_week":
         return "new this week"
     if reason_code == "popular_now":

@@ -51,6 +51,7 @@ from recommend.candidates import (
     term_vectors,
 )
 from recommend.history import PlayHistory, WeekStatistics, sample_of
+from recommend.journeys import TransitionModel, next_step_candidates
 from recommend.models import (
     AudioProjector,
     SourceModels,
@@ -180,6 +181,10 @@ def text_space(
 
 # ---------------------------------------------------------------------------------- build
 STAGES = ("blend", "mmr", "discover_weekly")
+# what fills the exploration slots, in this order: brand-new tracks, one step outward from the
+# user's recent artists (the transition model), the less popular tail close to their taste
+EXPLORATION_PRIORITY = {"new": 1.0, "journey": 0.5, "exploration": 0.0}
+EXPLORATION_SOURCES = tuple(EXPLORATION_PRIORITY)
 # users with fewer items stay out of a holdout or validation split (evaluation.metrics)
 MIN_SPLIT_ITEMS = 5
 # the blend first beats the best single source's validation NDCG@10 by this share (a margin for
@@ -239,6 +244,7 @@ def rank_week(
     statistics: WeekStatistics | None = None,
     prepared: dict | None = None,
     cooccurrence: VectorTable | None = None,
+    transitions: TransitionModel | None = None,
 ) -> RankedWeek:
     """Candidates of every source from the served models, fused with the served blend.
 
@@ -266,12 +272,24 @@ def rank_week(
         listeners=statistics.listeners,
         prepared=prepared,
     )
-    blended = fuse(candidates, blend, novelty=statistics.novelty)
-    pool = candidates[candidates["source"].isin(["new", "exploration"])]
-    # brand-new items before the less popular ones in each user's exploration pool
+    if transitions is not None:
+        journeys = next_step_candidates(
+            transitions,
+            listens,
+            item_artist,
+            users,
+            n=config.exploration_candidates,
+            catalog=catalog,
+            item_popularity=statistics.listeners,
+        )
+        candidates = pd.concat([candidates, journeys], ignore_index=True)
+    # journey steps only fill exploration slots: they are not a source of the blend
+    blended = fuse(candidates[candidates["source"] != "journey"], blend, novelty=statistics.novelty)
+    pool = candidates[candidates["source"].isin(EXPLORATION_SOURCES)]
+    # brand-new items first, then one step outward (journeys), then the less popular tail
     pool = pool.assign(
         score=pool.groupby("user_id")["score"].rank(pct=True)
-        + (pool["source"] == "new").astype(float)
+        + pool["source"].map(EXPLORATION_PRIORITY).astype(float)
     )
     vectors = mmr_vectors(config, models, text)
     if vectors is not None:
@@ -392,6 +410,9 @@ class ServingWeek:
     cooccurrence_vectors
         ``(artist_ids, matrix)`` co-occurrence vectors (the ``cooccurrence_vectors`` asset):
         the ``cooccurrence`` source (optional).
+    transitions
+        The week's transition model (the ``transition_model`` asset): exploration slots one
+        step outward from the user's recent artists (optional).
     """
 
     def __init__(
@@ -408,6 +429,7 @@ class ServingWeek:
         audio_vectors: VectorTable | None = None,
         audio_projector: AudioProjector | None = None,
         cooccurrence_vectors: VectorTable | None = None,
+        transitions: TransitionModel | None = None,
     ) -> None:
         self.config = config or DiscoverWeeklyConfig()
         self.blend = blend or self.config.blend
@@ -424,6 +446,11 @@ class ServingWeek:
         self.catalog = set(self.items["item_id"])
         self.item_artist = dict(zip(self.items["item_id"], self.items["artist_id"], strict=True))
         self.names = dict(zip(self.items["item_id"], self.items["name"].astype(str), strict=True))
+        self.transitions = transitions
+        if transitions is not None:  # journey reasons name the artist a step starts from
+            artists = self.items["artist_id"].astype(str).unique()
+            known = [a for a in artists if a in transitions]
+            self.names = {a: transitions.name(a) for a in known} | self.names
         self.cold_rng = np.random.default_rng(self.config.seed)
         self.prepared: dict = {}
         self._content: tuple[VectorTable | None, VectorTable | None] | None = None
@@ -493,6 +520,7 @@ def serve_users(
                 statistics=serving.statistics,
                 prepared=serving.prepared,
                 cooccurrence=serving.cooccurrence(),
+                transitions=serving.transitions,
             )
             candidate_frames.append(ranked.candidates)
             for stage in STAGES if stages else ("discover_weekly",):

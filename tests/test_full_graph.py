@@ -14,8 +14,8 @@ from tests.pipeline import run_assets, settings_for
 
 LAST_WEEK = "2026-11-16"
 WEEKLY = (
-    "key:cf_model or key:audio_to_cf_model or key:blend_config or key:candidates "
-    "or key:discover_weekly"
+    "key:cf_model or key:audio_to_cf_model or key:cooccurrence_vectors or key:transition_model "
+    "or key:blend_config or key:candidates or key:discover_weekly"
 )
 
 
