@@ -18,7 +18,13 @@ from embeddings.vectors import VectorSet
 from evaluation.metrics import metrics_bar_chart
 from evaluation.similar_artists import colistening_truth, similar_artist_agreement
 from orchestration.partitions import WEEKS, week_cutoff
-from orchestration.resources import ARTIFACTS, Paths, VectorStoreResource, Warehouse
+from orchestration.resources import (
+    ARTIFACTS,
+    ArtifactStoreResource,
+    Paths,
+    VectorStoreResource,
+    Warehouse,
+)
 from recommend.errors import TooSmall
 from recommend.models import SourceModels
 
@@ -103,11 +109,23 @@ def cooccurrence_vectors(
     config: CooccurrenceVectorsConfig,
     warehouse: Warehouse,
     vector_store: VectorStoreResource,
+    artifact_store: ArtifactStoreResource,
 ) -> dg.Output:
     trainer = CooccurrenceTrainer(
         lambda: warehouse.connect(read_only=True), week_cutoff(context), config.to_config()
     )
-    vectors = trainer.fit()
+    store = artifact_store.store()
+    reused: list[str] = []
+
+    def stored(version: str) -> CooccurrenceVectors | None:
+        if not store.has(COOCCURRENCE.path, context.partition_key, version):
+            return None
+        context.log.info(f"co-occurrence vectors {version} already stored; not retraining")
+        reused.append(version)
+        return store.load(COOCCURRENCE.path, context.partition_key, version)
+
+    vectors = trainer.fit(stored)
+    refit = not reused
     names = warehouse.read("SELECT artist_id, name FROM golden.artists")
     name_of = dict(zip(names["artist_id"].astype(str), names["name"].fillna(""), strict=True))
     eligible = int((vectors.occurrences >= vectors.config.min_count).sum())
@@ -135,6 +153,7 @@ def cooccurrence_vectors(
         data_version=dg.DataVersion(vectors.version),
         metadata={
             "version": vectors.version,
+            "refit": refit,
             "collection": COOCCURRENCE_COLLECTION,
             "artists": len(vectors),
             "artists_in_corpus": int(vectors.stats.get("artists", 0)),

@@ -463,8 +463,14 @@ class CooccurrenceTrainer:
         both = users if self.exclude_users is None else pd.concat([self.exclude_users, users])
         return replace(self, exclude_users=both.drop_duplicates().reset_index(drop=True))
 
-    def fit(self) -> CooccurrenceVectors:
-        """Write the corpus to a temporary file and train on it."""
+    def fit(
+        self, stored: Callable[[str], CooccurrenceVectors | None] | None = None
+    ) -> CooccurrenceVectors:
+        """Write the corpus to a temporary file and train on it.
+
+        ``stored`` maps a version (corpus and config) to vectors already fitted for it, or None:
+        the same corpus is then not trained again.
+        """
         with tempfile.TemporaryDirectory(prefix="cooccurrence-") as folder:
             with self.connect() as con:
                 corpus = write_corpus(
@@ -475,6 +481,9 @@ class CooccurrenceTrainer:
                     self.exclude,
                     self.exclude_users,
                 )
+            found = stored(cooccurrence_version(corpus.digest, self.config)) if stored else None
+            if found is not None:
+                return found
             vectors = fit_on_corpus(corpus, self.config)
         logger.info(
             "co-occurrence vectors: %d artists from %s", len(vectors), vectors.stats["contexts"]

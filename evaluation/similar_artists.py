@@ -85,7 +85,7 @@ def colistening_truth(
                 SELECT l.user_id, i.artist_id, sum(l.plays) AS plays
                 FROM golden.listens l JOIN _held_out USING (user_id)
                 JOIN golden.items i USING (item_id)
-                WHERE l.first_ts IS NULL OR l.first_ts < ? GROUP BY ALL
+                WHERE l.first_ts IS NULL OR l.first_ts < ? GROUP BY l.user_id, i.artist_id
                 QUALIFY row_number() OVER (PARTITION BY l.user_id ORDER BY sum(l.plays) DESC,
                                            i.artist_id) <= {int(per_user)}
             ), listeners AS (

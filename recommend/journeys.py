@@ -1087,7 +1087,7 @@ def _items_by_artist(
     for item, artist in item_artist.items():
         if allowed is None or str(item) in allowed:
             by_artist.setdefault(str(artist), []).append(str(item))
-    popularity = popularity or {}
+    popularity = {} if popularity is None else dict(popularity)
     for items in by_artist.values():
         items.sort(key=lambda i: (-float(popularity.get(i, 0.0)), i))
     return by_artist

@@ -158,3 +158,16 @@ def test_agreement_counts_queries_without_vectors_as_misses():
     assert table.loc["space", "coverage"] == 0.5
     assert table.loc["space", "precision@1"] == 0.5
     assert table.loc["space", "precision@1_covered"] == 1.0
+
+
+def test_colistening_truth_from_held_out_users(warehouse):
+    from evaluation.similar_artists import colistening_truth
+
+    with _connect(warehouse)() as con:
+        truth = colistening_truth(con, CUTOFF, holdout_share=0.5, seed=1, min_listeners=2)
+    held = set(truth.held_out_users["user_id"])
+    assert held and held < {f"u{i}" for i in range(40)} | {"late"}
+    assert truth.queries
+    for query, related in truth.related.items():
+        group = "a" if query.startswith("a") else "b"
+        assert query not in related and set(related) <= set(GROUPS[group])

@@ -57,13 +57,17 @@ def test_rerun_does_not_refit_and_leaves_collections_unchanged(graph) -> None:
     second = run_assets(
         settings,
         "key:cf_model or key:cf_item_vectors or key:cf_user_vectors or key:blend_config "
-        "or key:audio_to_cf_model",
+        "or key:audio_to_cf_model or key:cooccurrence_vectors",
         partition_key=LAST_WEEK,
     )
     blend_first = _metadata(week, dg.AssetKey("blend_config"))
     blend_second = _metadata(second, dg.AssetKey("blend_config"))
     assert blend_first["retuned"] is True and blend_second["retuned"] is False
     assert blend_second["artifact_version"] == blend_first["artifact_version"]
+    cooc_first = _metadata(week, dg.AssetKey("cooccurrence_vectors"))
+    cooc_second = _metadata(second, dg.AssetKey("cooccurrence_vectors"))
+    assert cooc_first["refit"] is True and cooc_second["refit"] is False
+    assert cooc_second["version"] == cooc_first["version"]
     projector = _metadata(second, dg.AssetKey("audio_to_cf_model"))
     assert projector["fitted"] is True and projector["refit"] is False
     cf_second = _metadata(second, dg.AssetKey("cf_model"))
@@ -329,3 +333,24 @@ def test_cooccurrence_vectors_are_a_source_and_judged_beside_cf_and_text(graph) 
     finally:
         con.close()
     assert reasons == [("played_alongside",)]
+
+
+def test_exploration_slots_lead_one_step_outward(graph) -> None:
+    """Issue 16 item 2b: Discover Weekly's exploration slots take the transition model's next
+    steps (after brand-new tracks), each explained by the artist the step starts from."""
+    settings = graph[0]
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT user_id, reason FROM recommend.discover_weekly "
+            f"WHERE week_start = DATE '{LAST_WEEK}' AND source = 'journey'"
+        ).df()
+        users = con.execute(
+            "SELECT count(DISTINCT user_id) FROM recommend.discover_weekly "
+            f"WHERE week_start = DATE '{LAST_WEEK}'"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    assert rows["user_id"].nunique() > users / 2
+    assert rows["reason"].str.startswith("one step outward from ").all()
+    assert not rows["reason"].str.contains(r"from a\d", regex=True).any()  # names, not ids
