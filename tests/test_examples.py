@@ -122,8 +122,8 @@ def sample_store(tmp_path_factory) -> Path:
     week_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     week_start -= timedelta(days=week_start.weekday())
     recs = pd.DataFrame(
-        [(u, item, rank, "sample") for u in users for rank, item in enumerate(items, 1)],
-        columns=["user_id", "item_id", "rank", "reason"],
+        [(u, item, rank, "sample", "control") for u in users for rank, item in enumerate(items, 1)],
+        columns=["user_id", "item_id", "rank", "reason", "variant"],
     )
     features.export_parquet(
         features.discover_weekly_playlist(recs, week_start),
