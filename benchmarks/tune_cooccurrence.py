@@ -30,11 +30,11 @@ from sources.hetrec import read_hetrec_listens_and_terms
 # each fit is scored at every candidate_min_count (no refit needed for those)
 FITS = [
     {"contexts": ("histories",), "window": 5, "epochs": 15, "negative": 10},
-    {"contexts": ("histories",), "window": 10, "epochs": 20},
-    {"contexts": ("histories",), "window": 50, "epochs": 5},
-    {"contexts": ("histories",), "window": 50, "epochs": 20},
-    {"contexts": ("histories",), "window": 50, "epochs": 20, "ns_exponent": -0.5},
-    {"contexts": ("co_mentions", "histories"), "window": 50, "epochs": 20},
+    {"contexts": ("histories",), "window": 10, "epochs": 20, "negative": 10},
+    {"contexts": ("histories",), "window": 50, "epochs": 5, "negative": 10},
+    {"contexts": ("histories",), "window": 50, "epochs": 20, "negative": 10},
+    {"contexts": ("histories",), "window": 50, "epochs": 20, "negative": 10, "ns_exponent": -0.5},
+    {"contexts": ("co_mentions", "histories"), "window": 50, "epochs": 20, "negative": 10},
     {"contexts": ("co_mentions", "histories"), "window": 50, "epochs": 10, "negative": 5},
     {"contexts": ("co_mentions", "histories"), "window": 50, "epochs": 20, "negative": 5},
 ]
@@ -72,7 +72,12 @@ def run(seeds: list[int]) -> dict:
                 started = time.perf_counter()
                 vectors = replace(base, config=CooccurrenceConfig(**fit)).fit()
                 figures = score(vectors, inner.train, inner.test)
-                described = {k: (", ".join(v) if k == "contexts" else v) for k, v in fit.items()}
+                config = vectors.config
+                described = {
+                    "contexts": ", ".join(config.contexts),
+                    **{k: getattr(config, k) for k in ("window", "epochs", "negative")},
+                    "ns_exponent": config.ns_exponent,
+                }
                 rows.append(
                     {
                         **described,
