@@ -21,6 +21,7 @@ from orchestration.resources import ARTIFACTS, ArtifactStoreResource, VectorStor
 from recommend.errors import TooSmall
 from recommend.history import interactions_before, load_history
 from recommend.models import SourceModels, fit_sources, sources_version
+from recommend.playlist import DEFAULT_SOURCES
 
 OWNER = "team:recsys"
 CF_MODEL = dg.AssetKey("cf_model")
@@ -28,14 +29,18 @@ CF_ITEMS = dg.AssetKey("cf_item_vectors")
 CF_USERS = dg.AssetKey("cf_user_vectors")
 
 
+CF_SOURCES = ("ease", "item_knn", "als", "bpr", "rp3beta", "user_knn")
+
+
 class CFModelConfig(dg.Config):
     """The CF sources the playlists serve (defaults: presets tuned on a HetRec validation split).
 
-    ``sources`` lists the fitted sources (any of ease, item_knn, als, bpr); ``als`` is the factor
-    model behind exploration, brand-new tracks, MMR and the Milvus vectors.
+    ``sources`` lists the fitted sources (any of :data:`CF_SOURCES`); ``als`` is the factor
+    model behind exploration, brand-new tracks, MMR and the Milvus vectors. Each source is
+    weighed into the playlists by ``blend_config`` on a validation split (weight 0 = unused).
     """
 
-    sources: list[str] = ["ease", "item_knn", "als"]
+    sources: list[str] = list(DEFAULT_SOURCES)
     als_factors: int = CF_PRESETS["als"].factors
     als_regularization: float = CF_PRESETS["als"].regularization
     als_iterations: int = CF_PRESETS["als"].iterations
@@ -49,11 +54,11 @@ class CFModelConfig(dg.Config):
 
     def to_configs(self) -> dict[str, CFConfig]:
         """``{source label: CFConfig}`` for :func:`recommend.models.fit_sources`."""
-        unknown = sorted(set(self.sources) - {"ease", "item_knn", "als", "bpr"})
+        unknown = sorted(set(self.sources) - set(CF_SOURCES))
         if unknown or not self.sources:
             raise ValueError(
-                f"cf_model config 'sources' = {self.sources}: use a non-empty list of ease, "
-                "item_knn, als, bpr"
+                f"cf_model config 'sources' = {self.sources}: use a non-empty list of "
+                f"{', '.join(CF_SOURCES)}"
             )
         tuned = {
             "als": CF_PRESETS["als"].with_(
@@ -67,6 +72,8 @@ class CFModelConfig(dg.Config):
                 ease_lambda=self.ease_lambda, ease_max_items=self.ease_max_items
             ),
             "bpr": CF_PRESETS["bpr"],
+            "rp3beta": CF_PRESETS["rp3beta"],
+            "user_knn": CF_PRESETS["user_knn"],
         }
         return {name: tuned[name].with_(seed=self.seed) for name in self.sources}
 

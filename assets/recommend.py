@@ -27,7 +27,7 @@ from assets.weekly import (
 from embeddings.cooccurrence import CooccurrenceVectors
 from embeddings.vectors import AudioEmbeddings, VectorSet
 from evaluation.metrics import confidence_intervals, holdout_split, interval_columns
-from evaluation.served import evaluate_blend
+from evaluation.served import evaluate_blend, ranker_summary
 from featurestore import tables as features
 from orchestration.partitions import WEEKS, register_weeks, week_cutoff, week_of
 from orchestration.resources import (
@@ -57,13 +57,15 @@ from recommend.playlist import (
     ServingWeek,
     serve_users,
     similar_artists,
-    tune_week_blend,
 )
+from recommend.ranker import WeekRanker, fusion_serves
 from recommend.variants import Experiment, variant_serving
+from recommend.week_ranker import tune_week
 
 CANDIDATES = dg.AssetKey("candidates")
 DISCOVER_WEEKLY = dg.AssetKey("discover_weekly")
 BLEND_CONFIG = dg.AssetKey("blend_config")
+PLAYLIST_RANKER = dg.AssetKey("playlist_ranker")
 PLAYLIST_RULES_CHECK = "playlist_rules"
 PLAYLIST_SIZE = 30
 
@@ -96,25 +98,43 @@ class BlendTuningConfig(dg.Config):
         }
 
 
-@dg.asset(
-    key=BLEND_CONFIG,
+@dg.multi_asset(
+    name="blend_config",
     ins={
         "cf_model": dg.AssetIn("cf_model"),
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
         "cooccurrence_vectors": dg.AssetIn("cooccurrence_vectors"),
     },
+    outs={
+        "blend_config": dg.AssetOut(
+            key=BLEND_CONFIG,
+            io_manager_key=ARTIFACTS,
+            group_name="recommend",
+            kinds={"pandas"},
+            owners=[OWNER],
+            description="Per week, the blend of the playlists: source weights and score "
+            "normalisation tuned for NDCG@10 on a validation split carved from the plays before "
+            "the week (the sources refitted on the rest with cf_model's config), or fixed by "
+            "configuration. Read by discover_weekly and replayed by blend_evaluation.",
+        ),
+        "playlist_ranker": dg.AssetOut(
+            key=PLAYLIST_RANKER,
+            io_manager_key=ARTIFACTS,
+            group_name="recommend",
+            kinds={"lightgbm"},
+            owners=[OWNER],
+            description="Per week, a LambdaRank ranker over the union of the candidates, "
+            "trained on the same validation split as blend_config (75% of its users) and "
+            "compared with the fusion on the rest, served lists against served lists: it ranks "
+            "the playlists only when it leads the fusion's NDCG@10 by the margin without losing "
+            "discovery; otherwise the fusion serves and the metadata says why. Feature "
+            "importance and per-source contribution in the metadata.",
+        ),
+    },
     # the co-occurrence source is refitted without held-out rows from its contexts
     deps=REPLAY_TABLES,
     partitions_def=WEEKS,
-    io_manager_key=ARTIFACTS,
-    group_name="recommend",
-    kinds={"pandas"},
-    owners=[OWNER],
-    description="Per week, the blend of the playlists: source weights and score normalisation "
-    "tuned for NDCG@10 on a validation split carved from the plays before the week (the "
-    "sources refitted on the rest with cf_model's config), or fixed by configuration. Read by "
-    "discover_weekly and replayed by blend_evaluation.",
     pool="duckdb",
 )
 def blend_config(
@@ -126,22 +146,35 @@ def blend_config(
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
     cooccurrence_vectors: CooccurrenceVectors,
-) -> dg.Output:
+):
     if config.weights:
         choice = BlendChoice(BlendConfig(weights=config.weights, method=config.method), False)
-        return dg.Output(choice, metadata={"tuned": False, "weights": dict(config.weights)})
+        yield dg.Output(
+            choice, "blend_config", metadata={"tuned": False, "weights": dict(config.weights)}
+        )
+        ranker = fusion_serves("the blend is fixed by configuration: no ranker is trained")
+        yield dg.Output(ranker, "playlist_ranker", metadata=ranker_metadata(ranker))
+        return
     terms = warehouse.table("golden", "artist_terms")
     inputs = _blend_inputs(
         cf_model, config, [text_vectors, audio_vectors, cooccurrence_vectors], terms
     )
     store = artifact_store.store()
-    if store.has(BLEND_CONFIG.path, context.partition_key, inputs):
+    if store.has(BLEND_CONFIG.path, context.partition_key, inputs) and store.versions(
+        PLAYLIST_RANKER.path, context.partition_key
+    ):
         context.log.info(f"blend {inputs} already tuned on the same inputs; not retuning")
         choice = store.load(BLEND_CONFIG.path, context.partition_key, inputs)
-        return dg.Output(choice, metadata={**_blend_metadata(choice.blend), "retuned": False})
+        ranker = store.load(PLAYLIST_RANKER.path, context.partition_key)
+        if getattr(ranker, "inputs", None) == inputs:
+            yield dg.Output(
+                choice, "blend_config", metadata={**_blend_metadata(choice.blend), "retuned": False}
+            )
+            yield dg.Output(ranker, "playlist_ranker", metadata=ranker_metadata(ranker))
+            return
     items = display_items(warehouse)
     try:
-        blend, history = tune_week_blend(
+        blend, history, ranker = tune_week(
             load_history(
                 warehouse,
                 week_cutoff(context),
@@ -154,19 +187,25 @@ def blend_config(
             text_vectors=text_vectors.as_table(),
             audio_vectors=audio_table(audio_vectors, items),
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
+            inputs=inputs,
             **config.tuning(),
         )
     except TooSmall as error:
         context.log.warning(f"too small to tune the blend ({error}): default weights")
         choice = BlendChoice(BlendConfig(method=config.method), False, config.tuning(), inputs)
-        return dg.Output(
+        yield dg.Output(
             choice,
+            "blend_config",
             metadata={**_blend_metadata(choice.blend), "tuned": False, "reason": str(error)},
         )
+        ranker = fusion_serves(f"too small to tune: {error}", inputs)
+        yield dg.Output(ranker, "playlist_ranker", metadata=ranker_metadata(ranker))
+        return
     best = history.sort_values("objective").iloc[-1]
     validation = {f"validation_{m}@10": best[m] for m in ("ndcg", "coverage", "novelty")}
-    return dg.Output(
+    yield dg.Output(
         BlendChoice(blend, True, config.tuning(), inputs),
+        "blend_config",
         metadata={
             **_blend_metadata(blend),
             "retuned": True,
@@ -180,6 +219,32 @@ def blend_config(
             **floats({k: v for k, v in validation.items() if pd.notna(v)}),
         },
     )
+    context.log.info(f"playlist ranker: {ranker.choice.reason}")
+    yield dg.Output(ranker, "playlist_ranker", metadata=ranker_metadata(ranker))
+
+
+def ranker_metadata(ranker: WeekRanker) -> dict:
+    """What serves and why, the ranker's figures on the choice users, its importance."""
+    summary = ranker_summary(ranker)
+    meta = {
+        "serves": summary["serves"],
+        "reason": summary["reason"],
+        "novelty_weight": summary["novelty_weight"],
+        "trees": summary["trees"],
+        "train_seconds": summary["train_seconds"],
+    }
+    for name in ("fusion", "ranker", "source_contribution", "importance_gain", "knob_search"):
+        if name in summary:
+            meta[name] = dg.MetadataValue.json(summary[name])
+    if "source_contribution" in summary:
+        contribution = pd.DataFrame(
+            {
+                "source": list(summary["source_contribution"]),
+                "mean_abs_shap": list(summary["source_contribution"].values()),
+            }
+        )
+        meta["per_source_contribution"] = dg.MetadataValue.md(contribution.to_markdown(index=False))
+    return meta
 
 
 def _blend_inputs(
@@ -250,6 +315,7 @@ class DiscoverWeeklyRunConfig(dg.Config):
     ins={
         "cf_model": dg.AssetIn("cf_model"),
         "blend_config": dg.AssetIn("blend_config"),
+        "playlist_ranker": dg.AssetIn("playlist_ranker"),
         "audio_to_cf_model": dg.AssetIn("audio_to_cf_model"),
         "text_vectors": dg.AssetIn("text_vectors"),
         "audio_vectors": dg.AssetIn("audio_vectors"),
@@ -284,6 +350,7 @@ class DiscoverWeeklyRunConfig(dg.Config):
             deps=[
                 CANDIDATES,
                 "blend_config",
+                "playlist_ranker",
                 "feast_apply",
                 ["golden", "items"],
                 ["golden", "artists"],
@@ -322,6 +389,7 @@ def discover_weekly(
     experiment: ExperimentResource,
     cf_model: SourceModels,
     blend_config: BlendChoice,
+    playlist_ranker: WeekRanker,
     audio_to_cf_model: AudioProjector | None,
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
@@ -346,12 +414,14 @@ def discover_weekly(
         audio_to_cf_model=audio_to_cf_model,
         cooccurrence_vectors=cooccurrence_vectors,
         transition_model=transition_model,
+        playlist_ranker=playlist_ranker,
     )
     plan = experiment.experiment()
     servings = {v.name: variant_serving(serving, v) for v in plan.variants}
     context.log.info(
         f"week {day}: users in batches of {config.user_batch_size}, plays before {cutoff}, "
-        f"CF sources {cf_model.version}, blend {blend_config.version}, experiment "
+        f"CF sources {cf_model.version}, blend {blend_config.version}, ranking by "
+        f"{'the learned ranker' if playlist_ranker.serves else 'the fusion'}, experiment "
         f"{plan.name} ({', '.join(f'{v.name} {v.share:g}' for v in plan.variants)})"
     )
     variant_users: Counter = Counter()
@@ -404,6 +474,8 @@ def discover_weekly(
             "cf_model_version": cf_model.version,
             "blend_config_version": blend_config.version,
             "blend_weights": dg.MetadataValue.json(dict(blend_config.blend.weights)),
+            "ranked_by": "ranker" if playlist_ranker.serves else "fusion",
+            "playlist_ranker_version": playlist_ranker.version,
             "users": totals.users,
             "users_without_history": totals.users_without_history,
             "distinct_items": len(totals.items),
@@ -439,6 +511,7 @@ def _serving_week(
     audio_to_cf_model: AudioProjector | None,
     cooccurrence_vectors: CooccurrenceVectors,
     transition_model: TransitionModel | None = None,
+    playlist_ranker: WeekRanker | None = None,
 ) -> ServingWeek:
     """The week's serving inputs, built once per run (every variant is served from it)."""
     return ServingWeek(
@@ -454,6 +527,7 @@ def _serving_week(
         audio_projector=audio_to_cf_model,
         cooccurrence_vectors=cooccurrence_vectors.candidate_table(),
         transitions=transition_model,
+        ranker=playlist_ranker,
     )
 
 
@@ -730,6 +804,8 @@ def blend_evaluation(
                 }
             ),
             "best_single_source": str(singles["ndcg@10"].idxmax()),
+            "ranked_by": table.attrs["ranker"].get("serves", "fusion"),
+            "ranker_choice": table.attrs["ranker"].get("reason", "no ranker (fixed blend)"),
             "test_users": int(split.test["user_id"].nunique()),
             "seconds": dg.MetadataValue.json(table.attrs["seconds"]),
             **floats({f"ndcg@10/{m}": v for m, v in table["ndcg@10"].items()}),
@@ -752,6 +828,7 @@ WEEKLY_ASSETS = [
     "cf_item_vectors",
     "audio_to_cf_model",
     "blend_config",
+    "playlist_ranker",
     "candidates",
     "discover_weekly",
     "cf_evaluation",

@@ -1,6 +1,6 @@
 """What is served, scored: the weekly pipeline replayed on a holdout.
 
-:func:`evaluate_blend` tunes the blend (:func:`recommend.playlist.tune_week_blend`), fits the
+:func:`evaluate_blend` tunes the blend (:func:`recommend.week_ranker.tune_week`), fits the
 sources (:func:`recommend.models.fit_sources`) and the audio -> CF model on the training split,
 exactly as the weekly assets do on a week's history, then builds the test users' playlists with
 :func:`recommend.playlist.serve_users` (what ``discover_weekly`` serves, in user batches) and
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +40,13 @@ from recommend.playlist import (
     check_items,
     check_listens,
     mmr_vectors,
+    playlist_rankings,
     serve_users,
     text_space,
-    tune_week_blend,
     user_batches,
 )
+from recommend.ranker import WeekRanker
+from recommend.week_ranker import tune_week
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class ReplayedWeek:
     models: SourceModels
     serving: ServingWeek
     seconds: dict[str, float] = field(default_factory=dict)
+    ranker: WeekRanker | None = None
 
 
 def replay_week(
@@ -111,8 +114,8 @@ def replay_week(
     cooccurrence: CooccurrenceTrainer | None = None,
     transitions: TransitionTrainer | None = None,
 ) -> ReplayedWeek:
-    """On ``train`` only, what the weekly assets do: tune the blend (``blend_config``, unless
-    ``blend`` is fixed), fit the sources (``cf_model``), the audio -> CF model
+    """On ``train`` only, what the weekly assets do: tune the blend and train the ranker
+    (``blend_config`` and ``playlist_ranker``, unless ``blend`` is fixed), fit the sources (``cf_model``), the audio -> CF model
     (``audio_to_cf_model``), the co-occurrence vectors and the transition model without the
     ``test`` rows (``cooccurrence_vectors``, ``transition_model``), and prepare the
     :class:`ServingWeek` that serves them.
@@ -131,9 +134,10 @@ def replay_week(
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     search = pd.DataFrame()
+    ranker = None
     trainer = cooccurrence.without(test) if cooccurrence is not None else None
     if blend is None:
-        blend, search = tune_week_blend(
+        blend, search, ranker = tune_week(
             plays, item_table, config=config, cooccurrence=trainer, **content, **dict(tuning or {})
         )
     seconds["tuning"] = time.perf_counter() - clock
@@ -153,9 +157,10 @@ def replay_week(
         audio_projector=projector,
         cooccurrence_vectors=cooccurrence_vectors,
         transitions=journeys,
+        ranker=ranker,
         **content,
     )
-    return ReplayedWeek(plays, item_table, week, blend, search, models, serving, seconds)
+    return ReplayedWeek(plays, item_table, week, blend, search, models, serving, seconds, ranker)
 
 
 def evaluate_blend(
@@ -173,6 +178,7 @@ def evaluate_blend(
     batch_size: int = DEFAULT_BATCH,
     cooccurrence: CooccurrenceTrainer | None = None,
     transitions: TransitionTrainer | None = None,
+    segments: Mapping[str, Collection[str]] | None = None,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
 
@@ -201,7 +207,7 @@ def evaluate_blend(
     week_start
         The week the replayed playlists are for (default: the Monday after train's last play).
     tuning
-        Keyword arguments of :func:`recommend.playlist.tune_week_blend` (how the
+        Keyword arguments of :func:`recommend.week_ranker.tune_week` (how the
         ``blend_config`` asset tuned the served blend: ``BlendChoice.tuning``); default its own.
     blend
         A fixed blend (as ``blend_config`` serves when weights are configured): no tuning.
@@ -215,13 +221,17 @@ def evaluate_blend(
     batch_size
         Test users served at once: candidates and playlists are held for one batch, only the
         top-30 rankings of every user are kept.
+    segments
+        ``{name: user ids}``: the same table for these test users only (e.g. users with at most
+        3 artists), in ``attrs["segments"][name]``.
 
     Returns
     -------
     pandas.DataFrame
         Index ``ranking``; columns :data:`EVALUATION_METRICS` and the rest of
         ``evaluate_ranking``'s (95% confidence bounds included). ``attrs``: ``blend_config``,
-        ``tuning``, ``models_version``, ``week_start``, ``seconds`` and ``chart_png``.
+        ``tuning``, ``models_version``, ``week_start``, ``seconds``, ``chart_png`` and
+        ``segments``.
     """
     config = config or DiscoverWeeklyConfig()
     test = test.astype({"user_id": str, "item_id": str})
@@ -266,8 +276,15 @@ def evaluate_blend(
         serving,
     )
     table = _score(rankings, test, plays, diversity)
+    segment_tables = {}
+    for name, users in (segments or {}).items():
+        rows = test[test["user_id"].isin(set(map(str, users)))]
+        if not rows.empty:
+            segment_tables[name] = _score(rankings, rows, plays, diversity)
     seconds["metrics"] = time.perf_counter() - clock
     table.attrs.update(
+        segments=segment_tables,
+        ranker=ranker_summary(replay.ranker),
         blend_config=blend,
         tuning=search,
         models_version=models.version,
@@ -277,6 +294,20 @@ def evaluate_blend(
     )
     logger.info("blend evaluation: %s", table[["ndcg@10", "recall@30"]].round(4).to_dict("index"))
     return table
+
+
+def ranker_summary(ranker: WeekRanker | None) -> dict:
+    """What the week's ranker decided and saw (JSON-ready; empty without a ranker)."""
+    if ranker is None:
+        return {}
+    return {
+        "serves": "ranker" if ranker.serves else "fusion",
+        "reason": ranker.figures.get("reason", ranker.choice.reason),
+        "novelty_weight": ranker.novelty_weight,
+        "trees": ranker.ranker.best_iteration if ranker.ranker else 0,
+        "train_seconds": round(ranker.ranker.train_seconds, 1) if ranker.ranker else 0.0,
+        **{k: v for k, v in ranker.figures.items() if k != "reason"},
+    }
 
 
 def _with_new_items(vectors: VectorTable | None, serving: ServingWeek) -> VectorTable | None:
@@ -329,12 +360,6 @@ def _score(rankings: dict, test: pd.DataFrame, train: PlayHistory, diversity) ->
     first = [m for m in EVALUATION_METRICS if m in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
     return table.sort_values("ndcg@10", ascending=False)
-
-
-def playlist_rankings(playlists: pd.DataFrame) -> dict[str, list[str]]:
-    """``{user_id: item ids in playlist order}`` of a playlist frame."""
-    ordered = playlists.sort_values(["user_id", "position"], kind="mergesort")
-    return {user: list(group) for user, group in ordered.groupby("user_id")["item_id"]}
 
 
 def blend_chart_png(

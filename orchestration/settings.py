@@ -27,6 +27,12 @@ Environment variables (all optional; defaults give the embedded profile on the b
 ``CRATEDIGGER_API_PORT``    its port (default 8000; 0 picks a free one)
 ``CRATEDIGGER_API_REFRESH_SECONDS`` how often the server looks for newly published vectors,
                             playlists and catalogue changes (default 2)
+``CRATEDIGGER_ENGINE``      ``duckdb`` (default) or ``spark``: the engine of the raw landing, row
+                            rules, quarantine and golden tables (``warehouse.spark_engine`` for
+                            Spark; the Dagster assets run DuckDB until they are wired to it)
+``SPARK_MASTER``            the Spark master the Spark engine connects to (default ``local[2]``;
+                            ``local[N]``, ``local[*]``, ``spark://host:port``, ``yarn``,
+                            ``k8s://...``)
 ``CRATEDIGGER_EXPERIMENT``  the A/B variants of the playlists: ``default`` (control 80%, wider
                             exploration 20%), ``none`` (one variant) or a JSON file / inline JSON
                             object (``recommend.variants``)
@@ -36,6 +42,7 @@ Environment variables (all optional; defaults give the embedded profile on the b
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,6 +50,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("embedded", "production")
 SOURCES = ("sample", "hetrec", "generic")
 AUDIO_BACKENDS = ("musicnn", "openl3", "dsp")
+ENGINES = ("duckdb", "spark")
+DEFAULT_SPARK_MASTER = "local[2]"
+SPARK_MASTER_PATTERN = r"local(\[(\*|\d+)(,\d+)?\])?|(spark|k8s|mesos)://\S+|yarn"
 
 
 class SettingsError(ValueError):
@@ -69,6 +79,8 @@ class Settings:
     api_port: int = 8000
     api_refresh_seconds: float = 2.0
     experiment: str = ""  # JSON of the experiment (recommend.variants); "" = the default
+    engine: str = "duckdb"
+    spark_master: str = DEFAULT_SPARK_MASTER
 
     @property
     def warehouse_path(self) -> Path:
@@ -259,6 +271,18 @@ def _experiment(env: dict[str, str]) -> str:
         raise SettingsError(f"{key}: {error}") from error
 
 
+def spark_master(env: dict[str, str] | None = None) -> str:
+    """``SPARK_MASTER`` (default ``local[2]``), checked to name a Spark master."""
+    env = dict(os.environ if env is None else env)
+    value = env.get("SPARK_MASTER", "").strip() or DEFAULT_SPARK_MASTER
+    if not re.fullmatch(SPARK_MASTER_PATTERN, value):
+        raise SettingsError(
+            f"SPARK_MASTER={value!r} is not a Spark master; use local[2] (the default), "
+            "local[*], spark://host:7077, yarn or k8s://https://host:443."
+        )
+    return value
+
+
 MILVUS_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
 
@@ -332,6 +356,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         api_port=_api_port(env),
         api_refresh_seconds=_api_refresh_seconds(env),
         experiment=_experiment(env),
+        engine=_choice(env, "CRATEDIGGER_ENGINE", "duckdb", ENGINES),
+        spark_master=spark_master(env),
     )
 
 

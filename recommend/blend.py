@@ -52,6 +52,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "text": 0.5,
     "cooccurrence": 0.5,
     "ease": 0.1,
+    "rp3beta": 0.5,
+    "user_knn": 0.25,
     "audio": 0.5,
     "new": 0.25,
     "popularity": 0.0,

@@ -53,8 +53,8 @@ from embeddings.vectors import normalize_rows, top_k_indices
 logger = logging.getLogger(__name__)
 
 CANDIDATE_COLUMNS = ["user_id", "item_id", "score", "source", "reason_code", "reason_detail"]
-ITEM_ITEM_KINDS = ("item_knn", "item_knn_bm25", "ease")
-FACTOR_KINDS = ("als", "bpr")
+ITEM_ITEM_KINDS = ("item_knn", "item_knn_bm25", "rp3beta", "ease")
+FACTOR_KINDS = ("als", "bpr", "mllib_als")
 REASON_CODES = (
     "because_you_played",
     "listeners_like_you",
@@ -300,7 +300,7 @@ class _CFExplainer:
         self.item_ids = np.asarray(fitted.item_ids, dtype=object)
         self.user_items = fitted.user_items
         model = fitted.model
-        if self.kind in ("item_knn", "item_knn_bm25"):
+        if self.kind in ("item_knn", "item_knn_bm25", "rp3beta"):
             self.similarity = sparse.csr_matrix(model.similarity)
         elif self.kind == "ease":
             self.position = np.full(len(self.item_ids), -1, dtype=np.int64)
@@ -332,6 +332,12 @@ class _CFExplainer:
             sources = self.item_ids[played.indices[best]]
             codes = ["because_you_played" if h else "taste_profile" for h in has]
             return codes, [s if h else "" for s, h in zip(sources, has, strict=True)]
+        if self.kind == "user_knn":  # the very neighbours that voted
+            nearest = self.fitted.model.nearest(np.array([row]), self.user_items[row])[0][0]
+            counts = np.asarray(self.fitted.model.item_rows[nearest][:, chosen].sum(axis=0))
+            details = [f"{int(c)}/{len(nearest)}" for c in counts.ravel()]
+            codes = ["listeners_like_you" if c > 0 else "taste_profile" for c in counts.ravel()]
+            return codes, details
         if self.kind in FACTOR_KINDS:
             similarity = self.user_vectors @ self.user_vectors[row]
             nearest = top_k_indices(similarity, self.neighbours, exclude=[row])

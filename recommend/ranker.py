@@ -530,3 +530,77 @@ def choose(ranker_val_ndcg: float, fusion_val_ndcg: float, margin: float = 0.0) 
     ``margin`` (both measured on validation users the ranker did not train on)."""
     serve = "ranker" if ranker_val_ndcg > fusion_val_ndcg + margin else "fusion"
     return RankerChoice(serve, float(ranker_val_ndcg), float(fusion_val_ndcg), margin)
+
+
+# ---------------------------------------------------------------------------------- the week's
+@dataclass
+class WeekRanker:
+    """The ``playlist_ranker`` artifact: a week's trained ranker and whether it serves.
+
+    Attributes
+    ----------
+    ranker
+        The trained :class:`Ranker` (None when none could be trained, e.g. a fixed blend or no
+        validation hit).
+    novelty_weight
+        The discovery knob chosen with it (:meth:`Ranker.rank`).
+    choice
+        :func:`choose`'s verdict on the choice users: ``serve`` is ``"ranker"`` or ``"fusion"``.
+    figures
+        What the choice saw: per knob value the served lists' NDCG@10, distinct items and
+        novelty on the choice users, the fusion's, the per-source contribution.
+    inputs
+        Hash of what it was trained from (its version with the ranker's).
+    """
+
+    ranker: Ranker | None
+    novelty_weight: float
+    choice: RankerChoice
+    figures: dict = field(default_factory=dict)
+    inputs: str = ""
+
+    @property
+    def serves(self) -> bool:
+        return self.ranker is not None and self.choice.serve == "ranker"
+
+    @property
+    def version(self) -> str:
+        parts = [self.inputs, self.ranker.version if self.ranker else "none", self.choice.serve]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def blend(
+        self,
+        candidates: pd.DataFrame,
+        history: pd.DataFrame,
+        *,
+        statistics,
+        item_artist: Mapping[str, str] | None,
+        spaces: Mapping[str, VectorTable] | None,
+        fused: pd.DataFrame,
+    ) -> pd.DataFrame:
+        """The candidates ranked by the ranker (``fuse``'s columns): what replaces the fusion
+        when it serves. ``statistics``: the week's :class:`recommend.history.WeekStatistics`."""
+        if self.ranker is None:
+            raise ValueError("no ranker was trained this week: the fusion serves")
+        features = ranking_features(
+            candidates,
+            history,
+            listeners=statistics.listeners,
+            novelty=statistics.novelty,
+            sources=self.ranker.sources,
+            item_artist=item_artist,
+            spaces={name: spaces[name] for name in self.ranker.spaces if spaces and name in spaces},
+            fused=fused if self.ranker.uses_fusion else None,
+        )
+        return self.ranker.rank(features, candidates, novelty_weight=self.novelty_weight)
+
+
+def fusion_serves(reason: str, inputs: str = "") -> WeekRanker:
+    """A :class:`WeekRanker` without a ranker (the fusion serves), saying why."""
+    return WeekRanker(
+        None,
+        0.0,
+        RankerChoice("fusion", float("nan"), float("nan"), 0.0),
+        {"reason": reason},
+        inputs,
+    )

@@ -32,7 +32,7 @@ echo "setting up .venv (first time takes a few minutes)..."
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first, pinned: 2.13.0 is a CPU wheel on this machine; an unpinned torch pulls CUDA (GBs).
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[tests,production]"
+.venv/bin/python -m pip install --quiet -e ".[tests,production,spark]"
 # musicnn 0.1.0 ships its pretrained weights in the wheel; its numpy pin is stale, so no deps.
 .venv/bin/python -m pip install --quiet --no-deps "musicnn==0.1.0"
 echo "$want" > "$stamp"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,25 @@ def hetrec_listens(hetrec_dir: Path):
     return pd.DataFrame(
         {"user_id": raw.userID, "item_id": raw.artistID, "plays": raw.weight.astype("int64")}
     )
+
+
+@pytest.fixture(scope="session")
+def milvus_server_uri(tmp_path_factory) -> Iterator[str]:
+    """URI of a local Milvus standalone server (the ``milvus`` package) for this session.
+
+    Skips with the reason when the package is missing or its binary cannot start here.
+    """
+    from embeddings.milvus_server import LocalMilvusServer, MilvusServerError, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no local Milvus server: {reason}")
+    server = LocalMilvusServer(tmp_path_factory.mktemp("milvus_server"))
+    try:
+        server.start()
+    except MilvusServerError as error:
+        pytest.skip(f"the local Milvus server cannot start here: {error}")
+    try:
+        yield server.uri
+    finally:
+        server.stop()

@@ -27,6 +27,8 @@ FAST_CONFIGS = {
     "item_knn": CFConfig(model="item_knn", neighbours=20, weighting="log"),
     "item_knn_bm25": CFConfig(model="item_knn_bm25", neighbours=20, weighting="raw"),
     "ease": CFConfig(model="ease", ease_lambda=10.0, weighting="log"),
+    "rp3beta": CFConfig(model="rp3beta", neighbours=20, weighting="binary", rp3_beta=0.5),
+    "user_knn": CFConfig(model="user_knn", neighbours=10, weighting="log"),
     "popularity": CFConfig(model="popularity", weighting="raw"),
 }
 
@@ -206,3 +208,34 @@ def test_hetrec_platform_als_matches_raw_implicit(hetrec_listens) -> None:
     )
     assert abs(platform - raw_ndcg) < 0.01, (platform, raw_ndcg)
     assert platform > 0.13
+
+
+def test_rp3beta_penalises_popular_items() -> None:
+    """Item "hit" is played by everyone; with beta the walk favours the niche co-listened item."""
+    rows = [(f"u{u}", "hit", 1) for u in range(20)]
+    rows += [(f"u{u}", "seed", 1) for u in range(6)] + [(f"u{u}", "niche", 1) for u in range(4)]
+    listens = pd.DataFrame(rows, columns=["user_id", "item_id", "plays"])
+    plain = fit_cf(listens, CFConfig(model="rp3beta", weighting="binary", rp3_beta=0.0))
+    penalised = fit_cf(listens, CFConfig(model="rp3beta", weighting="binary", rp3_beta=1.0))
+    index = plain.interactions.item_index
+
+    def ratio(fitted) -> float:
+        row = fitted.model.similarity[index["seed"]].toarray().ravel()
+        return row[index["niche"]] / row[index["hit"]]
+
+    assert ratio(penalised) > ratio(plain)
+
+
+def test_user_knn_never_votes_for_itself_and_explains_with_its_neighbours(
+    listens: pd.DataFrame,
+) -> None:
+    from recommend.candidates import cf_candidates
+
+    fitted = fit_cf(listens, FAST_CONFIGS["user_knn"], num_threads=1)
+    user = fitted.interactions.user_index["u04"]
+    nearest, _ = fitted.model.nearest(np.array([user]), fitted.user_items[[user]])
+    assert user not in nearest[0] and len(nearest[0]) == 10
+    candidates = cf_candidates(fitted, n=5, users=["u04"])
+    assert set(candidates["reason_code"]) <= {"listeners_like_you", "taste_profile"}
+    votes = [int(d.split("/")[0]) for d in candidates["reason_detail"]]
+    assert all(0 < v <= 10 for v in votes) and candidates["reason_detail"].str.endswith("/10").all()

@@ -15,7 +15,7 @@ from tests.pipeline import run_assets, settings_for
 LAST_WEEK = "2026-11-16"
 WEEKLY = (
     "key:cf_model or key:audio_to_cf_model or key:cooccurrence_vectors or key:transition_model "
-    "or key:blend_config or key:candidates or key:discover_weekly"
+    "or key:blend_config or key:playlist_ranker or key:candidates or key:discover_weekly"
 )
 
 
@@ -57,13 +57,19 @@ def test_rerun_does_not_refit_and_leaves_collections_unchanged(graph) -> None:
     second = run_assets(
         settings,
         "key:cf_model or key:cf_item_vectors or key:cf_user_vectors or key:blend_config "
-        "or key:audio_to_cf_model or key:cooccurrence_vectors",
+        "or key:playlist_ranker or key:audio_to_cf_model or key:cooccurrence_vectors",
         partition_key=LAST_WEEK,
     )
     blend_first = _metadata(week, dg.AssetKey("blend_config"))
     blend_second = _metadata(second, dg.AssetKey("blend_config"))
     assert blend_first["retuned"] is True and blend_second["retuned"] is False
     assert blend_second["artifact_version"] == blend_first["artifact_version"]
+    ranker_first = _metadata(week, dg.AssetKey("playlist_ranker"))
+    ranker_second = _metadata(second, dg.AssetKey("playlist_ranker"))
+    assert ranker_first["serves"] in ("ranker", "fusion") and ranker_first["reason"]
+    assert ranker_second["artifact_version"] == ranker_first["artifact_version"]
+    served = _metadata(week, dg.AssetKey("discover_weekly"))
+    assert served["ranked_by"] == ranker_first["serves"]
     cooc_first = _metadata(week, dg.AssetKey("cooccurrence_vectors"))
     cooc_second = _metadata(second, dg.AssetKey("cooccurrence_vectors"))
     assert cooc_first["refit"] is True and cooc_second["refit"] is False

@@ -1,5 +1,5 @@
-"""The learned ranker and the neighbourhood sources: one feature definition, a planted signal,
-the fusion fallback, RP3beta and user-kNN candidates (small synthetic data, seconds)."""
+"""The learned ranker: one feature definition, a planted signal, the fusion fallback (small
+synthetic data, seconds). RP3beta and user-kNN are CF sources: tests/test_cf.py."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.cf import Interactions
 from recommend.blend import BLEND_COLUMNS
 from recommend.candidates import CANDIDATE_COLUMNS
-from recommend.graph_sources import GraphSourceConfig, fit_graph_source, graph_candidates
 from recommend.ranker import (
     MISSING_RANK,
     choose,
@@ -146,21 +144,109 @@ def test_fusion_serves_unless_the_ranker_beats_it_on_validation():
     assert "does not beat" in choose(0.2, 0.3).reason
 
 
-@pytest.mark.parametrize("kind", ["rp3beta", "user_knn"])
-def test_graph_sources_propose_unplayed_items_with_reasons(kind):
-    history, _, _, _, _ = _world(users=80, items=40)
-    source = fit_graph_source(
-        Interactions.from_listens(history), GraphSourceConfig(kind, neighbours=20)
+# ---------------------------------------------------------------------------------- the week's
+def _week_world():
+    from tests.test_playlist import make_catalog, small_config
+
+    items, listens, terms = make_catalog(n_users=120, plays_per_user=20, seed=3)
+    return items, listens, terms, small_config()
+
+
+@pytest.fixture(scope="module")
+def week_world():
+    from recommend.week_ranker import tune_week
+
+    items, listens, terms, config = _week_world()
+    blend, _, ranker = tune_week(
+        listens, items, config=config, artist_terms=terms, methods=("zscore",), seed=5
     )
-    users = ["u001", "u002"]
-    rows = history[history["user_id"].isin(users)]
-    frame = graph_candidates({kind: source}, rows, users, n=10)
-    assert list(frame.columns) == CANDIDATE_COLUMNS
-    assert set(frame["user_id"]) == set(users) and (frame.groupby("user_id").size() <= 10).all()
-    played = set(zip(rows["user_id"], rows["item_id"], strict=True))
-    assert not any(pair in played for pair in zip(frame["user_id"], frame["item_id"], strict=True))
-    code = "because_you_played" if kind == "rp3beta" else "listeners_like_you"
-    assert (frame["reason_code"] == code).mean() > 0.5
-    # per-user: a batch of one user gives that user's rows of the call on both
-    alone = graph_candidates({kind: source}, rows[rows["user_id"] == "u002"], ["u002"], n=10)
-    pd.testing.assert_frame_equal(alone, frame[frame["user_id"] == "u002"].reset_index(drop=True))
+    return items, listens, terms, config, blend, ranker
+
+
+def test_the_week_ranker_is_judged_on_users_it_never_trained_on(week_world):
+    *_, ranker = week_world
+    assert ranker.ranker is not None and ranker.choice.serve in ("ranker", "fusion")
+    figures = ranker.figures
+    assert (
+        0
+        < figures["choice_users"]
+        < ranker.ranker.validation["fit_users"] + figures["choice_users"]
+    )
+    assert len(figures["knob_search"]) == 5 and "ndcg@10" in figures["fusion"]
+    assert set(ranker.ranker.sources) <= set(figures["source_contribution"]) - {"context"}
+    # the verdict follows the figures: the ranker serves only with the margin and the discovery
+    if ranker.serves:
+        assert figures["ranker"]["ndcg@10"] > figures["fusion"]["ndcg@10"] + ranker.choice.margin
+        assert figures["keeps_fusion_discovery"]
+    assert ranker.version and pickle.loads(pickle.dumps(ranker)).version == ranker.version
+
+
+def test_a_serving_ranker_ranks_the_playlists_from_the_features_training_reads(week_world):
+    """Training and serving share one feature definition: the served ``blend`` stage is the
+    ranker's order of the served candidates, recomputed here from ranking_features."""
+    from recommend.blend import fuse
+    from recommend.candidates import played_items
+    from recommend.history import WeekStatistics
+    from recommend.models import fit_sources
+    from recommend.playlist import ServingWeek, ranked_week, serve_users, stage_playlists
+    from recommend.ranker import RankerChoice, WeekRanker
+
+    items, listens, terms, config, blend, trained = week_world
+    serving_ranker = WeekRanker(trained.ranker, 0.0, RankerChoice("ranker", 1.0, 0.0, 0.0))
+    statistics = WeekStatistics.of(listens, "2026-11-16")
+    serving = ServingWeek(
+        items,
+        week_start="2026-11-16",
+        statistics=statistics,
+        models=fit_sources(listens, config.cf_models, num_threads=1),
+        blend=blend,
+        config=config,
+        artist_terms=terms,
+        ranker=serving_ranker,
+    )
+    users = ["u03", "u17"]
+    rows = listens[listens["user_id"].isin(users)]
+    assert rows["user_id"].nunique() == 2  # users with history: ranked, not cold-started
+    staged, candidates = serve_users(serving, rows, users, stages=True, return_candidates=True)
+    sources = candidates[candidates["source"] != "journey"]
+    features = ranking_features(
+        sources,
+        rows,
+        listeners=statistics.listeners,
+        novelty=statistics.novelty,
+        sources=trained.ranker.sources,
+        item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
+        spaces={"text": serving.content()[0]},
+        fused=fuse(sources, blend, novelty=statistics.novelty),
+    )
+    assert list(features.columns[2:]) == trained.ranker.feature_names
+    expected = trained.ranker.rank(features, sources)
+    ranked = ranked_week(
+        candidates, expected, config, serving.models, serving.content()[0], sorted(users)
+    )
+    recomputed = stage_playlists(
+        ranked,
+        "discover_weekly",
+        played_items(rows),
+        serving.item_artist,
+        config.playlist,
+    )
+    columns = ["user_id", "position", "item_id"]
+    pd.testing.assert_frame_equal(
+        staged["discover_weekly"][columns].sort_values(columns).reset_index(drop=True),
+        recomputed[columns].sort_values(columns).reset_index(drop=True),
+    )
+    fusion_served = ServingWeek(
+        items,
+        week_start="2026-11-16",
+        statistics=statistics,
+        models=serving.models,
+        blend=blend,
+        config=config,
+        artist_terms=terms,
+    )
+    fused = serve_users(fusion_served, rows, users, stages=True)["blend"]
+    assert (
+        fused.sort_values(["user_id", "position"])["item_id"].tolist()
+        != staged["blend"].sort_values(["user_id", "position"])["item_id"].tolist()
+    )
