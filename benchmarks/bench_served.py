@@ -163,7 +163,7 @@ def markdown(result: dict) -> str:
             f"{figures['served_novelty@30_minus_als']}; blend: {figures['blend_config']}"
         )
         if figures["light_users"]:
-            light = pd.DataFrame(figures["light_users"]).T
+            light = pd.DataFrame(figures["light_users"]).T[["ndcg@10", "recall@30", "users"]]
             lines += ["", "Users with at most 3 training artists:", "", light.to_markdown()]
         ranker = figures.get("ranker") or {}
         if ranker:

@@ -278,9 +278,11 @@ def evaluate_blend(
     table = _score(rankings, test, plays, diversity)
     segment_tables = {}
     for name, users in (segments or {}).items():
-        rows = test[test["user_id"].isin(set(map(str, users)))]
-        if not rows.empty:
-            segment_tables[name] = _score(rankings, rows, plays, diversity)
+        members = set(map(str, users))
+        rows = test[test["user_id"].isin(members)]
+        if not rows.empty:  # every metric over the segment's lists only (coverage too)
+            lists = {k: {u: r[u] for u in members if u in r} for k, r in rankings.items()}
+            segment_tables[name] = _score(lists, rows, plays, diversity)
     seconds["metrics"] = time.perf_counter() - clock
     table.attrs.update(
         segments=segment_tables,
