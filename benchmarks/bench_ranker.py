@@ -43,12 +43,11 @@ from recommend.models import fit_sources
 from recommend.playlist import (
     RankedWeek,
     ServingWeek,
-    mmr_vectors,
+    ranked_week,
     serve_users,
     stage_playlists,
 )
 from recommend.ranker import choose, group_split, labels_of, ranking_features, train_ranker
-from recommend.rerank import VectorLookup
 from sources.hetrec import read_hetrec_listens_and_terms
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench_results"
@@ -78,14 +77,8 @@ def _metrics(rankings: dict, truth: pd.DataFrame, train: pd.DataFrame, popularit
 
 def _ranked_week(candidates, blended, users, serving) -> RankedWeek:
     """What ``rank_week`` hands the playlist stages, with ``blended`` from any ranking."""
-    pool = candidates[candidates["source"].isin(["new", "exploration"])]
-    pool = pool.assign(
-        score=pool.groupby("user_id")["score"].rank(pct=True)
-        + (pool["source"] == "new").astype(float)
-    )
-    vectors = mmr_vectors(serving.config, serving.models, serving.content()[0])
-    lookup = VectorLookup(vectors) if vectors is not None else None
-    return RankedWeek(candidates, blended, pool, lookup, users)
+    text = serving.content()[0]
+    return ranked_week(candidates, blended, serving.config, serving.models, text, users)
 
 
 def _stages(ranked: RankedWeek, played, serving, names: dict[str, str]) -> dict[str, dict]:
