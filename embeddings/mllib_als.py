@@ -33,10 +33,7 @@ Example usage::
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,71 +59,13 @@ DEFAULT_ALPHA = 1.0
 # (1.0: 0.2532 on test) but is then a differently tuned model, not implicit's peer.
 MLLIB_PRESET_CHANGES: dict[str, Any] = {"regularization": 0.1}
 APP_NAME = "cratedigger-mllib-als"
-# Read when the session starts (a session that already runs keeps its own settings).
-LAUNCH_CONF = {
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-}
-# The JVM's own log: errors only, on stderr (Spark's default profile logs WARN and announces
-# itself); written to the temp folder so that no data file has to ship with the package.
-LOG4J2_PROPERTIES = """rootLogger.level = error
-rootLogger.appenderRef.stderr.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
-"""
-DEFAULT_DRIVER_MEMORY = "4g"
 
 
-def spark_session(
-    master: str | None = None, driver_memory: str = DEFAULT_DRIVER_MEMORY
-) -> SparkSession:
-    """Start (or get) a quiet SparkSession for MLlib.
+def spark_session(master: str | None = None) -> SparkSession:
+    """The project's quiet SparkSession (:func:`warehouse.spark.spark_session`) for MLlib."""
+    from warehouse.spark import spark_session as session
 
-    Parameters
-    ----------
-    master
-        The Spark master; default ``SPARK_MASTER`` (``local[2]``), checked by
-        :func:`orchestration.settings.spark_master`.
-
-    Returns
-    -------
-    pyspark.sql.SparkSession
-        The active session when one runs (its master and settings win), else a new one with
-        log level ERROR (also while the JVM starts), no UI or progress bars, Arrow transfers,
-        and ``driver_memory`` (default 4g).
-    """
-    from pyspark.sql import SparkSession
-
-    from orchestration.settings import spark_master
-
-    master = master or spark_master()
-    builder = SparkSession.builder.master(master).appName(APP_NAME)
-    local = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
-    launch = {
-        **LAUNCH_CONF,
-        **(local if master.startswith("local") else {}),
-        "spark.driver.memory": driver_memory,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log4j_config()}",
-    }
-    for key, value in launch.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    return spark
-
-
-def _log4j_config() -> Path:
-    path = Path(tempfile.gettempdir()) / "cratedigger-mllib-log4j2.properties"
-    if not path.exists() or path.read_text() != LOG4J2_PROPERTIES:
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.write_text(LOG4J2_PROPERTIES)
-        os.replace(partial, path)  # another process never reads half a file
-    return path
+    return session(master, APP_NAME)
 
 
 def ratings_frame(spark: SparkSession, user_items: sparse.csr_matrix) -> DataFrame:

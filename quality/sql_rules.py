@@ -264,6 +264,7 @@ def _unknown(column: str, alias: str, code: str, what: str) -> tuple[str, str]:
     )
 
 
+MAX_EXACT_PLAYS = 2**53  # play counts at or above it are not exact in a double: quarantined
 PLAYS_DERIVED = [
     {"plays_is_number": matches_sql("plays", NUMBER_PATTERN)},
     {"plays_number": "CASE WHEN plays_is_number THEN TRY_CAST(plays AS DOUBLE) END"},
@@ -284,7 +285,7 @@ def _plays_checks() -> list[tuple[str, str]]:
         ),
         (f"{is_number} AND {number} <= 0", "'plays_not_positive: plays=' || plays"),
         (
-            f"{is_number} AND ABS({number}) >= 9007199254740992",
+            f"{is_number} AND ABS({number}) >= {MAX_EXACT_PLAYS}",
             "'plays_not_integer: plays=' || plays || ' is too large'",
         ),
     ]
@@ -396,7 +397,10 @@ def plan_for(
             _unknown("user_id", "u", "unknown_user", "users"),
             _unknown("item_id", "i", "unknown_item", f"{item_level} items"),
         ]
-        plays = "CAST(plays_number AS BIGINT)"
+        # rejected rows are typed too: a play count beyond 2**53 (quarantined) must not fail the cast
+        plays = (
+            f"CASE WHEN ABS(plays_number) < {MAX_EXACT_PLAYS} THEN CAST(plays_number AS BIGINT) END"
+        )
         golden = {"user_id": "user_id", "item_id": "item_id", "plays": plays}
         if events:
             golden["ts"] = "ts_parsed"
@@ -662,6 +666,28 @@ def quarantine_rows_sql(
     )
 
 
+def rejected_sql(stage: str, duplicates: str | None = None) -> str:
+    """The rejected rows (``_pos``, ``_reason``): rows of the stage that broke a rule, and the
+    repeats of an earlier row (``duplicates``, when there are any)."""
+    dup_part = f" UNION ALL SELECT _pos, _reason FROM {duplicates}" if duplicates else ""
+    return f"SELECT _pos, _reason FROM {stage} WHERE _reason IS NOT NULL{dup_part}"
+
+
+def reason_counts_sql(bad: str) -> str:
+    """Rejected rows per reason code (the text before the first colon), most frequent first."""
+    return (
+        f"SELECT split_part(_reason, ':', 1) AS code, count(*) AS n FROM {bad} "
+        f"GROUP BY 1 ORDER BY 2 DESC, 1"
+    )
+
+
+def notes_sql(plan: Plan, golden: str) -> str | None:
+    """The notes of a golden table (counts over its rows), or None when it has none."""
+    if not plan.notes:
+        return None
+    return f"SELECT {', '.join(plan.notes.values())} FROM {golden}"
+
+
 def transpile_to_spark(sql: str) -> str:
     """DuckDB SQL of this module as Spark SQL (sqlglot), for the Spark engine and the tests."""
     import sqlglot
@@ -778,11 +804,8 @@ def validate_table(
             if con.execute(f"SELECT count(*) FROM {candidates}").fetchone()[0]:
                 con.execute(duplicates_sql(plan, raw, candidates, duplicates, position, absent))
                 dup_count = con.execute(f"SELECT count(*) FROM {duplicates}").fetchone()[0]
-        dup_part = f" UNION ALL SELECT _pos, _reason FROM {duplicates}" if dup_count else ""
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {bad} AS SELECT _pos, _reason FROM {stage} "
-            f"WHERE _reason IS NOT NULL{dup_part}"
-        )
+        rejected = rejected_sql(stage, duplicates if dup_count else None)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {bad} AS {rejected}")
         quarantined = con.execute(f"SELECT count(*) FROM {bad}").fetchone()[0]
         con.execute(f"DELETE FROM {quarantine} WHERE table_name = ?", [plan.table])
         if quarantined:
@@ -804,14 +827,10 @@ def validate_table(
             raise AssertionError(
                 f"{plan.table}: raw {raw_rows} != golden {golden_rows} + quarantined {quarantined}"
             )
-        reasons = con.execute(
-            f"SELECT split_part(_reason, ':', 1) AS code, count(*) FROM {bad} GROUP BY 1 ORDER BY 2 DESC, 1"
-        ).fetchall()
+        reasons = con.execute(reason_counts_sql(bad)).fetchall()
         notes: dict[str, int] = {}
-        if plan.notes:
-            values = con.execute(
-                f"SELECT {', '.join(plan.notes.values())} FROM {golden}"
-            ).fetchone()
+        if (query := notes_sql(plan, golden)) is not None:
+            values = con.execute(query).fetchone()
             notes = {name: int(v) for name, v in zip(plan.notes, values, strict=True)}
         for temp in (candidates, duplicates, bad):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
@@ -832,39 +851,64 @@ def validate_table(
     return result
 
 
-def build_items(con: Any, level: Literal["artist", "track"], golden_schema: str = "golden") -> int:
-    """``<golden>.items`` from golden artists (artist level) or tracks (track level, with the
-    artist's genre where the track has none); see ``quality.rules.build_items``."""
+def items_sql(
+    level: Literal["artist", "track"], golden_schema: str = "golden", position: str | None = "rowid"
+) -> str:
+    """The query of ``<golden>.items``: golden artists (artist level) or tracks (track level,
+    with the artist's genre where the track has none), in the order of their golden rows
+    (``position``; None where the engine keeps no row order); see ``quality.rules.build_items``."""
     g = golden_schema
     if level == "artist":
+        order = f" ORDER BY {position}" if position else ""
         select = (
             f"SELECT artist_id AS item_id, artist_id, name, genre, 'artist' AS level "
-            f"FROM {g}.artists ORDER BY rowid"
+            f"FROM {g}.artists{order}"
         )
     elif level == "track":
+        order = f" ORDER BY t.{position}" if position else ""
         select = (
             f"SELECT t.track_id AS item_id, t.artist_id, t.title AS name, "
             f"COALESCE(t.genre, a.genre) AS genre, 'track' AS level FROM {g}.tracks AS t "
-            f"LEFT JOIN {g}.artists AS a ON a.artist_id = t.artist_id ORDER BY t.rowid"
+            f"LEFT JOIN {g}.artists AS a ON a.artist_id = t.artist_id{order}"
         )
     else:
         raise ValueError(f"level must be 'artist' or 'track', got {level!r}")
     types = ", ".join(f"CAST({ident(c)} AS VARCHAR) AS {ident(c)}" for c in GOLDEN_COLUMNS["items"])
-    con.execute(f"CREATE OR REPLACE TABLE {g}.items AS SELECT {types} FROM ({select})")
+    return f"SELECT {types} FROM ({select})"
+
+
+def build_items(con: Any, level: Literal["artist", "track"], golden_schema: str = "golden") -> int:
+    """``<golden>.items`` from golden artists or tracks (:func:`items_sql`)."""
+    g = golden_schema
+    con.execute(f"CREATE OR REPLACE TABLE {g}.items AS {items_sql(level, g)}")
     return con.execute(f"SELECT count(*) FROM {g}.items").fetchone()[0]
 
 
-def aggregate_listen_events(con: Any, golden_schema: str = "golden") -> int:
-    """``<golden>.listens`` from ``<golden>.listen_events``: plays summed, first and last ts,
-    in order of each pair's first event (``quality.rules.aggregate_listen_events``)."""
+def listens_from_events_sql(golden_schema: str = "golden", position: str | None = "rowid") -> str:
+    """The query of ``<golden>.listens`` from ``<golden>.listen_events``: plays summed, first
+    and last ts, in order of each pair's first event (``position``; None where the engine keeps
+    no row order); see ``quality.rules.aggregate_listen_events``."""
     g = golden_schema
-    con.execute(
-        f"CREATE OR REPLACE TABLE {g}.listens AS SELECT user_id, item_id, "
-        f"CAST(sum(plays) AS BIGINT) AS plays, min(ts) AS first_ts, max(ts) AS last_ts "
-        f"FROM (SELECT rowid AS _pos, * FROM {g}.listen_events) "
-        f"GROUP BY user_id, item_id ORDER BY min(_pos)"
+    pos = f"{position} AS _pos, " if position else ""
+    order = " ORDER BY min(_pos)" if position else ""
+    return (
+        f"SELECT user_id, item_id, CAST(sum(plays) AS BIGINT) AS plays, min(ts) AS first_ts, "
+        f"max(ts) AS last_ts FROM (SELECT {pos}* FROM {g}.listen_events) "
+        f"GROUP BY user_id, item_id{order}"
     )
+
+
+def aggregate_listen_events(con: Any, golden_schema: str = "golden") -> int:
+    """``<golden>.listens`` from ``<golden>.listen_events`` (:func:`listens_from_events_sql`)."""
+    g = golden_schema
+    con.execute(f"CREATE OR REPLACE TABLE {g}.listens AS {listens_from_events_sql(g)}")
     return con.execute(f"SELECT count(*) FROM {g}.listens").fetchone()[0]
+
+
+def empty_table_sql(table: str) -> str:
+    """A query of no rows with the columns and types of golden ``table``."""
+    columns = ", ".join(f"CAST(NULL AS {t}) AS {ident(c)}" for c, t in GOLDEN_TYPES[table].items())
+    return f"SELECT {columns} LIMIT 0"
 
 
 def empty_listen_events(con: Any, golden_schema: str = "golden") -> None:

@@ -162,7 +162,7 @@ def test_cli_where_and_bad_config(tmp_path) -> None:
 # ---------------------------------------------------------------------------------- layout
 PROJECT = __import__("pathlib").Path(__file__).resolve().parent.parent
 PURE_PACKAGES = ("artifacts", "embeddings", "evaluation", "featurestore", "recommend", "quality")
-PURE_PACKAGES += ("sources",)
+PURE_PACKAGES += ("sources", "warehouse")
 CODE = ("artifacts", "assets", "embeddings", "evaluation", "feature_repo", "featurestore")
 CODE += ("orchestration", "quality")
 CODE += ("recommend", "sources", "examples")

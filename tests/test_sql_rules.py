@@ -131,6 +131,7 @@ MALFORMED = {
         {"user_id": "tab\there", "item_id": "a1", "plays": "1", "ts": None},
         {"user_id": "x" * 600, "item_id": "a1", "plays": "1", "ts": None},
         {"user_id": "u1", "item_id": "a2", "plays": "2", "ts": "1850-01-01"},
+        {"user_id": "u2", "item_id": "a1", "plays": "1e300", "ts": None},
     ],
     "listen_events": [
         {"user_id": "u1", "item_id": "a1", "plays": "1", "ts": "2026-11-01T10:00:00Z"},

@@ -1,0 +1,1 @@
+"""Warehouse engines beside DuckDB: the raw landing, row rules and golden tables on Spark."""
