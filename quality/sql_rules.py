@@ -838,6 +838,14 @@ def validate_table(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    return table_result(plan, raw_rows, golden_rows, quarantined, reasons, notes)
+
+
+def table_result(
+    plan: Plan, raw_rows: int, golden_rows: int, quarantined: int, reasons, notes: dict
+) -> SqlTableResult:
+    """The :class:`SqlTableResult` of one validated table (either engine), logged when rows
+    were quarantined; ``reasons`` are ``(code, count)`` rows of :func:`reason_counts_sql`."""
     result = SqlTableResult(
         plan.table,
         int(raw_rows),

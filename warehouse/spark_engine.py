@@ -432,17 +432,7 @@ def validate_table(
         spark.sql(_quarantine_sql(quarantine, plan.table, spark_query(rows)))
         reasons = spark.sql(spark_query(sql_rules.reason_counts_sql(bad))).collect()
         notes = _notes(spark, plan, f"{golden_schema}.{plan.table}")
-    result = sql_rules.SqlTableResult(
-        plan.table,
-        int(raw_rows),
-        int(golden_rows),
-        int(quarantined),
-        {str(code): int(n) for code, n in reasons},
-        notes,
-    )
-    if quarantined:
-        logger.info("%s: %d quarantined %s", plan.table, quarantined, result.reason_counts)
-    return result
+    return sql_rules.table_result(plan, raw_rows, golden_rows, quarantined, reasons, notes)
 
 
 def _notes(spark: SparkSession, plan: sql_rules.Plan, golden: str) -> dict[str, int]:
