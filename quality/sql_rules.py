@@ -688,6 +688,19 @@ def notes_sql(plan: Plan, golden: str) -> str | None:
     return f"SELECT {', '.join(plan.notes.values())} FROM {golden}"
 
 
+def raw_layout(plan: Plan, present: list[str]) -> tuple[list[str], list[str]]:
+    """The raw row as the pandas rules see it (contract columns, absent ones null, + lineage)
+    and the absent columns; a raw table without a required column is a clear error."""
+    missing = [c for c in plan.required if c not in present]
+    if missing:
+        raise ValueError(
+            f"raw {plan.raw} lacks column(s) {missing}; land it with the contract columns "
+            f"(sources.base.RAW_COLUMNS)"
+        )
+    raw_columns = RAW_COLUMNS[plan.raw] + LINEAGE_COLUMNS
+    return raw_columns, [c for c in raw_columns if c not in present]
+
+
 def transpile_to_spark(sql: str) -> str:
     """DuckDB SQL of this module as Spark SQL (sqlglot), for the Spark engine and the tests."""
     import sqlglot
@@ -769,15 +782,7 @@ def validate_table(
     quarantine = quarantine or f"{golden_schema}.quarantine"
     raw = f"{raw_schema}.{plan.raw}"
     present = _columns(con, raw)
-    missing = [c for c in plan.required if c not in present]
-    if missing:
-        raise ValueError(
-            f"raw {plan.raw} lacks column(s) {missing}; land it with the contract columns "
-            f"(sources.base.RAW_COLUMNS)"
-        )
-    # the raw row as the pandas rules see it: contract columns (absent ones null) + lineage
-    raw_columns = RAW_COLUMNS[plan.raw] + LINEAGE_COLUMNS
-    absent = [c for c in raw_columns if c not in present]
+    raw_columns, absent = raw_layout(plan, present)
     given = [c for c in plan.cleaned if c in present]
     if given:  # a column null in every row is read as absent (its one value: null)
         counts = con.execute(

@@ -393,14 +393,7 @@ def validate_table(
     plan = sql_rules.plan_for(table, item_level, max_duration_s, golden_schema)
     raw = f"{raw_schema}.{plan.raw}"
     present = spark.table(raw).columns
-    missing = [c for c in plan.required if c not in present]
-    if missing:
-        raise ValueError(
-            f"raw {plan.raw} lacks column(s) {missing}; land it with the contract columns "
-            f"(sources.base.RAW_COLUMNS)"
-        )
-    raw_columns = RAW_COLUMNS[plan.raw] + LINEAGE_COLUMNS
-    absent = [c for c in raw_columns if c not in present]
+    raw_columns, absent = sql_rules.raw_layout(plan, present)
     all_null = _all_null(spark, raw, [c for c in plan.cleaned if c in present])
     tag = f"_sqlrules_{table}"
     stage, candidates, duplicates, bad = (f"{tag}_{s}" for s in ("stage", "cand", "dup", "bad"))
