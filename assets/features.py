@@ -5,9 +5,13 @@ import pandas as pd
 
 from assets.metadata import floats, frame_metadata
 from featurestore import tables as features
+from featurestore.ranker_features import ITEM_VIEW, USER_VIEW, publish_snapshot, write_snapshot
 from orchestration.partitions import WEEKS, week_cutoff
 from orchestration.resources import FeatureStoreResource, Warehouse
+from recommend.history import display_items, history_batches, week_statistics
 from recommend.models import SourceModels
+from recommend.playlist import check_listens
+from recommend.ranker import item_features, user_features
 
 OWNER = "team:features"
 
@@ -108,6 +112,58 @@ def user_cf_vector(
         context.log.warning(f"feature view {view} not materialised: {reason}")
     return dg.MaterializeResult(
         metadata={**result.metadata, "online_rows": pushed.entities.get("user_cf_vector", 0)}
+    )
+
+
+class RankingFeaturesConfig(dg.Config):
+    """Users are described in batches of ``user_batch_size`` (memory follows the batch)."""
+
+    user_batch_size: int = 20_000
+
+
+@dg.asset(
+    key=["features", "ranking_features"],
+    deps=["feast_apply", ["golden", "listens"], ["golden", "listen_events"], ["golden", "items"]],
+    partitions_def=WEEKS,
+    group_name="features",
+    kinds={"parquet", "feast"},
+    owners=[OWNER],
+    description="The learned ranker's features as of the week's cutoff (recommend.ranker."
+    "user_features / item_features over the plays before it): Feast views "
+    "user_ranking_features (every user with plays) and item_ranking_features (the catalog), "
+    "published to the online store, where discover_weekly's ranker reads them. blend_config "
+    "adds the validation split's snapshot just before the cutoff, which the ranker trains on "
+    "point-in-time.",
+    pool="duckdb",
+)
+def ranking_features(
+    context: dg.AssetExecutionContext,
+    config: RankingFeaturesConfig,
+    warehouse: Warehouse,
+    feature_store: FeatureStoreResource,
+) -> dg.MaterializeResult:
+    cutoff = week_cutoff(context)
+    items = display_items(warehouse)
+    item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
+    statistics = week_statistics(warehouse, cutoff, cutoff.normalize())
+    users = (
+        user_features(check_listens(history), statistics.novelty, item_artist)
+        for _, history in history_batches(warehouse, cutoff, config.user_batch_size)
+        if not history.empty
+    )
+    catalog = item_features(statistics.listeners, statistics.novelty, catalog=items["item_id"])
+    client = feature_store.client()
+    rows = write_snapshot(client, users, catalog, cutoff)
+    online = publish_snapshot(client, cutoff)
+    context.log.info(f"ranking features as of {cutoff}: {rows}, online {online}")
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": str(cutoff),
+            "users": rows[USER_VIEW],
+            "items": rows[ITEM_VIEW],
+            "online_rows": dg.MetadataValue.json(online),
+            "feature_views": dg.MetadataValue.json([USER_VIEW, ITEM_VIEW]),
+        }
     )
 
 

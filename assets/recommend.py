@@ -29,6 +29,13 @@ from embeddings.vectors import AudioEmbeddings, VectorSet
 from evaluation.metrics import confidence_intervals, holdout_split, interval_columns
 from evaluation.served import evaluate_blend, ranker_summary
 from featurestore import tables as features
+from featurestore.ranker_features import (
+    OnlineRankingFeatures,
+    PointInTimeRankingFeatures,
+    publish_snapshot,
+    training_as_of,
+    write_snapshot,
+)
 from orchestration.partitions import WEEKS, register_weeks, week_cutoff, week_of
 from orchestration.resources import (
     ARTIFACTS,
@@ -55,17 +62,19 @@ from recommend.playlist import (
     STAGE_DESCRIPTIONS,
     ServedTotals,
     ServingWeek,
+    ValidationWeek,
     serve_users,
     similar_artists,
 )
 from recommend.ranker import WeekRanker, fusion_serves
 from recommend.variants import Experiment, variant_serving
-from recommend.week_ranker import tune_week
+from recommend.week_ranker import tune_week, validation_features
 
 CANDIDATES = dg.AssetKey("candidates")
 DISCOVER_WEEKLY = dg.AssetKey("discover_weekly")
 BLEND_CONFIG = dg.AssetKey("blend_config")
 PLAYLIST_RANKER = dg.AssetKey("playlist_ranker")
+RANKING_FEATURES = dg.AssetKey(["features", "ranking_features"])
 PLAYLIST_RULES_CHECK = "playlist_rules"
 PLAYLIST_SIZE = 30
 
@@ -86,6 +95,9 @@ class BlendTuningConfig(dg.Config):
     coverage_factor: float = DISCOVERY_FACTOR
     weights: dict[str, float] = {}
     method: str = "zscore"
+    # the learned ranker: "auto" (serves when it beats the fusion on validation), "always"
+    # (serves whatever the verdict, e.g. to A/B it), "off" (the fusion serves, no ranker)
+    ranker: str = "auto"
 
     def tuning(self) -> dict:
         return {
@@ -95,6 +107,7 @@ class BlendTuningConfig(dg.Config):
             "reference": self.reference or None,
             "coverage_factor": self.coverage_factor,
             "max_users": self.max_users,
+            "ranker": self.ranker,
         }
 
 
@@ -132,8 +145,9 @@ class BlendTuningConfig(dg.Config):
             "importance and per-source contribution in the metadata.",
         ),
     },
-    # the co-occurrence source is refitted without held-out rows from its contexts
-    deps=REPLAY_TABLES,
+    # the co-occurrence source is refitted without held-out rows from its contexts; the
+    # ranker's training snapshot goes into the views ranking_features writes
+    deps=[*REPLAY_TABLES, RANKING_FEATURES],
     partitions_def=WEEKS,
     pool="duckdb",
 )
@@ -142,6 +156,7 @@ def blend_config(
     config: BlendTuningConfig,
     warehouse: Warehouse,
     artifact_store: ArtifactStoreResource,
+    feature_store: FeatureStoreResource,
     cf_model: SourceModels,
     text_vectors: VectorSet,
     audio_vectors: AudioEmbeddings,
@@ -188,6 +203,7 @@ def blend_config(
             audio_vectors=audio_table(audio_vectors, items),
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             inputs=inputs,
+            training_features=_training_features(feature_store, week_cutoff(context)),
             **config.tuning(),
         )
     except TooSmall as error:
@@ -221,6 +237,20 @@ def blend_config(
     )
     context.log.info(f"playlist ranker: {ranker.choice.reason}")
     yield dg.Output(ranker, "playlist_ranker", metadata=ranker_metadata(ranker))
+
+
+def _training_features(feature_store: FeatureStoreResource, cutoff: pd.Timestamp):
+    """Write the validation split's features to Feast (the training snapshot, just before the
+    cutoff) and read them back point-in-time: what the ranker trains on."""
+
+    def read(week: ValidationWeek) -> PointInTimeRankingFeatures:
+        client = feature_store.client()
+        as_of = training_as_of(cutoff)
+        users, items = validation_features(week)
+        write_snapshot(client, [users], items, as_of)
+        return PointInTimeRankingFeatures(client, as_of)
+
+    return read
 
 
 def ranker_metadata(ranker: WeekRanker) -> dict:
@@ -352,6 +382,7 @@ class DiscoverWeeklyRunConfig(dg.Config):
                 "blend_config",
                 "playlist_ranker",
                 "feast_apply",
+                RANKING_FEATURES,
                 ["golden", "items"],
                 ["golden", "artists"],
                 ["golden", "users"],
@@ -416,6 +447,8 @@ def discover_weekly(
         transition_model=transition_model,
         playlist_ranker=playlist_ranker,
     )
+    if playlist_ranker.serves:
+        serving.ranker_features = _online_ranker_features(feature_store, cutoff)
     plan = experiment.experiment()
     servings = {v.name: variant_serving(serving, v) for v in plan.variants}
     context.log.info(
@@ -497,6 +530,21 @@ def discover_weekly(
         passed=not any(checked.values()),
         metadata=checked,
     )
+
+
+def _online_ranker_features(
+    feature_store: FeatureStoreResource, cutoff: pd.Timestamp
+) -> OnlineRankingFeatures:
+    """The ranker's features of this week in the online store (its snapshot pushed again, so
+    that a backfilled week is ranked from its own features, not the newest week's)."""
+    client = feature_store.client()
+    online = publish_snapshot(client, cutoff)
+    if not all(online.values()):
+        raise dg.Failure(
+            f"no ranking features of the week of {cutoff.date()} to serve the ranker from "
+            f"(online rows {online}): materialise features/ranking_features for this week first"
+        )
+    return OnlineRankingFeatures(client)
 
 
 def _serving_week(
@@ -599,78 +647,42 @@ class _ParquetParts:
 
 
 class _FeastWeek:
-    """The Feast view's Parquet rewritten with this week's playlists, batch by batch: the
-    other weeks' rows are copied over in record batches, then each user batch is appended;
-    the file is renamed into place and pushed online by :meth:`publish`."""
+    """The Feast view's Parquet rewritten with this week's playlists, batch by batch
+    (:class:`featurestore.tables.SnapshotWriter`: the other weeks' rows are kept), renamed into
+    place and pushed online by :meth:`publish`."""
 
     def __init__(self, feature_store: FeatureStoreResource, week: pd.Timestamp) -> None:
-        import pyarrow.parquet as pq
-
-        from featurestore.schemas import DISCOVER_WEEKLY_PLAYLIST_SCHEMA
-
         self.client = feature_store.client()
         self.week = week
         self.created = pd.Timestamp.now(tz="UTC").to_pydatetime()
-        self.schema = DISCOVER_WEEKLY_PLAYLIST_SCHEMA
-        self.path = self.client.parquet_path("discover_weekly_playlist")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(f".{self.path.name}.partial")
-        iso = week.isocalendar()
-        self.label = f"{iso.year}-W{iso.week:02d}"
-        self.writer = pq.ParquetWriter(self.partial, self.schema)
-        self.rows = 0
-        if self.path.exists():
-            self._keep_other_weeks()
-
-    def _keep_other_weeks(self) -> None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(self.path).iter_batches():
-            table = pa.Table.from_batches([batch])
-            table = table.filter(pc.not_equal(table["week"], self.label))
-            for name in self.schema.names:  # a column added since (e.g. variant): null
-                if name not in table.column_names:
-                    table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
-            if table.num_rows:
-                self.writer.write_table(table.select(self.schema.names).cast(self.schema))
-                self.rows += table.num_rows
+        self.writer = features.SnapshotWriter(
+            self.client.parquet_path("discover_weekly_playlist"),
+            "discover_weekly_playlist",
+            week.to_pydatetime(),
+        ).__enter__()
 
     def add(self, playlists: pd.DataFrame) -> None:
-        import pyarrow as pa
-
-        from featurestore.schemas import TIMESTAMP_DTYPE
-
         if playlists.empty:
             return
         recs = playlists.rename(columns={"position": "rank"})[
             ["user_id", "item_id", "rank", "reason", "variant"]
         ]
-        frame = features.discover_weekly_playlist(
-            recs, self.week.to_pydatetime(), created=self.created
+        self.writer.add(
+            features.discover_weekly_playlist(recs, self.week.to_pydatetime(), created=self.created)
         )
-        for column in frame.columns:
-            if pd.api.types.is_datetime64_any_dtype(frame[column]):
-                frame[column] = pd.to_datetime(frame[column], utc=True).astype(TIMESTAMP_DTYPE)
-        self.writer.write_table(
-            pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        )
-        self.rows += len(frame)
 
     def publish(self, context) -> int:
         """Close the file, put it in place and push it to the online store (0 rows on a
         Feast error, which is logged: the playlists are in the warehouse regardless)."""
         from featurestore.errors import FeatureStoreError
 
-        self.writer.close()
-        self.partial.replace(self.path)
+        self.writer.__exit__(None, None, None)
         try:
             self.client.materialize(views=["discover_weekly_playlist"])
         except FeatureStoreError as error:
             context.log.warning(f"playlists not pushed to the Feast online store: {error}")
             return 0
-        return self.rows
+        return self.writer.kept + self.writer.rows
 
 
 @dg.asset(
@@ -827,6 +839,7 @@ WEEKLY_ASSETS = [
     "cf_user_vectors",
     "cf_item_vectors",
     "audio_to_cf_model",
+    "features/ranking_features",
     "blend_config",
     "playlist_ranker",
     "candidates",

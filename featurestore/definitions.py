@@ -48,6 +48,8 @@ USER_STATS_TTL = timedelta(days=365)
 ARTIST_STATS_TTL = timedelta(days=365)
 USER_CF_VECTOR_TTL = timedelta(days=180)
 DISCOVER_WEEKLY_TTL = timedelta(days=7)
+# a week's ranking features hold until the next week's (a few days' slack for a late run)
+RANKING_FEATURES_TTL = timedelta(days=10)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ ENTITIES: dict[str, EntitySpec] = {
     "user": EntitySpec("user_id", "A listener; golden.users.user_id."),
     "artist": EntitySpec("artist_id", "An artist; golden.artists.artist_id."),
     "track": EntitySpec("track_id", "A track; golden.tracks.track_id (no feature view yet)."),
+    "item": EntitySpec(
+        "item_id",
+        "A recommendable item; golden.items.item_id (an artist on artist-level sources, a track "
+        "on track-level ones).",
+    ),
 }
 
 VIEWS: dict[str, ViewSpec] = {
@@ -104,6 +111,21 @@ VIEWS: dict[str, ViewSpec] = {
             "Written by the recommendations stage (featurestore.tables.discover_weekly_playlist)."
         ),
     ),
+    "user_ranking_features": ViewSpec(
+        entity="user",
+        ttl=RANKING_FEATURES_TTL,
+        description="The learned ranker's user features (recommend.ranker.user_features): one "
+        "snapshot per week at its cutoff (served online), one per validation split just before "
+        "it (read point-in-time to train the ranker).",
+        source_description="featurestore.tables.ranking_snapshot, upserted per snapshot time.",
+    ),
+    "item_ranking_features": ViewSpec(
+        entity="item",
+        ttl=RANKING_FEATURES_TTL,
+        description="The learned ranker's item features (recommend.ranker.item_features), "
+        "snapshots as user_ranking_features.",
+        source_description="featurestore.tables.ranking_snapshot, upserted per snapshot time.",
+    ),
 }
 """Entity, TTL and descriptions of each feature view, in registration order."""
 
@@ -124,15 +146,21 @@ class FeatureDefinitions:
     user: Entity
     artist: Entity
     track: Entity
+    item: Entity
     user_listening_stats_source: FileSource
     artist_stats_source: FileSource
     user_cf_vector_source: FileSource
     discover_weekly_playlist_source: FileSource
+    user_ranking_features_source: FileSource
+    item_ranking_features_source: FileSource
     user_listening_stats_fv: FeatureView
     artist_stats_fv: FeatureView
     user_cf_vector_fv: FeatureView
     discover_weekly_playlist_fv: FeatureView
+    user_ranking_features_fv: FeatureView
+    item_ranking_features_fv: FeatureView
     weekly_playlist_ranking_v1: FeatureService
+    playlist_ranker_features_v1: FeatureService
 
     def objects(self) -> list:
         """All objects, in an order ``FeatureStore.apply`` accepts."""
@@ -155,9 +183,10 @@ def build_definitions(data_dir: str | Path) -> FeatureDefinitions:
     Returns
     -------
     FeatureDefinitions
-        Entities ``user``, ``artist``, ``track``; views ``user_listening_stats``,
-        ``artist_stats``, ``user_cf_vector``, ``discover_weekly_playlist``; service
-        ``weekly_playlist_ranking_v1``.
+        Entities ``user``, ``artist``, ``track``, ``item``; views ``user_listening_stats``,
+        ``artist_stats``, ``user_cf_vector``, ``discover_weekly_playlist``,
+        ``user_ranking_features``, ``item_ranking_features``; services
+        ``weekly_playlist_ranking_v1``, ``playlist_ranker_features_v1``.
     """
     data_dir = Path(data_dir).expanduser().resolve()
     entities = build_entities()
@@ -228,7 +257,8 @@ def _view(name: str, entity: Entity, source: FileSource) -> FeatureView:
 
 
 def build_services(views: dict[str, FeatureView]) -> dict[str, FeatureService]:
-    """The versioned feature services (``weekly_playlist_ranking_v1``)."""
+    """The versioned feature services (``weekly_playlist_ranking_v1``,
+    ``playlist_ranker_features_v1``)."""
     ranking = FeatureService(
         name="weekly_playlist_ranking_v1",
         features=[
@@ -239,7 +269,16 @@ def build_services(views: dict[str, FeatureView]) -> dict[str, FeatureService]:
         tags=OWNER_TAGS,
         owner=OWNER_TAGS["owner"],
     )
-    return {ranking.name: ranking}
+    ranker = FeatureService(
+        name="playlist_ranker_features_v1",
+        features=[views["user_ranking_features"], views["item_ranking_features"]],
+        description="What the learned playlist ranker reads besides the candidates: per user "
+        "(user_id) and per item (item_id) features; training reads them point-in-time, serving "
+        "online.",
+        tags=OWNER_TAGS,
+        owner=OWNER_TAGS["owner"],
+    )
+    return {ranking.name: ranking, ranker.name: ranker}
 
 
 def feast_fields(table: schemas.FeatureTable) -> list[Field]:

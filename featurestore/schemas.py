@@ -146,6 +146,35 @@ USER_CF_VECTOR = FeatureTable(
         Column("model_version", pa.string(), "CF model that made it."),
     ),
 )
+USER_RANKING_FEATURES = FeatureTable(
+    name="user_ranking_features",
+    key="user_id",
+    features=(
+        Column("user_log_items", pa.float64(), "log(1 + distinct items played)."),
+        Column("user_log_plays", pa.float64(), "log(1 + all plays)."),
+        Column("user_artists", pa.float64(), "Distinct artists played."),
+        Column("user_artist_entropy", pa.float64(), "Entropy (bits) of plays over artists."),
+        Column(
+            "user_mean_novelty",
+            pa.float64(),
+            "Mean novelty (-log2 of the listener share) of the items played.",
+        ),
+    ),
+)
+"""The user half of the learned ranker's features (``recommend.ranker.user_features`` computes
+them; its ``USER_FEATURES`` are these names). One snapshot per week at the week's cutoff (what
+serving reads online) and one per validation split, stamped just before it (what training reads
+point-in-time)."""
+ITEM_RANKING_FEATURES = FeatureTable(
+    name="item_ranking_features",
+    key="item_id",
+    features=(
+        Column("item_log_listeners", pa.float64(), "log(1 + distinct listeners)."),
+        Column("item_novelty", pa.float64(), "-log2 of the share of users who played it."),
+    ),
+)
+"""The item half of the learned ranker's features (``recommend.ranker.item_features``)."""
+
 DISCOVER_WEEKLY_PLAYLIST = FeatureTable(
     name="discover_weekly_playlist",
     key="user_id",
@@ -167,7 +196,14 @@ and ``event_timestamp`` the start of the week the playlist is valid for."""
 
 TABLES: dict[str, FeatureTable] = {
     table.name: table
-    for table in (USER_LISTENING_STATS, ARTIST_STATS, USER_CF_VECTOR, DISCOVER_WEEKLY_PLAYLIST)
+    for table in (
+        USER_LISTENING_STATS,
+        ARTIST_STATS,
+        USER_CF_VECTOR,
+        DISCOVER_WEEKLY_PLAYLIST,
+        USER_RANKING_FEATURES,
+        ITEM_RANKING_FEATURES,
+    )
 }
 """Every feature table by feature view name."""
 

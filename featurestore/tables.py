@@ -19,6 +19,8 @@ One function per Feast feature view; the columns and their types are those of
 - :func:`artist_stats` -> ``artist_stats``
 - :func:`user_cf_vectors` -> ``user_cf_vector``
 - :func:`discover_weekly_playlist` -> ``discover_weekly_playlist``
+- :func:`ranking_snapshot` -> ``user_ranking_features`` / ``item_ranking_features`` (the learned
+  ranker's features, computed by ``recommend.ranker``), written with :class:`SnapshotWriter`
 
 Example usage::
 
@@ -41,12 +43,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.schemas import (
     ARROW_SCHEMAS,
     ARTIST_STATS_SCHEMA,
     DISCOVER_WEEKLY_PLAYLIST_SCHEMA,
+    EVENT_TIMESTAMP,
+    TABLES,
     TIMESTAMP_DTYPE,
     USER_CF_VECTOR_SCHEMA,
     USER_LISTENING_STATS_SCHEMA,
@@ -504,3 +509,99 @@ def export_parquet(frame: pd.DataFrame, path: str | Path, schema: pa.Schema | No
     temporary.replace(target)
     logger.info("wrote %d rows to %s", table.num_rows, target)
     return target
+
+
+def ranking_snapshot(
+    features: pd.DataFrame, view: str, as_of: datetime, created: datetime | None = None
+) -> pd.DataFrame:
+    """One snapshot of a ranker feature view from frames indexed by the view's key.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        Index: the join key (``user_id`` or ``item_id``); columns: the view's features
+        (``recommend.ranker.user_features`` / ``item_features``).
+    view : str
+        ``user_ranking_features`` or ``item_ranking_features``.
+    as_of : datetime
+        UTC-aware ``event_timestamp`` of the snapshot.
+    created : datetime, optional
+        UTC-aware computation time; defaults to now.
+    """
+    table = TABLES[view]
+    missing = sorted(set(table.feature_names) - set(features.columns))
+    if missing:
+        raise FeatureInputError(f"{view} snapshot lacks feature column(s) {missing}")
+    frame = features[list(table.feature_names)].rename_axis(table.key).reset_index()
+    frame[table.key] = frame[table.key].astype(str)
+    frame[EVENT_TIMESTAMP] = _utc(as_of, "as_of")
+    created_ts = _utc(created, "created") if created is not None else _now()
+    return _finish(frame, ARROW_SCHEMAS[view], created_ts)
+
+
+class SnapshotWriter:
+    """Replace one snapshot (rows of one ``event_timestamp``) in a feature view's Parquet,
+    keeping every other snapshot, in bounded memory: the kept rows are copied batch by batch (a
+    column added to the view since they were written is null), the new ones appended as they
+    come (:meth:`add`), the file swapped in atomically on exit (nothing changes on an error).
+
+    Example usage::
+
+        with SnapshotWriter(path, "user_ranking_features", as_of) as writer:
+            for frame in batches:
+                writer.add(ranking_snapshot(frame, "user_ranking_features", as_of))
+    """
+
+    def __init__(self, path: str | Path, view: str, as_of: datetime) -> None:
+        self.path = Path(path)
+        self.schema = ARROW_SCHEMAS[view]
+        self.as_of = _utc(as_of, "as_of")
+        self.rows = 0
+        self.kept = 0
+        self._temporary = self.path.with_name(f".{self.path.name}.partial")
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> SnapshotWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(self._temporary, self.schema)
+        if self.path.exists():
+            self._keep_other_snapshots()
+        return self
+
+    def _keep_other_snapshots(self) -> None:
+        stamp_type = self.schema.field(EVENT_TIMESTAMP).type
+        stamp = pa.scalar(self.as_of.to_pydatetime(), type=stamp_type)
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=100_000):
+            table = pa.Table.from_batches([batch])
+            table = table.filter(pc.not_equal(table[EVENT_TIMESTAMP].cast(stamp_type), stamp))
+            for field in self.schema:
+                if field.name not in table.column_names:
+                    table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+            if table.num_rows:
+                self._writer.write_table(table.select(self.schema.names).cast(self.schema))
+                self.kept += table.num_rows
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Append rows of the snapshot (a frame of the view's columns, e.g. from
+        :func:`ranking_snapshot`)."""
+        if frame.empty:
+            return
+        if self._writer is None:
+            raise RuntimeError("SnapshotWriter.add outside its with block")
+        out = frame.copy()
+        for column in out.columns:
+            if pd.api.types.is_datetime64_any_dtype(out[column]):
+                out[column] = pd.to_datetime(out[column], utc=True).astype(TIMESTAMP_DTYPE)
+        self._writer.write_table(
+            pa.Table.from_pandas(out, schema=self.schema, preserve_index=False)
+        )
+        self.rows += len(frame)
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if kind is None:
+            self._temporary.replace(self.path)
+            logger.info("wrote %d rows of the %s snapshot to %s", self.rows, self.as_of, self.path)
+        else:
+            self._temporary.unlink(missing_ok=True)

@@ -58,7 +58,7 @@ from recommend.models import (
     fit_sources,
     project_new_items,
 )
-from recommend.ranker import WeekRanker
+from recommend.ranker import RankingFeatureReader, WeekRanker
 from recommend.rerank import PlaylistConfig, VectorLookup, rerank
 
 logger = logging.getLogger(__name__)
@@ -250,9 +250,11 @@ def rank_week(
     cooccurrence: VectorTable | None = None,
     transitions: TransitionModel | None = None,
     ranker: WeekRanker | None = None,
+    ranker_features: RankingFeatureReader | None = None,
 ) -> RankedWeek:
     """Candidates of every source from the served models, fused with the served blend (or
-    ranked by the week's learned ranker when it won on validation: ``ranker.serves``).
+    ranked by the week's learned ranker when it won on validation: ``ranker.serves``, reading
+    its user and item features from ``ranker_features``, the Feast online store, when given).
 
     ``listens`` may hold only ``users``' history when ``statistics`` come from the whole one:
     everything here is per user (a user's rows do not depend on who else is in the batch).
@@ -300,6 +302,7 @@ def rank_week(
             item_artist=item_artist,
             spaces={"text": text} if text is not None else None,
             fused=blended,
+            store=ranker_features,
         )
     return ranked_week(candidates, blended, config, models, text, users, prepared)
 
@@ -453,6 +456,10 @@ class ServingWeek:
     ranker
         The week's learned ranker (the ``playlist_ranker`` asset): it ranks the candidates
         instead of the fusion when it beat the fusion on validation (optional).
+    ranker_features
+        Where the ranker reads its user and item features (the Feast online store,
+        ``featurestore.ranker_features.OnlineRankingFeatures``); default: computed from the
+        batch's history and the statistics by the same definitions.
     """
 
     def __init__(
@@ -471,9 +478,11 @@ class ServingWeek:
         cooccurrence_vectors: VectorTable | None = None,
         transitions: TransitionModel | None = None,
         ranker: WeekRanker | None = None,
+        ranker_features: RankingFeatureReader | None = None,
     ) -> None:
         self.config = config or DiscoverWeeklyConfig()
         self.ranker = ranker
+        self.ranker_features = ranker_features
         self.blend = blend or self.config.blend
         self.items = check_items(items)
         self.week = pd.Timestamp(week_start)
@@ -564,6 +573,7 @@ def serve_users(
                 cooccurrence=serving.cooccurrence(),
                 transitions=serving.transitions,
                 ranker=serving.ranker,
+                ranker_features=serving.ranker_features,
             )
             candidate_frames.append(ranked.candidates)
             for stage in STAGES if stages else ("discover_weekly",):

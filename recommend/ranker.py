@@ -40,11 +40,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from embeddings.vectors import normalize_rows
+from featurestore.schemas import ITEM_RANKING_FEATURES, USER_RANKING_FEATURES
 from recommend.blend import BLEND_COLUMNS
 from recommend.candidates import VectorTable
 
@@ -52,14 +54,10 @@ logger = logging.getLogger(__name__)
 
 FEATURE_VERSION = "1"
 MISSING_RANK = 1000
-USER_FEATURES = (
-    "user_log_items",
-    "user_log_plays",
-    "user_artists",
-    "user_artist_entropy",
-    "user_mean_novelty",
-)
-ITEM_FEATURES = ("item_log_listeners", "item_novelty")
+# the user and item features are the columns of the Feast views the ranker reads (training
+# point-in-time from the offline store, serving online): one definition, featurestore.schemas
+USER_FEATURES = USER_RANKING_FEATURES.feature_names
+ITEM_FEATURES = ITEM_RANKING_FEATURES.feature_names
 PAIR_FEATURES = ("n_sources", "novelty_gap", "artist_played")
 FUSION_FEATURES = ("fusion_score", "fusion_rank")
 DEFAULT_PARAMS = {
@@ -126,17 +124,40 @@ def user_features(
     return out[list(USER_FEATURES)].astype(float)
 
 
-def item_features(listeners: pd.Series, novelty: pd.Series) -> pd.DataFrame:
-    """Per item (index ``item_id``): :data:`ITEM_FEATURES` (the item half of a Feast view)."""
-    index = novelty.index.astype(str).union(listeners.index.astype(str))
+def item_features(
+    listeners: pd.Series, novelty: pd.Series, catalog: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Per item (index ``item_id``): :data:`ITEM_FEATURES` (the item half of the Feast views).
+
+    ``catalog``: the items to describe (default: those with statistics); an item nobody played
+    has ``item_log_listeners`` 0 and no novelty (:func:`ranking_features` gives it the highest).
+    """
+    known = novelty.index.astype(str).union(listeners.index.astype(str))
+    index = known if catalog is None else pd.Index(sorted({str(i) for i in catalog}))
     out = pd.DataFrame(index=pd.Index(index, name="item_id"))
-    out["item_log_listeners"] = np.log1p(
-        pd.Series(listeners.to_numpy(dtype=float), index=listeners.index.astype(str))
-    ).reindex(index)
+    out["item_log_listeners"] = (
+        np.log1p(pd.Series(listeners.to_numpy(dtype=float), index=listeners.index.astype(str)))
+        .reindex(index)
+        .fillna(0.0)
+    )
     out["item_novelty"] = pd.Series(
         novelty.to_numpy(dtype=float), index=novelty.index.astype(str)
     ).reindex(index)
     return out
+
+
+class RankingFeatureReader(Protocol):
+    """Where :func:`ranking_features` reads the user and item features from instead of
+    computing them: the Feast views ``user_ranking_features`` / ``item_ranking_features``
+    (``featurestore.ranker_features``: point-in-time for training, online for serving)."""
+
+    def users(self, user_ids: Sequence[str]) -> pd.DataFrame:
+        """:data:`USER_FEATURES` per user (index ``user_id``; unknown users: NaN)."""
+        ...
+
+    def items(self, item_ids: Sequence[str]) -> pd.DataFrame:
+        """:data:`ITEM_FEATURES` per item (index ``item_id``; unknown items: NaN)."""
+        ...
 
 
 def _profile_similarity(
@@ -180,8 +201,7 @@ def ranking_features(
     sources: Sequence[str],
     item_artist: Mapping[str, str] | None = None,
     spaces: Mapping[str, VectorTable] | None = None,
-    users: pd.DataFrame | None = None,
-    items: pd.DataFrame | None = None,
+    store: RankingFeatureReader | None = None,
     fused: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The features of every (user, candidate) pair: THE definition training and serving share.
@@ -201,9 +221,11 @@ def ranking_features(
     spaces
         ``{name: (item_ids, matrix)}`` vector spaces for ``<name>_similarity`` (text,
         co-occurrence, audio, ...).
-    users, items
-        Precomputed :func:`user_features` / :func:`item_features` (e.g. read from the Feast
-        online store); default computed here from ``history`` and the statistics.
+    store
+        Where the user and item features are read (the Feast views: point-in-time when
+        training, online when serving); default: :func:`user_features` /
+        :func:`item_features` computed here from ``history`` and the statistics, the same
+        definitions the views are written with.
     fused
         The served fusion of the same candidates (:func:`recommend.blend.fuse`: ``user_id,
         item_id, score, rank``): adds ``fusion_score`` and ``fusion_rank``, so the ranker
@@ -236,9 +258,14 @@ def ranking_features(
         out[f"{source}_rank"] = pd.Series(rank, index=out.index).fillna(MISSING_RANK)
     out = out.reset_index()
     out["n_sources"] = (out[[f"{s}_rank" for s in sources]] < MISSING_RANK).sum(axis=1)
-    users = user_features(history, novelty, item_artist) if users is None else users
-    items = item_features(listeners, novelty) if items is None else items
+    if store is None:
+        users = user_features(history, novelty, item_artist)
+        items = item_features(listeners, novelty)
+    else:
+        users = store.users(sorted(out["user_id"].unique()))[list(USER_FEATURES)]
+        items = store.items(sorted(out["item_id"].unique()))[list(ITEM_FEATURES)]
     out = out.join(items, on="item_id").join(users, on="user_id")
+    out["item_log_listeners"] = out["item_log_listeners"].fillna(0.0)
     out["item_novelty"] = out["item_novelty"].fillna(float(novelty.max()) if len(novelty) else 0.0)
     out["novelty_gap"] = out["item_novelty"] - out["user_mean_novelty"]
     played = history[["user_id", "item_id"]].astype(str)
@@ -577,9 +604,11 @@ class WeekRanker:
         item_artist: Mapping[str, str] | None,
         spaces: Mapping[str, VectorTable] | None,
         fused: pd.DataFrame,
+        store: RankingFeatureReader | None = None,
     ) -> pd.DataFrame:
         """The candidates ranked by the ranker (``fuse``'s columns): what replaces the fusion
-        when it serves. ``statistics``: the week's :class:`recommend.history.WeekStatistics`."""
+        when it serves. ``statistics``: the week's :class:`recommend.history.WeekStatistics`;
+        ``store``: where the user and item features are read (the Feast online store)."""
         if self.ranker is None:
             raise ValueError("no ranker was trained this week: the fusion serves")
         features = ranking_features(
@@ -590,6 +619,7 @@ class WeekRanker:
             sources=self.ranker.sources,
             item_artist=item_artist,
             spaces={name: spaces[name] for name in self.ranker.spaces if spaces and name in spaces},
+            store=store,
             fused=fused if self.ranker.uses_fusion else None,
         )
         return self.ranker.rank(features, candidates, novelty_weight=self.novelty_weight)

@@ -20,7 +20,7 @@ Example usage::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -41,13 +41,16 @@ from recommend.playlist import (
 )
 from recommend.ranker import (
     RankerChoice,
+    RankingFeatureReader,
     WeekRanker,
     choose,
     fusion_serves,
     group_split,
+    item_features,
     labels_of,
     ranking_features,
     train_ranker,
+    user_features,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,10 +61,23 @@ CHOICE_FRACTION = 0.25
 # (on HetRec's ~470 choice users, a lead of 0.0007 reversed on test: noise)
 RANKER_MARGIN = 0.005
 NOVELTY_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+RANKER_POLICIES = ("auto", "always", "off")
 # fewer validation users with a hit than this: no ranker (its early stopping and choice would
 # rest on a handful of users)
 MIN_LEARN_USERS = 30
 METRICS = ("ndcg@10", "recall@30", "distinct@30", "novelty@30")
+
+
+def validation_features(week: ValidationWeek) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The user and item features a validation week's ranker trains on (its training snapshot
+    in Feast): the validation users over their training rows, the catalog over the split's
+    statistics (the held-out plays count for neither)."""
+    rows = check_listens(week.fit.rows_of(week.users))
+    item_artist = dict(zip(week.items["item_id"], week.items["artist_id"], strict=True))
+    statistics = week.statistics
+    users = user_features(rows, statistics.novelty, item_artist)
+    items = item_features(statistics.listeners, statistics.novelty, catalog=week.items["item_id"])
+    return users, items
 
 
 def _served_lists(week: ValidationWeek, candidates, blended, users, played) -> dict:
@@ -83,8 +99,11 @@ def fit_week_ranker(
     seed: int = 42,
     margin: float = RANKER_MARGIN,
     inputs: str = "",
+    store: RankingFeatureReader | None = None,
 ) -> WeekRanker:
-    """Train the ranker on a :class:`ValidationWeek`'s candidates and choose ranker or fusion."""
+    """Train the ranker on a :class:`ValidationWeek`'s candidates and choose ranker or fusion;
+    ``store``: where the user and item features are read (the Feast offline store, point-in-time
+    at the validation split; default: computed from the split's training rows)."""
     truth = week.split.test.astype({"user_id": str, "item_id": str})
     rows = check_listens(week.fit.rows_of(week.users))
     candidates = week.candidates
@@ -101,6 +120,7 @@ def fit_week_ranker(
         sources=sources,
         item_artist=item_artist,
         spaces=spaces,
+        store=store,
         fused=fused,
     )
     labels = labels_of(features, truth)
@@ -185,15 +205,37 @@ def tune_week(
     methods: Sequence[str] = ("zscore", "rrf"),
     reference: str | None = "best",
     coverage_factor: float = DISCOVERY_FACTOR,
-    ranker: bool = True,
+    ranker: str = "auto",
     seed: int = 42,
     inputs: str = "",
+    training_features: Callable[[ValidationWeek], RankingFeatureReader] | None = None,
     **validation,
 ) -> tuple[BlendConfig, pd.DataFrame, WeekRanker]:
     """The week's blend and ranker from one validation split (``validation``: the keyword
-    arguments of :func:`recommend.playlist.validation_week`)."""
+    arguments of :func:`recommend.playlist.validation_week`).
+
+    ``ranker``: ``"auto"`` (the ranker serves when it wins on the choice users), ``"always"``
+    (a trained ranker serves whatever the verdict, e.g. for an A/B test; the metadata still
+    shows the verdict) or ``"off"``. ``training_features``: given the validation week, where
+    the ranker reads its user and item features (the Feast offline store, point-in-time)."""
+    if ranker not in RANKER_POLICIES:
+        raise ValueError(f"ranker must be one of {RANKER_POLICIES}, got {ranker!r}")
     week = validation_week(history, items, config=config, **validation)
     blend, search = tune_validation_blend(week, methods, reference, coverage_factor)
-    if not ranker:
+    if ranker == "off":
         return blend, search, fusion_serves("the learned ranker is switched off", inputs)
-    return blend, search, fit_week_ranker(week, blend, seed=seed, inputs=inputs)
+    store = training_features(week) if training_features is not None else None
+    trained = fit_week_ranker(week, blend, seed=seed, inputs=inputs, store=store)
+    if ranker == "always" and trained.ranker is not None and not trained.serves:
+        trained = forced(trained)
+    return blend, search, trained
+
+
+def forced(trained: WeekRanker) -> WeekRanker:
+    """The trained ranker serving although the fusion won on validation (``ranker="always"``)."""
+    verdict = trained.figures.get("reason") or trained.choice.reason
+    choice = RankerChoice(
+        "ranker", trained.choice.ranker_ndcg, trained.choice.fusion_ndcg, trained.choice.margin
+    )
+    figures = {**trained.figures, "reason": f"forced by configuration (ranker=always); {verdict}"}
+    return WeekRanker(trained.ranker, trained.novelty_weight, choice, figures, trained.inputs)

@@ -253,6 +253,17 @@ def _one_frame_per_table(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFra
         "artist_stats": features.artist_stats(con, as_of=AS_OF),
         "user_cf_vector": features.user_cf_vectors(cf, as_of=AS_OF),
         "discover_weekly_playlist": features.discover_weekly_playlist(recs, AS_OF),
+        **{
+            view: features.ranking_snapshot(
+                pd.DataFrame(
+                    {name: [0.5] for name in schemas.TABLES[view].feature_names},
+                    index=pd.Index(["k1"], name=schemas.TABLES[view].key),
+                ),
+                view,
+                AS_OF,
+            )
+            for view in ("user_ranking_features", "item_ranking_features")
+        },
     }
 
 

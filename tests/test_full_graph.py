@@ -360,3 +360,102 @@ def test_exploration_slots_lead_one_step_outward(graph) -> None:
     assert rows["user_id"].nunique() > users / 2
     assert rows["reason"].str.startswith("one step outward from ").all()
     assert not rows["reason"].str.contains(r"from a\d", regex=True).any()  # names, not ids
+
+
+def test_the_ranker_serves_the_sample_from_the_online_features_of_feast(graph) -> None:
+    """The learned-ranker issue, item 4, on the sample: with the ranker forced to serve
+    (``blend_config``'s ``ranker: always``), a user's playlist in recommend.discover_weekly
+    equals its recomputation from the features Feast's online store returns for that user and
+    their candidates, ranked by the stored ranker."""
+    from artifacts import ArtifactStore
+    from assets.recommend import _serving_week
+    from featurestore.client import FeatureStoreClient
+    from featurestore.ranker_features import USER_VIEW, OnlineRankingFeatures
+    from orchestration.resources import build_resources
+    from recommend.blend import fuse
+    from recommend.candidates import played_items
+    from recommend.history import display_items, history_before
+    from recommend.playlist import check_listens, ranked_week, serve_users, stage_playlists
+    from recommend.ranker import USER_FEATURES, ranking_features, user_features
+    from recommend.variants import variant_serving
+
+    settings = graph[0]
+    forced = {"ops": {"blend_config": {"config": {"ranker": "always"}}}}
+    result = run_assets(
+        settings,
+        WEEKLY + " or key:features/ranking_features",
+        partition_key=LAST_WEEK,
+        run_config=forced,
+    )
+    assert result.success
+    ranker_meta = _metadata(result, dg.AssetKey("playlist_ranker"))
+    assert ranker_meta["serves"] == "ranker" and "forced by configuration" in ranker_meta["reason"]
+    assert _metadata(result, dg.AssetKey("discover_weekly"))["ranked_by"] == "ranker"
+    assert _metadata(result, dg.AssetKey(["features", "ranking_features"]))["users"] > 0
+
+    resources = build_resources(settings)
+    warehouse = resources["warehouse"]
+    store = ArtifactStore(settings.artifact_uri)
+    load = {name: store.load([name], LAST_WEEK) for name in ("cf_model", "blend_config")}
+    ranker = store.load(["playlist_ranker"], LAST_WEEK)
+    cutoff = pd.Timestamp(LAST_WEEK, tz="UTC")
+    items = display_items(warehouse)
+    serving = _serving_week(
+        warehouse,
+        items,
+        cutoff,
+        cf_model=load["cf_model"],
+        blend_config=load["blend_config"],
+        text_vectors=store.load(["text_vectors"]),
+        audio_vectors=store.load(["audio_vectors"]),
+        audio_to_cf_model=store.load(["audio_to_cf_model"], LAST_WEEK),
+        cooccurrence_vectors=store.load(["cooccurrence_vectors"], LAST_WEEK),
+        transition_model=store.load(["transition_model"], LAST_WEEK),
+        playlist_ranker=ranker,
+    )
+    plan = resources["experiment"].experiment()
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    table = con.execute(
+        "SELECT user_id, position, item_id, variant FROM recommend.discover_weekly "
+        f"WHERE week_start = DATE '{LAST_WEEK}' ORDER BY user_id, position"
+    ).df()
+    con.close()
+    user = table["user_id"].iloc[0]
+    variant = next(v for v in plan.variants if v.name == table["variant"].iloc[0])
+    mine = variant_serving(serving, variant)
+    rows = check_listens(history_before(warehouse, cutoff, users=[user]))
+    _, candidates = serve_users(mine, rows, [user], return_candidates=True)
+    sources = candidates[candidates["source"] != "journey"]
+
+    client = FeatureStoreClient(settings.feature_repo, settings.feature_dir)
+    asked = client.online_features("user_id", [user], USER_VIEW)
+    assert asked.loc[0, "status"] == "PRESENT"
+    np.testing.assert_allclose(
+        asked.loc[0, list(USER_FEATURES)].to_numpy(dtype=float),
+        user_features(rows, serving.statistics.novelty, serving.item_artist).loc[user].to_numpy(),
+    )
+    text = mine.content()[0]
+    features = ranking_features(
+        sources,
+        rows,
+        listeners=serving.statistics.listeners,
+        novelty=serving.statistics.novelty,
+        sources=ranker.ranker.sources,
+        item_artist=serving.item_artist,
+        spaces={"text": text} if text is not None else {},
+        store=OnlineRankingFeatures(client),
+        fused=fuse(sources, mine.blend, novelty=serving.statistics.novelty),
+    )
+    ranked = ranked_week(
+        candidates,
+        ranker.ranker.rank(features, sources, novelty_weight=ranker.novelty_weight),
+        mine.config,
+        mine.models,
+        text,
+        [user],
+    )
+    recomputed = stage_playlists(
+        ranked, "discover_weekly", played_items(rows), mine.item_artist, mine.config.playlist
+    )
+    served = table[table["user_id"] == user]
+    assert recomputed["item_id"].tolist() == served["item_id"].tolist()
