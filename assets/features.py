@@ -123,7 +123,14 @@ class RankingFeaturesConfig(dg.Config):
 
 @dg.asset(
     key=["features", "ranking_features"],
-    deps=["feast_apply", ["golden", "listens"], ["golden", "listen_events"], ["golden", "items"]],
+    deps=[
+        "feast_apply",
+        ["golden", "listens"],
+        ["golden", "listen_events"],
+        ["golden", "items"],
+        ["golden", "artists"],
+        ["golden", "users"],
+    ],
     partitions_def=WEEKS,
     group_name="features",
     kinds={"parquet", "feast"},

@@ -27,7 +27,7 @@ from assets.weekly import (
 from embeddings.cooccurrence import CooccurrenceVectors
 from embeddings.vectors import AudioEmbeddings, VectorSet
 from evaluation.metrics import confidence_intervals, holdout_split, interval_columns
-from evaluation.served import evaluate_blend, ranker_summary
+from evaluation.served import HOLDOUT_MIN_ITEMS, evaluate_blend, ranker_summary, user_segments
 from featurestore import tables as features
 from featurestore.ranker_features import (
     OnlineRankingFeatures,
@@ -776,7 +776,9 @@ def blend_evaluation(
             max_users=config.max_users,
             seed=config.seed,
         )
-        split = holdout_split(history.rows, config.test_fraction, seed=config.seed)
+        split = holdout_split(
+            history.rows, config.test_fraction, min_items=HOLDOUT_MIN_ITEMS, seed=config.seed
+        )
         table = evaluate_blend(
             history.after_split(split.train, split.test),
             split.test,
@@ -791,6 +793,7 @@ def blend_evaluation(
             batch_size=config.user_batch_size,
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             transitions=transition_trainer(warehouse, context, transition_model),
+            segments=user_segments(history.rows, split.train),
         )
     except TooSmall as error:
         return too_small(context, error)
@@ -819,6 +822,7 @@ def blend_evaluation(
             "ranked_by": table.attrs["ranker"].get("serves", "fusion"),
             "ranker_choice": table.attrs["ranker"].get("reason", "no ranker (fixed blend)"),
             "test_users": int(split.test["user_id"].nunique()),
+            "light_users": dg.MetadataValue.json(_light_users(table)),
             "seconds": dg.MetadataValue.json(table.attrs["seconds"]),
             **floats({f"ndcg@10/{m}": v for m, v in table["ndcg@10"].items()}),
             **floats(
@@ -830,6 +834,19 @@ def blend_evaluation(
             ),
         }
     )
+
+
+def _light_users(table: pd.DataFrame) -> dict:
+    """The users left with at most 3 training items: served playlists beside popularity."""
+    light = table.attrs["segments"].get("light")
+    if light is None:
+        return {"users": 0}
+    rows = [r for r in ("discover_weekly", "popularity") if r in light.index]
+    return {
+        "users": int(light["users"].max()),
+        **{f"{r}_ndcg@10": round(float(light.loc[r, "ndcg@10"]), 4) for r in rows},
+        **{f"{r}_recall@30": round(float(light.loc[r, "recall@30"]), 4) for r in rows},
+    }
 
 
 WEEKLY_ASSETS = [

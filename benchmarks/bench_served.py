@@ -36,26 +36,15 @@ import pandas as pd
 from artifacts import ArtifactStore
 from benchmarks.hetrec_duckdb import hetrec_trainer
 from evaluation.metrics import holdout_split
-from evaluation.served import evaluate_blend
+from evaluation.served import HOLDOUT_MIN_ITEMS, evaluate_blend, user_segments
 from recommend.playlist import STAGES
 from sources.hetrec import read_hetrec_listens_and_terms
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench_results"
 HETREC = Path(__file__).resolve().parent.parent.parent / "shared/data/hetrec2011-lastfm-2k"
 COLUMNS = ["ndcg@10", "recall@30", "distinct@30", "coverage@30", "novelty@30", "users"]
-MAIN_MIN_ARTISTS = 5
-LIGHT_MAX_ARTISTS = 3
 # the learned-ranker issue's acceptance (served playlists on the test users)
 TARGET_MEAN_NDCG, TARGET_LEAD, TARGET_RECALL, TARGET_DISTINCT = 0.27, 0.01, 0.36, 2.0
-
-
-def _segments(listens: pd.DataFrame, train: pd.DataFrame) -> dict[str, set[str]]:
-    sizes = listens.groupby("user_id").size()
-    train_sizes = train.groupby("user_id").size()
-    return {
-        "main": set(sizes.index[sizes >= MAIN_MIN_ARTISTS].astype(str)),
-        "light": set(train_sizes.index[train_sizes <= LIGHT_MAX_ARTISTS].astype(str)),
-    }
 
 
 def _checks(table: pd.DataFrame) -> dict:
@@ -75,8 +64,8 @@ def _checks(table: pd.DataFrame) -> dict:
 
 def run_seed(seed, listens, terms, text, cooccurrence) -> dict:
     started = time.perf_counter()
-    split = holdout_split(listens, 0.2, min_items=2, seed=seed)
-    segments = _segments(listens, split.train)
+    split = holdout_split(listens, 0.2, min_items=HOLDOUT_MIN_ITEMS, seed=seed)
+    segments = user_segments(listens, split.train)
     table = evaluate_blend(
         split.train,
         split.test,

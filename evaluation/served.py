@@ -99,6 +99,24 @@ class ReplayedWeek:
     ranker: WeekRanker | None = None
 
 
+MAIN_MIN_ITEMS = 5
+LIGHT_MAX_ITEMS = 3
+HOLDOUT_MIN_ITEMS = 2
+
+
+def user_segments(listens: pd.DataFrame, train: pd.DataFrame) -> dict[str, set[str]]:
+    """The users scored apart: ``main``, those with :data:`MAIN_MIN_ITEMS`+ items (the usual
+    population of a per-user holdout), and ``light``, those left with at most
+    :data:`LIGHT_MAX_ITEMS` training items (a holdout over users with
+    :data:`HOLDOUT_MIN_ITEMS`+ items holds one of theirs out), whom popularity is the bar for."""
+    sizes = listens.groupby("user_id").size()
+    train_sizes = train.groupby("user_id").size()
+    return {
+        "main": set(sizes.index[sizes >= MAIN_MIN_ITEMS].astype(str)),
+        "light": set(train_sizes.index[train_sizes <= LIGHT_MAX_ITEMS].astype(str)),
+    }
+
+
 def replay_week(
     train: pd.DataFrame | PlayHistory,
     test: pd.DataFrame,
