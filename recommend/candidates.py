@@ -371,16 +371,33 @@ def term_vectors(artist_terms: pd.DataFrame, dim: int = 128, *, seed: int = 42) 
     """
     from sklearn.decomposition import TruncatedSVD
 
+    artist_ids, weighted = tag_vectors(artist_terms)
+    components = max(1, min(dim, weighted.shape[1] - 1, weighted.shape[0] - 1))
+    svd = TruncatedSVD(n_components=components, random_state=seed)
+    vectors = normalize_rows(svd.fit_transform(weighted))
+    return list(artist_ids), vectors
+
+
+def tag_vectors(artist_terms: pd.DataFrame) -> tuple[list[str], sparse.csr_matrix]:
+    """Sparse artist vectors of their weighted terms (TF-IDF, unit rows): the tag space, in
+    which the cosine of two artists is their tag overlap.
+
+    Parameters
+    ----------
+    artist_terms
+        ``artist_id, term, weight``.
+
+    Returns
+    -------
+    (ids, matrix)
+        Artist ids (sorted) and a ``(len(ids), terms)`` float64 CSR matrix of unit rows.
+    """
     matrix, artist_ids, _ = _term_matrix(artist_terms)
     if matrix.shape[0] == 0:
         raise ValueError("artist_terms is empty: no text vectors can be built from terms")
     documents = np.diff(sparse.csc_matrix(matrix > 0).indptr)
     idf = np.log((1 + matrix.shape[0]) / (1 + documents)) + 1.0
-    weighted = normalize_rows(matrix @ sparse.diags(idf), dtype=np.float64)
-    components = max(1, min(dim, matrix.shape[1] - 1, matrix.shape[0] - 1))
-    svd = TruncatedSVD(n_components=components, random_state=seed)
-    vectors = normalize_rows(svd.fit_transform(weighted))
-    return list(artist_ids), vectors
+    return list(artist_ids), normalize_rows(matrix @ sparse.diags(idf), dtype=np.float64)
 
 
 def _term_matrix(artist_terms: pd.DataFrame) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
@@ -404,7 +421,7 @@ def item_vectors_from_artists(items: pd.DataFrame, artist_vectors: VectorTable) 
     items
         ``item_id, artist_id``.
     artist_vectors
-        ``(artist_ids, matrix)``.
+        ``(artist_ids, matrix)``; a sparse matrix stays sparse.
     """
     _require(items, ("item_id", "artist_id"), "items")
     ids, matrix = artist_vectors
@@ -412,7 +429,10 @@ def item_vectors_from_artists(items: pd.DataFrame, artist_vectors: VectorTable) 
     rows = items["artist_id"].astype(str).map(position)
     known = rows.notna().to_numpy()
     item_ids = items["item_id"].astype(str).to_numpy()[known].tolist()
-    return item_ids, np.asarray(matrix)[rows[known].to_numpy(dtype=np.int64)]
+    picked = rows[known].to_numpy(dtype=np.int64)
+    if sparse.issparse(matrix):
+        return item_ids, sparse.csr_matrix(matrix)[picked]
+    return item_ids, np.asarray(matrix)[picked]
 
 
 def content_candidates(

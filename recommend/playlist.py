@@ -48,6 +48,7 @@ from recommend.candidates import (
     generate_candidates,
     item_vectors_from_artists,
     played_items,
+    tag_vectors,
     term_vectors,
 )
 from recommend.history import PlayHistory, WeekStatistics, sample_of
@@ -58,7 +59,7 @@ from recommend.models import (
     fit_sources,
     project_new_items,
 )
-from recommend.ranker import RankingFeatureReader, WeekRanker
+from recommend.ranker import RankingFeatureReader, WeekRanker, vector_spaces
 from recommend.rerank import PlaylistConfig, VectorLookup, rerank
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,19 @@ def text_space(
     return item_vectors_from_artists(items, artist_vectors)
 
 
+def tag_space(
+    items: pd.DataFrame | Mapping[str, str], artist_terms: pd.DataFrame | None
+) -> VectorTable | None:
+    """Item-level tag vectors (each item its artist's sparse TF-IDF tag vector,
+    :func:`recommend.candidates.tag_vectors`): the ranker's tag overlap. ``items``: the
+    ``item_id, artist_id`` frame or the ``{item_id: artist_id}`` map."""
+    if artist_terms is None or artist_terms.empty:
+        return None
+    if not isinstance(items, pd.DataFrame):
+        items = pd.DataFrame({"item_id": list(items), "artist_id": list(items.values())})
+    return item_vectors_from_artists(items, tag_vectors(artist_terms))
+
+
 # ---------------------------------------------------------------------------------- build
 STAGES = ("blend", "mmr", "discover_weekly")
 # what fills the exploration slots, in this order: brand-new tracks, one step outward from the
@@ -295,12 +309,13 @@ def rank_week(
     sources = candidates[candidates["source"] != "journey"]
     blended = fuse(sources, blend, novelty=statistics.novelty)
     if ranker is not None and ranker.serves:
+        tags = _cached(prepared, "tags", lambda: tag_space(item_artist, artist_terms))
         blended = ranker.blend(
             sources,
             listens,
             statistics=statistics,
             item_artist=item_artist,
-            spaces={"text": text} if text is not None else None,
+            spaces=vector_spaces(text, audio_vectors, tags),
             fused=blended,
             store=ranker_features,
         )
@@ -874,6 +889,9 @@ class ValidationWeek:
         The validation users and their candidates of every source (no reasons).
     text, cooccurrence
         Item-level text and co-occurrence vectors the candidates were built with.
+    audio, tags
+        Item-level audio embeddings and tag vectors (:func:`tag_space`): with ``text``, the
+        learned ranker's vector spaces (:func:`recommend.ranker.vector_spaces`).
     """
 
     config: DiscoverWeeklyConfig
@@ -886,6 +904,8 @@ class ValidationWeek:
     candidates: pd.DataFrame
     text: VectorTable | None
     cooccurrence: VectorTable | None
+    audio: VectorTable | None = None
+    tags: VectorTable | None = None
 
 
 def validation_week(
@@ -959,6 +979,8 @@ def validation_week(
         candidates,
         text,
         cooccurrence_items,
+        audio_vectors,
+        tag_space(items, artist_terms),
     )
 
 

@@ -15,8 +15,9 @@ user                   ``user_log_items``, ``user_log_plays``, ``user_artists``,
                        ``user_artist_entropy``, ``user_mean_novelty`` (:func:`user_features`)
 pair                   ``novelty_gap`` (item novelty - the user's mean), ``artist_played`` (the
                        user's played items by the candidate's artist), per vector space ``v``
-                       ``v_similarity``: cosine of the item to the user's profile (log-plays
-                       weighted mean of the played items' unit vectors)
+                       (:func:`vector_spaces`: text, audio, tags) ``v_similarity``: cosine of
+                       the item to the user's profile (log-plays weighted mean of the played
+                       items' unit vectors); ``tags_similarity`` is the tag overlap
 =====================  ==========================================================================
 
 :func:`train_ranker` fits LambdaRank on a validation split carved from train (labels: the pair
@@ -44,6 +45,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from embeddings.vectors import normalize_rows
 from featurestore.schemas import ITEM_RANKING_FEATURES, USER_RANKING_FEATURES
@@ -163,19 +165,30 @@ class RankingFeatureReader(Protocol):
 def _profile_similarity(
     pairs: pd.DataFrame, history: pd.DataFrame, vectors: VectorTable
 ) -> np.ndarray:
-    """Cosine of each pair's item to its user's profile in one vector space (NaN: no vector)."""
+    """Cosine of each pair's item to its user's profile in one vector space (NaN: no vector);
+    the profile is the log-plays weighted sum of the played items' unit vectors. A sparse
+    space (the tag space) stays sparse."""
     ids = [str(i) for i in vectors[0]]
     index = {item: row for row, item in enumerate(ids)}
-    unit = normalize_rows(np.asarray(vectors[1], dtype=np.float64))
+    is_sparse = sparse.issparse(vectors[1])
+    if is_sparse:
+        unit = normalize_rows(sparse.csr_matrix(vectors[1]), dtype=np.float64)
+    else:
+        unit = normalize_rows(np.asarray(vectors[1], dtype=np.float64))
     rows = history["item_id"].astype(str).map(index)
     known = history[rows.notna().to_numpy()]
     weights = np.log1p(known["plays"].to_numpy(dtype=float))
     user_codes, users = pd.factorize(known["user_id"].astype(str))
-    profiles = np.zeros((len(users), unit.shape[1]))
-    np.add.at(
-        profiles, user_codes, unit[rows[rows.notna()].to_numpy(dtype=np.int64)] * weights[:, None]
-    )
-    profiles = normalize_rows(profiles)
+    played = rows[rows.notna()].to_numpy(dtype=np.int64)
+    if is_sparse:
+        plays = sparse.csr_matrix(
+            (weights, (user_codes, played)), shape=(len(users), unit.shape[0])
+        )
+        profiles = normalize_rows(plays @ unit, dtype=np.float64)
+    else:
+        profiles = np.zeros((len(users), unit.shape[1]))
+        np.add.at(profiles, user_codes, unit[played] * weights[:, None])
+        profiles = normalize_rows(profiles)
     user_row = pd.Index(users).get_indexer(pairs["user_id"].astype(str))
     item_row = pairs["item_id"].astype(str).map(index)
     ok = (user_row >= 0) & item_row.notna().to_numpy()
@@ -185,11 +198,24 @@ def _profile_similarity(
     values = np.empty(len(item_rows))
     for start in range(0, len(item_rows), 200_000):
         stop = start + 200_000
-        values[start:stop] = np.einsum(
-            "ij,ij->i", profiles[user_rows[start:stop]], unit[item_rows[start:stop]]
-        )
+        left, right = profiles[user_rows[start:stop]], unit[item_rows[start:stop]]
+        if is_sparse:
+            values[start:stop] = np.asarray(left.multiply(right).sum(axis=1)).ravel()
+        else:
+            values[start:stop] = np.einsum("ij,ij->i", left, right)
     out[ok] = values
     return out
+
+
+def vector_spaces(
+    text: VectorTable | None = None,
+    audio: VectorTable | None = None,
+    tags: VectorTable | None = None,
+) -> dict[str, VectorTable]:
+    """The ranker's vector spaces that are at hand: ``text`` (text vectors), ``audio`` (audio
+    embeddings) and ``tags`` (sparse TF-IDF of the artists' tags: tag overlap)."""
+    spaces = {"text": text, "audio": audio, "tags": tags}
+    return {name: vectors for name, vectors in spaces.items() if vectors is not None}
 
 
 def ranking_features(

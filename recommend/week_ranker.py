@@ -51,6 +51,7 @@ from recommend.ranker import (
     ranking_features,
     train_ranker,
     user_features,
+    vector_spaces,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def fit_week_ranker(
     candidates = week.candidates
     statistics = week.statistics
     fused = fuse(candidates, blend, novelty=statistics.novelty)
-    spaces = {"text": week.text} if week.text is not None else {}
+    spaces = vector_spaces(week.text, week.audio, week.tags)
     sources = sorted(set(candidates["source"]) - {"new"})
     item_artist = dict(zip(week.items["item_id"], week.items["artist_id"], strict=True))
     features = ranking_features(

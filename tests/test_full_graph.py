@@ -15,7 +15,8 @@ from tests.pipeline import run_assets, settings_for
 LAST_WEEK = "2026-11-16"
 WEEKLY = (
     "key:cf_model or key:audio_to_cf_model or key:cooccurrence_vectors or key:transition_model "
-    "or key:blend_config or key:playlist_ranker or key:candidates or key:discover_weekly"
+    "or key:blend_config or key:playlist_ranker or key:candidates or key:discover_weekly "
+    "or key:features/ranking_features"
 )
 
 
@@ -375,15 +376,21 @@ def test_the_ranker_serves_the_sample_from_the_online_features_of_feast(graph) -
     from recommend.blend import fuse
     from recommend.candidates import played_items
     from recommend.history import display_items, history_before
-    from recommend.playlist import check_listens, ranked_week, serve_users, stage_playlists
-    from recommend.ranker import USER_FEATURES, ranking_features, user_features
+    from recommend.playlist import (
+        check_listens,
+        ranked_week,
+        serve_users,
+        stage_playlists,
+        tag_space,
+    )
+    from recommend.ranker import USER_FEATURES, ranking_features, user_features, vector_spaces
     from recommend.variants import variant_serving
 
     settings = graph[0]
     forced = {"ops": {"blend_config": {"config": {"ranker": "always"}}}}
     result = run_assets(
         settings,
-        WEEKLY + " or key:features/ranking_features",
+        WEEKLY,
         partition_key=LAST_WEEK,
         run_config=forced,
     )
@@ -442,7 +449,7 @@ def test_the_ranker_serves_the_sample_from_the_online_features_of_feast(graph) -
         novelty=serving.statistics.novelty,
         sources=ranker.ranker.sources,
         item_artist=serving.item_artist,
-        spaces={"text": text} if text is not None else {},
+        spaces=vector_spaces(text, mine.audio_vectors, tag_space(items, mine.artist_terms)),
         store=OnlineRankingFeatures(client),
         fused=fuse(sources, mine.blend, novelty=serving.statistics.novelty),
     )

@@ -188,8 +188,14 @@ def test_a_serving_ranker_ranks_the_playlists_from_the_features_training_reads(w
     from recommend.candidates import played_items
     from recommend.history import WeekStatistics
     from recommend.models import fit_sources
-    from recommend.playlist import ServingWeek, ranked_week, serve_users, stage_playlists
-    from recommend.ranker import RankerChoice, WeekRanker
+    from recommend.playlist import (
+        ServingWeek,
+        ranked_week,
+        serve_users,
+        stage_playlists,
+        tag_space,
+    )
+    from recommend.ranker import RankerChoice, WeekRanker, vector_spaces
 
     items, listens, terms, config, blend, trained = week_world
     serving_ranker = WeekRanker(trained.ranker, 0.0, RankerChoice("ranker", 1.0, 0.0, 0.0))
@@ -216,7 +222,7 @@ def test_a_serving_ranker_ranks_the_playlists_from_the_features_training_reads(w
         novelty=statistics.novelty,
         sources=trained.ranker.sources,
         item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
-        spaces={"text": serving.content()[0]},
+        spaces=vector_spaces(serving.content()[0], None, tag_space(items, terms)),
         fused=fuse(sources, blend, novelty=statistics.novelty),
     )
     assert list(features.columns[2:]) == trained.ranker.feature_names
@@ -250,3 +256,22 @@ def test_a_serving_ranker_ranks_the_playlists_from_the_features_training_reads(w
         fused.sort_values(["user_id", "position"])["item_id"].tolist()
         != staged["blend"].sort_values(["user_id", "position"])["item_id"].tolist()
     )
+
+
+def test_tag_overlap_is_the_profile_cosine_in_the_sparse_tag_space() -> None:
+    """The tag space is sparse (TF-IDF of the artists' tags); the profile similarity there is
+    the same cosine as in a dense space holding the same vectors."""
+    from scipy import sparse
+
+    from recommend.ranker import _profile_similarity
+
+    history = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2"], "item_id": ["i1", "i2", "i3"], "plays": [3.0, 1.0, 2.0]}
+    )
+    ids = ["i1", "i2", "i3"]
+    dense = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    pairs = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u9"], "item_id": ["i3", "i9", "i1", "i1"]})
+    expected = _profile_similarity(pairs, history, (ids, dense))
+    found = _profile_similarity(pairs, history, (ids, sparse.csr_matrix(dense)))
+    np.testing.assert_allclose(found, expected, rtol=1e-6)
+    assert np.isnan(found[1]) and np.isnan(found[3]) and 0 < found[0] < 1

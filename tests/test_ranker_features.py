@@ -100,8 +100,9 @@ def test_a_served_playlist_equals_its_recomputation_from_the_online_features(cli
         ranked_week,
         serve_users,
         stage_playlists,
+        tag_space,
     )
-    from recommend.ranker import item_features, ranking_features, user_features
+    from recommend.ranker import item_features, ranking_features, user_features, vector_spaces
     from recommend.week_ranker import tune_week, validation_features
     from tests.test_playlist import make_catalog, small_config
 
@@ -125,6 +126,7 @@ def test_a_served_playlist_equals_its_recomputation_from_the_online_features(cli
         training_features=training_features,
     )
     assert ranker.serves and ranker.figures["reason"].startswith("forced by configuration")
+    assert {"text_similarity", "tags_similarity"} <= set(ranker.ranker.feature_names)
     statistics = WeekStatistics.of(listens, CUTOFF.tz_localize(None))
     served = check_listens(listens)
     write_snapshot(
@@ -164,7 +166,7 @@ def test_a_served_playlist_equals_its_recomputation_from_the_online_features(cli
         novelty=statistics.novelty,
         sources=ranker.ranker.sources,
         item_artist=item_artist,
-        spaces={"text": serving.content()[0]},
+        spaces=vector_spaces(serving.content()[0], None, tag_space(items, terms)),
         store=online,
         fused=fuse(sources, blend, novelty=statistics.novelty),
     )

@@ -359,6 +359,7 @@ def test_the_weekly_asset_in_batches_of_seven_writes_what_one_batch_writes(tmp_p
     weekly = (
         "key:cf_model or key:audio_to_cf_model or key:cooccurrence_vectors "
         "or key:transition_model or key:blend_config or key:playlist_ranker or key:candidates "
+        "or key:features/ranking_features "
     )
     assert run_assets(settings, weekly + "or key:discover_weekly", partition_key=WEEK).success
 
