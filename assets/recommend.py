@@ -21,6 +21,7 @@ from assets.weekly import (
     HoldoutConfig,
     audio_table,
     cooccurrence_trainer,
+    social_graph,
     transition_trainer,
     week_config,
 )
@@ -29,10 +30,10 @@ from embeddings.vectors import AudioEmbeddings, VectorSet
 from evaluation.metrics import confidence_intervals, holdout_split, interval_columns
 from evaluation.served import HOLDOUT_MIN_ITEMS, evaluate_blend, ranker_summary, user_segments
 from featurestore import tables as features
+from featurestore.errors import FeatureStoreError
 from featurestore.ranker_features import (
-    OnlineRankingFeatures,
     PointInTimeRankingFeatures,
-    publish_snapshot,
+    serving_features,
     training_as_of,
     write_snapshot,
 )
@@ -67,6 +68,7 @@ from recommend.playlist import (
     similar_artists,
 )
 from recommend.ranker import WeekRanker, fusion_serves
+from recommend.social import SocialSources
 from recommend.variants import Experiment, variant_serving
 from recommend.week_ranker import tune_week, validation_features
 
@@ -172,7 +174,10 @@ def blend_config(
         return
     terms = warehouse.table("golden", "artist_terms")
     inputs = _blend_inputs(
-        cf_model, config, [text_vectors, audio_vectors, cooccurrence_vectors], terms
+        cf_model,
+        config,
+        [text_vectors, audio_vectors, cooccurrence_vectors],
+        [terms, *_social_frames(warehouse)],
     )
     store = artifact_store.store()
     if store.has(BLEND_CONFIG.path, context.partition_key, inputs) and store.versions(
@@ -204,6 +209,7 @@ def blend_config(
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             inputs=inputs,
             training_features=_training_features(feature_store, week_cutoff(context)),
+            social=social_graph(warehouse),
             **config.tuning(),
         )
     except TooSmall as error:
@@ -281,7 +287,7 @@ def _blend_inputs(
     cf_model: SourceModels,
     config: BlendTuningConfig,
     vectors: list,
-    terms: pd.DataFrame,
+    frames: list[pd.DataFrame],
 ) -> str:
     """Hash of everything the tuning reads: same inputs, same blend (no retuning)."""
     digest = hashlib.sha256(
@@ -291,8 +297,14 @@ def _blend_inputs(
             default=str,
         ).encode()
     )
-    digest.update(pd.util.hash_pandas_object(terms, index=False).values.tobytes())
+    for frame in frames:
+        digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
     return digest.hexdigest()[:16]
+
+
+def _social_frames(warehouse: Warehouse) -> list[pd.DataFrame]:
+    graph = social_graph(warehouse)
+    return [] if graph is None else [graph.friends, graph.tag_assignments]
 
 
 def _blend_metadata(blend: BlendConfig) -> dict:
@@ -365,6 +377,8 @@ class DiscoverWeeklyRunConfig(dg.Config):
                 ["golden", "listen_events"],
                 ["golden", "listens"],
                 ["golden", "artist_terms"],
+                ["golden", "friends"],
+                ["golden", "tag_assignments"],
             ],
             group_name="recommend",
             kinds={"duckdb"},
@@ -448,7 +462,7 @@ def discover_weekly(
         playlist_ranker=playlist_ranker,
     )
     if playlist_ranker.serves:
-        serving.ranker_features = _online_ranker_features(feature_store, cutoff)
+        serving.ranker_features = _ranker_features(feature_store, cutoff)
     plan = experiment.experiment()
     servings = {v.name: variant_serving(serving, v) for v in plan.variants}
     context.log.info(
@@ -532,19 +546,13 @@ def discover_weekly(
     )
 
 
-def _online_ranker_features(
-    feature_store: FeatureStoreResource, cutoff: pd.Timestamp
-) -> OnlineRankingFeatures:
-    """The ranker's features of this week in the online store (its snapshot pushed again, so
-    that a backfilled week is ranked from its own features, not the newest week's)."""
-    client = feature_store.client()
-    online = publish_snapshot(client, cutoff)
-    if not all(online.values()):
-        raise dg.Failure(
-            f"no ranking features of the week of {cutoff.date()} to serve the ranker from "
-            f"(online rows {online}): materialise features/ranking_features for this week first"
-        )
-    return OnlineRankingFeatures(client)
+def _ranker_features(feature_store: FeatureStoreResource, cutoff: pd.Timestamp):
+    """The ranker's features of this week: its snapshot pushed online again and read there
+    (or, for a week backfilled after a newer one, read point-in-time at its cutoff)."""
+    try:
+        return serving_features(feature_store.client(), cutoff)
+    except FeatureStoreError as error:
+        raise dg.Failure(f"the learned ranker serves week {cutoff.date()} but {error}") from error
 
 
 def _serving_week(
@@ -562,10 +570,11 @@ def _serving_week(
     playlist_ranker: WeekRanker | None = None,
 ) -> ServingWeek:
     """The week's serving inputs, built once per run (every variant is served from it)."""
+    statistics = week_statistics(warehouse, cutoff, cutoff.normalize())
     return ServingWeek(
         items,
         week_start=cutoff.normalize(),
-        statistics=week_statistics(warehouse, cutoff, cutoff.normalize()),
+        statistics=statistics,
         models=cf_model,
         blend=blend_config.blend,
         config=week_config(cf_model),
@@ -576,6 +585,24 @@ def _serving_week(
         cooccurrence_vectors=cooccurrence_vectors.candidate_table(),
         transitions=transition_model,
         ranker=playlist_ranker,
+        social=_social_sources(warehouse, items, cutoff, statistics),
+    )
+
+
+def _social_sources(
+    warehouse: Warehouse, items: pd.DataFrame, cutoff: pd.Timestamp, statistics
+) -> SocialSources | None:
+    """The friends and own_tags sources of the week: per batch, the friends' plays before the
+    cutoff are read from the warehouse."""
+    graph = social_graph(warehouse)
+    if graph is None:
+        return None
+    item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
+    return SocialSources(
+        graph,
+        lambda users: history_before(warehouse, cutoff, users=users),
+        item_artist,
+        statistics.listeners,
     )
 
 
@@ -674,8 +701,6 @@ class _FeastWeek:
     def publish(self, context) -> int:
         """Close the file, put it in place and push it to the online store (0 rows on a
         Feast error, which is logged: the playlists are in the warehouse regardless)."""
-        from featurestore.errors import FeatureStoreError
-
         self.writer.__exit__(None, None, None)
         try:
             self.client.materialize(views=["discover_weekly_playlist"])
@@ -794,6 +819,7 @@ def blend_evaluation(
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             transitions=transition_trainer(warehouse, context, transition_model),
             segments=user_segments(history.rows, split.train),
+            social=social_graph(warehouse),
         )
     except TooSmall as error:
         return too_small(context, error)

@@ -14,6 +14,7 @@ from assets.weekly import (
     HoldoutConfig,
     audio_table,
     cooccurrence_trainer,
+    social_graph,
     transition_trainer,
     week_config,
 )
@@ -101,6 +102,7 @@ def variant_replay(
             seed=config.bootstrap_seed,
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             transitions=transition_trainer(warehouse, context, transition_model),
+            social=social_graph(warehouse),
         )
     except TooSmall as error:
         return too_small(context, error)

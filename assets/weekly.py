@@ -12,6 +12,7 @@ from orchestration.resources import Warehouse
 from recommend.journeys import TransitionModel, TransitionTrainer, read_journey_inputs
 from recommend.models import SourceModels
 from recommend.playlist import DiscoverWeeklyConfig
+from recommend.social import SocialGraph
 
 OWNER = "team:recsys"
 # the golden tables a week's tuning and evaluation read: its history, catalogue and terms
@@ -24,8 +25,9 @@ WEEK_TABLES = [
     ["golden", "artist_terms"],
 ]
 # ... and what the replays of the week read besides: the co-occurrence contexts and the
-# discoveries the transition model is refitted from (tag co-mentions and tag dates)
-REPLAY_TABLES = [*WEEK_TABLES, ["golden", "tag_assignments"]]
+# discoveries the transition model is refitted from (tag co-mentions and tag dates), and the
+# friendships and tag assignments of the friends and own_tags sources
+REPLAY_TABLES = [*WEEK_TABLES, ["golden", "tag_assignments"], ["golden", "friends"]]
 
 
 def week_config(cf_model: SourceModels) -> DiscoverWeeklyConfig:
@@ -48,6 +50,21 @@ def cooccurrence_trainer(
     return CooccurrenceTrainer.behind(
         vectors, lambda: warehouse.connect(read_only=True), week_cutoff(context)
     )
+
+
+def social_graph(warehouse: Warehouse) -> SocialGraph | None:
+    """The friendships and tag assignments behind the ``friends`` and ``own_tags`` sources
+    (None when the source has neither)."""
+    friends = _table_or_none(warehouse, "friends", ["user_id", "friend_id"])
+    tagged = _table_or_none(warehouse, "tag_assignments", ["user_id", "artist_id", "tag"])
+    graph = SocialGraph(friends, tagged)
+    return None if graph.empty else graph
+
+
+def _table_or_none(warehouse: Warehouse, table: str, columns: list[str]) -> pd.DataFrame:
+    if not warehouse.has_table("golden", table):
+        return pd.DataFrame(columns=columns)
+    return warehouse.read(f"SELECT {', '.join(columns)} FROM golden.{table}")
 
 
 def transition_trainer(

@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from artifacts import ArtifactStore
+from benchmarks.bench_social_sources import hetrec_social_graph
 from benchmarks.hetrec_duckdb import hetrec_trainer
 from evaluation.metrics import holdout_split
 from evaluation.served import HOLDOUT_MIN_ITEMS, evaluate_blend, user_segments
@@ -62,7 +63,7 @@ def _checks(table: pd.DataFrame) -> dict:
     }
 
 
-def run_seed(seed, listens, terms, text, cooccurrence) -> dict:
+def run_seed(seed, listens, terms, text, cooccurrence, social=None) -> dict:
     started = time.perf_counter()
     split = holdout_split(listens, 0.2, min_items=HOLDOUT_MIN_ITEMS, seed=seed)
     segments = user_segments(listens, split.train)
@@ -73,6 +74,7 @@ def run_seed(seed, listens, terms, text, cooccurrence) -> dict:
         text_vectors=text,
         cooccurrence=cooccurrence,
         segments=segments,
+        social=social,
     )
     main = table.attrs["segments"]["main"]
     light = table.attrs["segments"].get("light")
@@ -116,20 +118,26 @@ def acceptance(per_seed: dict) -> dict:
 
 
 def run(
-    seeds: list[int], directory: Path, artifacts: Path | None = None, cooccurrence: bool = False
+    seeds: list[int],
+    directory: Path,
+    artifacts: Path | None = None,
+    cooccurrence: bool = False,
+    social: bool = True,
 ) -> dict:
     listens, terms = read_hetrec_listens_and_terms(directory)
+    graph = hetrec_social_graph(directory) if social else None
     text = ArtifactStore(str(artifacts)).load(["text_vectors"]).as_table() if artifacts else None
     with tempfile.TemporaryDirectory() as folder:
         trainer = (
             hetrec_trainer(directory, Path(folder) / "hetrec.duckdb") if cooccurrence else None
         )
-        per_seed = {seed: run_seed(seed, listens, terms, text, trainer) for seed in seeds}
+        per_seed = {seed: run_seed(seed, listens, terms, text, trainer, graph) for seed in seeds}
     return {
         "text_vectors": "served MiniLM (text_vectors artifact)"
         if artifacts
         else "HetRec tag terms",
         "cooccurrence": cooccurrence,
+        "social": social,
         "seeds": per_seed,
         "acceptance": acceptance(per_seed),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -141,6 +149,8 @@ def markdown(result: dict) -> str:
     lines.append(f"Command: `{result['command']}`; text source: {result['text_vectors']}")
     lines.append("")
     lines.append(f"Co-occurrence source: {'yes' if result.get('cooccurrence') else 'no'}")
+    lines.append("")
+    lines.append(f"Friends and own_tags sources: {'yes' if result.get('social') else 'no'}")
     lines.append("")
     for seed, figures in result["seeds"].items():
         frame = pd.DataFrame(figures["table"]).T
@@ -182,6 +192,7 @@ def merge(results: list[dict]) -> dict:
     return {
         "text_vectors": results[0]["text_vectors"],
         "cooccurrence": results[0].get("cooccurrence", False),
+        "social": results[0].get("social", False),
         "seeds": per_seed,
         "acceptance": acceptance(per_seed),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
@@ -195,6 +206,9 @@ def main() -> None:
     parser.add_argument("--hetrec", type=Path, default=HETREC)
     parser.add_argument("--artifacts", type=Path, default=None)
     parser.add_argument("--cooccurrence", action="store_true")
+    parser.add_argument(
+        "--no-social", action="store_true", help="without the friends and own_tags sources"
+    )
     parser.add_argument("--out", default=None, help="file name in bench_results/ (no suffix)")
     parser.add_argument(
         "--merge", nargs="+", default=None, help="combine these bench_results/ runs (no suffix)"
@@ -203,7 +217,7 @@ def main() -> None:
     if args.merge:
         result = merge([json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge])
     else:
-        result = run(args.seeds, args.hetrec, args.artifacts, args.cooccurrence)
+        result = run(args.seeds, args.hetrec, args.artifacts, args.cooccurrence, not args.no_social)
         result["command"] = "python -m benchmarks.bench_served " + " ".join(sys.argv[1:])
     RESULTS.mkdir(exist_ok=True)
     name = args.out or ("served_minilm" if args.artifacts else "served")

@@ -3,10 +3,10 @@ Last.fm 2K, validation only.
 
 Per seed: the 20% per-user holdout of ``bench_served`` (its test rows are never read here); on
 its train, the validation split the weekly ``blend_config`` carves (seed 7), the sources fitted
-on the rest and the validation users' candidates of every served source
+on the rest and the validation users' candidates of every other source
 (``recommend.playlist.validation_week``). Then :mod:`recommend.social`'s two sources for the
 same users (friends from ``user_friends.dat``; tag assignments from ``user_taggedartists.dat``
-without those on validation or test pairs). Reported: each source alone (NDCG@10, R@30 on the
+without those on validation or test pairs): what decided to serve them. Reported: each source alone (NDCG@10, R@30 on the
 validation users) and the blend tuned as ``blend_config`` tunes it
 (``recommend.playlist.tune_validation_blend``: accuracy floor, then discovery) without and with
 the two sources: their weights and the blend's validation NDCG@10, coverage and novelty.
@@ -29,7 +29,7 @@ from evaluation.metrics import evaluate_ranking, holdout_split, item_popularity
 from evaluation.served import HOLDOUT_MIN_ITEMS, _evaluation_items
 from recommend.history import PlayHistory
 from recommend.playlist import check_listens, tune_validation_blend, validation_week
-from recommend.social import friends_candidates, own_tag_candidates
+from recommend.social import SocialGraph, replay_sources
 from sources.hetrec import read_hetrec_listens_and_terms
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench_results"
@@ -40,6 +40,13 @@ WEEK = pd.Timestamp("2026-01-05")
 def _table(path: Path, columns: list[str]) -> pd.DataFrame:
     frame = pd.read_csv(path, sep="\t", dtype=str, encoding="latin-1")
     return frame.iloc[:, : len(columns)].set_axis(columns, axis=1)
+
+
+def hetrec_social_graph(folder: Path) -> SocialGraph:
+    """HetRec's friendships and tag assignments (tag ids stand for the tags)."""
+    friends = _table(folder / "user_friends.dat", ["user_id", "friend_id"])
+    tagged = _table(folder / "user_taggedartists.dat", ["user_id", "artist_id", "tag"])
+    return SocialGraph(friends, tagged)
 
 
 def _alone(candidates: pd.DataFrame, week) -> dict:
@@ -66,18 +73,19 @@ def _blend(week) -> dict:
     }
 
 
-def run_seed(seed: int, listens, terms, friends, tagged) -> dict:
+def run_seed(seed: int, listens, terms, graph: SocialGraph) -> dict:
     started = time.perf_counter()
     split = holdout_split(listens, 0.2, min_items=HOLDOUT_MIN_ITEMS, seed=seed)
     plays = PlayHistory.from_frame(check_listens(split.train), WEEK)
-    week = validation_week(plays, _evaluation_items(plays, None), artist_terms=terms)
-    history = week.fit.rows
+    items = _evaluation_items(plays, None)
+    week = validation_week(plays, items, artist_terms=terms)
+    item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
     held_out = pd.concat([split.test, week.split.test])[["user_id", "item_id"]]
-    n = week.config.candidates_per_source
-    social = {
-        "friends": friends_candidates(history, friends, week.users, n),
-        "own_tags": own_tag_candidates(history, tagged, week.users, n, held_out=held_out),
-    }
+    sources = replay_sources(graph, held_out, week.fit, item_artist, week.statistics.listeners)
+    found = sources.candidates(
+        week.fit.rows_of(week.users), week.users, week.config.candidates_per_source
+    )
+    social = dict(tuple(found.groupby("source")))
     alone = {s: _alone(c, week) for s, c in week.candidates.groupby("source")}
     alone |= {s: _alone(c, week) for s, c in social.items()}
     without = _blend(week)
@@ -126,9 +134,8 @@ def main() -> None:
     parser.add_argument("--hetrec", type=Path, default=HETREC)
     args = parser.parse_args()
     listens, terms = read_hetrec_listens_and_terms(args.hetrec)
-    friends = _table(args.hetrec / "user_friends.dat", ["user_id", "friend_id"])
-    tagged = _table(args.hetrec / "user_taggedartists.dat", ["user_id", "artist_id", "tag_id"])
-    seeds = {str(s): run_seed(s, listens, terms, friends, tagged) for s in args.seeds}
+    graph = hetrec_social_graph(args.hetrec)
+    seeds = {str(s): run_seed(s, listens, terms, graph) for s in args.seeds}
     result = {
         "command": "python -m benchmarks.bench_social_sources --seeds "
         + " ".join(map(str, args.seeds)),

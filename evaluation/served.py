@@ -46,6 +46,7 @@ from recommend.playlist import (
     user_batches,
 )
 from recommend.ranker import WeekRanker
+from recommend.social import SocialGraph, replay_sources
 from recommend.week_ranker import tune_week
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def replay_week(
     blend: BlendConfig | None = None,
     cooccurrence: CooccurrenceTrainer | None = None,
     transitions: TransitionTrainer | None = None,
+    social: SocialGraph | None = None,
 ) -> ReplayedWeek:
     """On ``train`` only, what the weekly assets do: tune the blend and train the ranker
     (``blend_config`` and ``playlist_ranker``, unless ``blend`` is fixed), fit the sources (``cf_model``), the audio -> CF model
@@ -154,21 +156,29 @@ def replay_week(
     search = pd.DataFrame()
     ranker = None
     trainer = cooccurrence.without(test) if cooccurrence is not None else None
+    item_artist = dict(zip(item_table["item_id"], item_table["artist_id"], strict=True))
+    graph = social.without(test, item_artist) if social is not None else None
     if blend is None:
         blend, search, ranker = tune_week(
-            plays, item_table, config=config, cooccurrence=trainer, **content, **dict(tuning or {})
+            plays,
+            item_table,
+            config=config,
+            cooccurrence=trainer,
+            social=graph,
+            **content,
+            **dict(tuning or {}),
         )
     seconds["tuning"] = time.perf_counter() - clock
     clock = time.perf_counter()
     models, projector = _fit_as_the_graph_does(plays.interactions, config, audio_vectors)
     cooccurrence_vectors = trainer.fit().candidate_table() if trainer is not None else None
-    item_artist = dict(zip(item_table["item_id"], item_table["artist_id"], strict=True))
     journeys = transitions.without(test, item_artist).fit() if transitions is not None else None
     seconds["fit"] = time.perf_counter() - clock
+    statistics = plays.statistics(week)
     serving = ServingWeek(
         item_table,
         week_start=week,
-        statistics=plays.statistics(week),
+        statistics=statistics,
         models=models,
         blend=blend,
         config=config,
@@ -176,6 +186,7 @@ def replay_week(
         cooccurrence_vectors=cooccurrence_vectors,
         transitions=journeys,
         ranker=ranker,
+        social=replay_sources(graph, None, plays, item_artist, statistics.listeners),
         **content,
     )
     return ReplayedWeek(plays, item_table, week, blend, search, models, serving, seconds, ranker)
@@ -197,6 +208,7 @@ def evaluate_blend(
     cooccurrence: CooccurrenceTrainer | None = None,
     transitions: TransitionTrainer | None = None,
     segments: Mapping[str, Collection[str]] | None = None,
+    social: SocialGraph | None = None,
 ) -> pd.DataFrame:
     """The served pipeline replayed on a holdout: each single source, each stage, the playlists.
 
@@ -242,6 +254,9 @@ def evaluate_blend(
     segments
         ``{name: user ids}``: the same table for these test users only (e.g. users with at most
         3 artists), in ``attrs["segments"][name]``.
+    social
+        Friendships and tag assignments (optional sources ``friends`` and ``own_tags``): the
+        tag assignments on test pairs (and validation pairs for tuning) are left out.
 
     Returns
     -------
@@ -266,6 +281,7 @@ def evaluate_blend(
         blend=blend,
         cooccurrence=cooccurrence,
         transitions=transitions,
+        social=social,
     )
     plays, serving, seconds = replay.plays, replay.serving, replay.seconds
     models, blend, search, week = replay.models, replay.blend, replay.search, replay.week

@@ -42,6 +42,7 @@ from recommend.playlist import (
     serve_users,
     user_batches,
 )
+from recommend.social import SocialGraph
 from recommend.variants import (
     DEFAULT_RESAMPLES,
     Experiment,
@@ -158,6 +159,7 @@ def replay_variants(
     seed: int = 0,
     cooccurrence: CooccurrenceTrainer | None = None,
     transitions: TransitionTrainer | None = None,
+    social: SocialGraph | None = None,
 ) -> VariantReplay:
     """Every variant's served playlists for the test users, scored with bootstrap intervals.
 
@@ -168,7 +170,7 @@ def replay_variants(
     experiment
         The variants (:func:`recommend.variants.parse_experiment`); the first is the control.
     items, artist_terms, text_vectors, audio_vectors, config, week_start, tuning, blend
-    cooccurrence
+    cooccurrence, transitions, social
         As :func:`evaluation.served.evaluate_blend`: the blend is tuned once on ``train``
         (unless ``blend`` is fixed) and the sources fitted once, for every variant.
     batch_size
@@ -199,6 +201,7 @@ def replay_variants(
         blend=blend,
         cooccurrence=cooccurrence,
         transitions=transitions,
+        social=social,
     )
     plays, base, seconds = replay.plays, replay.serving, replay.seconds
     clock = time.perf_counter()

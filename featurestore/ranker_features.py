@@ -27,9 +27,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from featurestore.client import FeatureStoreClient
-from featurestore.schemas import EVENT_TIMESTAMP, TABLES
+from featurestore.errors import FeatureStoreError
+from featurestore.schemas import ARROW_SCHEMAS, EVENT_TIMESTAMP, TABLES
 from featurestore.tables import SnapshotWriter, ranking_snapshot
 
 USER_VIEW = "user_ranking_features"
@@ -68,6 +72,49 @@ def publish_snapshot(client: FeatureStoreClient, as_of: datetime) -> dict[str, i
     start = pd.Timestamp(as_of).to_pydatetime()
     end = (pd.Timestamp(as_of) + pd.Timedelta(microseconds=1)).to_pydatetime()
     return client.materialize(start=start, end=end, views=[USER_VIEW, ITEM_VIEW]).entities
+
+
+def serving_features(
+    client: FeatureStoreClient, as_of: datetime
+) -> OnlineRankingFeatures | PointInTimeRankingFeatures:
+    """Where a week's ranker reads its features: the snapshot at ``as_of`` is published, then
+    read online when the online store holds it, else (a backfilled week after a newer one: an
+    online store keeps the newest value per key, Redis refuses an older write) from the offline
+    store at ``as_of``, the same values. Raises when there is no snapshot at ``as_of``."""
+    online = publish_snapshot(client, as_of)
+    if not all(online.values()):
+        raise FeatureStoreError(
+            f"no ranking features as of {as_of} (rows published {online}): materialise "
+            f"features/ranking_features for this week first"
+        )
+    return reader_for(client, as_of)
+
+
+def reader_for(
+    client: FeatureStoreClient, as_of: datetime
+) -> OnlineRankingFeatures | PointInTimeRankingFeatures:
+    """The online reader when the online store holds the snapshot at ``as_of`` (checked on one
+    user of it), else the point-in-time reader at ``as_of``."""
+    stamp = pd.Timestamp(as_of)
+    probe = _one_key(client, USER_VIEW, stamp)
+    feature = TABLES[USER_VIEW].feature_names[0]
+    response = client.store.get_online_features(
+        features=[f"{USER_VIEW}:{feature}"], entity_rows=[{"user_id": probe}]
+    ).to_dict(include_event_timestamps=True)
+    seconds = response[f"{feature}__ts"][0]
+    if seconds == int(stamp.timestamp()):
+        return OnlineRankingFeatures(client)
+    return PointInTimeRankingFeatures(client, stamp)
+
+
+def _one_key(client: FeatureStoreClient, view: str, as_of: pd.Timestamp) -> str:
+    """A key of the view's snapshot at ``as_of``."""
+    stamp = pa.scalar(as_of.to_pydatetime(), type=ARROW_SCHEMAS[view].field(EVENT_TIMESTAMP).type)
+    dataset = ds.dataset(client.parquet_path(view), format="parquet")
+    found = dataset.head(1, columns=[TABLES[view].key], filter=pc.field(EVENT_TIMESTAMP) == stamp)
+    if found.num_rows == 0:
+        raise FeatureStoreError(f"{view} holds no snapshot at {as_of}")
+    return str(found.column(0)[0])
 
 
 def _features(frame: pd.DataFrame, view: str) -> pd.DataFrame:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -67,9 +68,20 @@ REASON_CODES = (
     "cold_start",
     "played_alongside",
     "next_step",
+    "friends_play",
+    "your_tags",
 )
 # the evidence code of a content space: the played item closest to the candidate
 EVIDENCE_CODES = {"audio": "sounds_like", "cooccurrence": "played_alongside"}
+
+
+class SocialCandidates(Protocol):
+    """A source of candidates beyond the models and vectors (:mod:`recommend.social`)."""
+
+    def candidates(self, listens: pd.DataFrame, users: Sequence[str], n: int) -> pd.DataFrame:
+        """:data:`CANDIDATE_COLUMNS` of ``users`` (``listens`` holds their history)."""
+        ...
+
 
 VectorTable = tuple[Sequence[str], np.ndarray]
 """``(ids, matrix)``: one vector (row) per id."""
@@ -922,6 +934,7 @@ def generate_candidates(
     exploration_model: str = "als",
     listeners: pd.Series | None = None,
     prepared: dict | None = None,
+    social: SocialCandidates | None = None,
 ) -> pd.DataFrame:
     """Candidates of every available source for the users with history, concatenated.
 
@@ -960,6 +973,8 @@ def generate_candidates(
         popularity and the exploration tail; default computed from ``listens``.
     prepared
         A cache kept across user batches of one week (:func:`cf_candidates`).
+    social
+        The ``friends`` and ``own_tags`` sources (:class:`recommend.social.SocialSources`).
 
     Returns
     -------
@@ -1008,6 +1023,8 @@ def generate_candidates(
                     prepared=cache,
                 )
             )
+    if social is not None:
+        frames.append(social.candidates(listens, user_list, n))
     if listeners is None:
         listeners = item_listeners(listens, week_start=week_start)
     ranked = _cached(
@@ -1079,6 +1096,12 @@ def explain(reason_code: str, reason_detail: str, names: Mapping[str, str] | Non
         return f"often played alongside {name}"
     if reason_code == "next_step" and detail:
         return f"one step outward from {name}, where explorers went next"
+    if reason_code == "friends_play":
+        if detail.isdigit() and int(detail) > 1:
+            return f"{detail} of your friends play this"
+        return "your friends play this"
+    if reason_code == "your_tags":
+        return f"you tag music like this: '{detail}'" if detail else "tagged the way you tag music"
     if reason_code == "new_this_week":
         return "new this week"
     if reason_code == "popular_now":

@@ -41,6 +41,7 @@ from recommend.blend import (
     tune_blend,
 )
 from recommend.candidates import (
+    SocialCandidates,
     VectorTable,
     cold_start_candidates,
     empty_candidates,
@@ -61,6 +62,7 @@ from recommend.models import (
 )
 from recommend.ranker import RankingFeatureReader, WeekRanker, vector_spaces
 from recommend.rerank import PlaylistConfig, VectorLookup, rerank
+from recommend.social import SocialGraph, replay_sources
 
 logger = logging.getLogger(__name__)
 
@@ -265,6 +267,7 @@ def rank_week(
     transitions: TransitionModel | None = None,
     ranker: WeekRanker | None = None,
     ranker_features: RankingFeatureReader | None = None,
+    social: SocialCandidates | None = None,
 ) -> RankedWeek:
     """Candidates of every source from the served models, fused with the served blend (or
     ranked by the week's learned ranker when it won on validation: ``ranker.serves``, reading
@@ -293,6 +296,7 @@ def rank_week(
         exploration_model=models.exploration_model,
         listeners=statistics.listeners,
         prepared=prepared,
+        social=social,
     )
     if transitions is not None:
         journeys = next_step_candidates(
@@ -475,6 +479,9 @@ class ServingWeek:
         Where the ranker reads its user and item features (the Feast online store,
         ``featurestore.ranker_features.OnlineRankingFeatures``); default: computed from the
         batch's history and the statistics by the same definitions.
+    social
+        The ``friends`` and ``own_tags`` sources (:class:`recommend.social.SocialSources`,
+        optional).
     """
 
     def __init__(
@@ -494,10 +501,12 @@ class ServingWeek:
         transitions: TransitionModel | None = None,
         ranker: WeekRanker | None = None,
         ranker_features: RankingFeatureReader | None = None,
+        social: SocialCandidates | None = None,
     ) -> None:
         self.config = config or DiscoverWeeklyConfig()
         self.ranker = ranker
         self.ranker_features = ranker_features
+        self.social = social
         self.blend = blend or self.config.blend
         self.items = check_items(items)
         self.week = pd.Timestamp(week_start)
@@ -589,6 +598,7 @@ def serve_users(
                 transitions=serving.transitions,
                 ranker=serving.ranker,
                 ranker_features=serving.ranker_features,
+                social=serving.social,
             )
             candidate_frames.append(ranked.candidates)
             for stage in STAGES if stages else ("discover_weekly",):
@@ -920,6 +930,7 @@ def validation_week(
     validation_seed: int = 7,
     max_users: int | None = None,
     cooccurrence: CooccurrenceTrainer | None = None,
+    social: SocialGraph | None = None,
 ) -> ValidationWeek:
     """Carve a validation split from a week's history, fit the sources on the rest and build
     the validation users' candidates (the arguments are :func:`tune_week_blend`'s)."""
@@ -951,6 +962,7 @@ def validation_week(
         else _artist_table_to_items(items, cooccurrence.fit_for(split.test).candidate_table())
     )
     text = text_space(items, artist_terms, text_vectors, config.text_dim, config.seed)
+    item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
     with threadpool_limits(config.num_threads):
         candidates = generate_candidates(
             check_listens(fit.rows_of(validation_users)),
@@ -958,7 +970,8 @@ def validation_week(
             text_vectors=text,
             audio_vectors=audio_vectors,
             cooccurrence_vectors=cooccurrence_items,
-            item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
+            item_artist=item_artist,
+            social=replay_sources(social, split.test, fit, item_artist, statistics.listeners),
             users=validation_users,
             catalog=set(items["item_id"]),
             n=config.candidates_per_source,

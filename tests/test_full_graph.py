@@ -396,7 +396,8 @@ def test_the_ranker_serves_the_sample_from_the_online_features_of_feast(graph) -
     )
     assert result.success
     ranker_meta = _metadata(result, dg.AssetKey("playlist_ranker"))
-    assert ranker_meta["serves"] == "ranker" and "forced by configuration" in ranker_meta["reason"]
+    # it serves: forced by the configuration, or on its own when it beat the fusion
+    assert ranker_meta["serves"] == "ranker", ranker_meta["reason"]
     assert _metadata(result, dg.AssetKey("discover_weekly"))["ranked_by"] == "ranker"
     assert _metadata(result, dg.AssetKey(["features", "ranking_features"]))["users"] > 0
 

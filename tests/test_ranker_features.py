@@ -19,6 +19,8 @@ from featurestore.ranker_features import (
     OnlineRankingFeatures,
     PointInTimeRankingFeatures,
     publish_snapshot,
+    reader_for,
+    serving_features,
     training_as_of,
     write_snapshot,
 )
@@ -84,6 +86,24 @@ def test_training_reads_its_snapshot_point_in_time_and_serving_reads_online(clie
     assert training.users(["u1"]).loc["u1", "user_log_items"] == 3.0
     rows = pd.read_parquet(client.parquet_path(USER_VIEW))
     assert sorted(rows["user_log_items"]) == [3.0, 4.0, 10.0, 20.0]
+
+
+def test_a_backfilled_week_reads_its_own_snapshot_not_the_newest_online(client) -> None:
+    """The online store keeps one value per key (Redis refuses an older write): a week whose
+    snapshot is not the one online is served from the offline store at its cutoff."""
+    from featurestore.errors import FeatureStoreError
+
+    later = CUTOFF + pd.Timedelta(days=7)
+    write_snapshot(client, [_users({"u1": 1.0})], _items({"a": 1.0}), CUTOFF)
+    write_snapshot(client, [_users({"u1": 2.0})], _items({"a": 2.0}), later)
+    publish_snapshot(client, later)
+    assert isinstance(reader_for(client, later), OnlineRankingFeatures)
+    backfill = reader_for(client, CUTOFF)  # what Redis leaves online after publishing CUTOFF
+    assert isinstance(backfill, PointInTimeRankingFeatures)
+    assert backfill.users(["u1"]).loc["u1", "user_log_items"] == 1.0
+    assert serving_features(client, CUTOFF).users(["u1"]).loc["u1", "user_log_items"] == 1.0
+    with pytest.raises(FeatureStoreError, match="materialise features/ranking_features"):
+        serving_features(client, CUTOFF - pd.Timedelta(days=7))
 
 
 def test_a_served_playlist_equals_its_recomputation_from_the_online_features(client) -> None:
