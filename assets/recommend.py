@@ -22,6 +22,7 @@ from assets.weekly import (
     audio_table,
     cooccurrence_trainer,
     social_graph,
+    social_sources,
     transition_trainer,
     week_config,
 )
@@ -68,7 +69,6 @@ from recommend.playlist import (
     similar_artists,
 )
 from recommend.ranker import WeekRanker, fusion_serves
-from recommend.social import SocialSources
 from recommend.variants import Experiment, variant_serving
 from recommend.week_ranker import tune_week, validation_features
 
@@ -177,7 +177,7 @@ def blend_config(
         cf_model,
         config,
         [text_vectors, audio_vectors, cooccurrence_vectors],
-        [terms, *_social_frames(warehouse)],
+        [terms, *_social_frames(warehouse, week_cutoff(context))],
     )
     store = artifact_store.store()
     if store.has(BLEND_CONFIG.path, context.partition_key, inputs) and store.versions(
@@ -209,7 +209,7 @@ def blend_config(
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             inputs=inputs,
             training_features=_training_features(feature_store, week_cutoff(context)),
-            social=social_graph(warehouse),
+            social=social_graph(warehouse, week_cutoff(context)),
             **config.tuning(),
         )
     except TooSmall as error:
@@ -302,8 +302,8 @@ def _blend_inputs(
     return digest.hexdigest()[:16]
 
 
-def _social_frames(warehouse: Warehouse) -> list[pd.DataFrame]:
-    graph = social_graph(warehouse)
+def _social_frames(warehouse: Warehouse, cutoff: pd.Timestamp) -> list[pd.DataFrame]:
+    graph = social_graph(warehouse, cutoff)
     return [] if graph is None else [graph.friends, graph.tag_assignments]
 
 
@@ -585,24 +585,7 @@ def _serving_week(
         cooccurrence_vectors=cooccurrence_vectors.candidate_table(),
         transitions=transition_model,
         ranker=playlist_ranker,
-        social=_social_sources(warehouse, items, cutoff, statistics),
-    )
-
-
-def _social_sources(
-    warehouse: Warehouse, items: pd.DataFrame, cutoff: pd.Timestamp, statistics
-) -> SocialSources | None:
-    """The friends and own_tags sources of the week: per batch, the friends' plays before the
-    cutoff are read from the warehouse."""
-    graph = social_graph(warehouse)
-    if graph is None:
-        return None
-    item_artist = dict(zip(items["item_id"], items["artist_id"], strict=True))
-    return SocialSources(
-        graph,
-        lambda users: history_before(warehouse, cutoff, users=users),
-        item_artist,
-        statistics.listeners,
+        social=social_sources(warehouse, items, cutoff, statistics.listeners),
     )
 
 
@@ -819,7 +802,7 @@ def blend_evaluation(
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             transitions=transition_trainer(warehouse, context, transition_model),
             segments=user_segments(history.rows, split.train),
-            social=social_graph(warehouse),
+            social=social_graph(warehouse, week_cutoff(context)),
         )
     except TooSmall as error:
         return too_small(context, error)

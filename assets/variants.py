@@ -102,7 +102,7 @@ def variant_replay(
             seed=config.bootstrap_seed,
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             transitions=transition_trainer(warehouse, context, transition_model),
-            social=social_graph(warehouse),
+            social=social_graph(warehouse, cutoff),
         )
     except TooSmall as error:
         return too_small(context, error)

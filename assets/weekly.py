@@ -9,10 +9,11 @@ from embeddings.cooccurrence import CooccurrenceTrainer, CooccurrenceVectors
 from embeddings.vectors import AudioEmbeddings
 from orchestration.partitions import week_cutoff
 from orchestration.resources import Warehouse
+from recommend.history import history_before
 from recommend.journeys import TransitionModel, TransitionTrainer, read_journey_inputs
 from recommend.models import SourceModels
 from recommend.playlist import DiscoverWeeklyConfig
-from recommend.social import SocialGraph
+from recommend.social import SocialGraph, SocialSources
 
 OWNER = "team:recsys"
 # the golden tables a week's tuning and evaluation read: its history, catalogue and terms
@@ -52,19 +53,68 @@ def cooccurrence_trainer(
     )
 
 
-def social_graph(warehouse: Warehouse) -> SocialGraph | None:
-    """The friendships and tag assignments behind the ``friends`` and ``own_tags`` sources
-    (None when the source has neither)."""
-    friends = _table_or_none(warehouse, "friends", ["user_id", "friend_id"])
-    tagged = _table_or_none(warehouse, "tag_assignments", ["user_id", "artist_id", "tag"])
-    graph = SocialGraph(friends, tagged)
+def social_graph(warehouse: Warehouse, cutoff: pd.Timestamp) -> SocialGraph | None:
+    """The friendships and the tag assignments before ``cutoff`` behind the ``friends`` and
+    ``own_tags`` sources, for a replay (None when the source has neither)."""
+    if not warehouse.has_table("golden", "friends") and not _has_tags(warehouse):
+        return None
+    graph = SocialGraph(friendships(warehouse, None), tag_assignments(warehouse, cutoff, None))
     return None if graph.empty else graph
 
 
-def _table_or_none(warehouse: Warehouse, table: str, columns: list[str]) -> pd.DataFrame:
-    if not warehouse.has_table("golden", table):
-        return pd.DataFrame(columns=columns)
-    return warehouse.read(f"SELECT {', '.join(columns)} FROM golden.{table}")
+def social_sources(
+    warehouse: Warehouse, items: pd.DataFrame, cutoff: pd.Timestamp, listeners: pd.Series
+) -> SocialSources | None:
+    """The week's ``friends`` and ``own_tags`` sources for serving: per user batch, its
+    friendships, tag assignments and friends' plays are read from the warehouse; the artists'
+    tag counts once (None when the source has neither table)."""
+    if not warehouse.has_table("golden", "friends") and not _has_tags(warehouse):
+        return None
+    counts = pd.DataFrame(columns=["artist_id", "tag", "count"])
+    if _has_tags(warehouse):
+        counts = warehouse.read(
+            f"SELECT artist_id, tag, count(*) AS count FROM golden.tag_assignments "
+            f"WHERE {_BEFORE} GROUP BY ALL",
+            [cutoff.to_pydatetime()],
+        )
+    return SocialSources(
+        friends_of=lambda users: friendships(warehouse, users),
+        tags_of=lambda users: tag_assignments(warehouse, cutoff, users),
+        history_of=lambda users: history_before(warehouse, cutoff, users=users),
+        tag_counts=counts,
+        item_artist=dict(zip(items["item_id"], items["artist_id"], strict=True)),
+        listeners=listeners,
+    )
+
+
+_BEFORE = "(ts IS NULL OR ts < ?)"
+_USERS = "user_id IN (SELECT unnest(?::VARCHAR[]))"
+
+
+def _has_tags(warehouse: Warehouse) -> bool:
+    return warehouse.has_table("golden", "tag_assignments")
+
+
+def friendships(warehouse: Warehouse, users: list[str] | None) -> pd.DataFrame:
+    """``user_id, friend_id`` (of ``users`` only when given)."""
+    if not warehouse.has_table("golden", "friends"):
+        return pd.DataFrame(columns=["user_id", "friend_id"])
+    sql = "SELECT user_id, friend_id FROM golden.friends"
+    if users is None:
+        return warehouse.read(sql)
+    return warehouse.read(f"{sql} WHERE {_USERS}", [[str(u) for u in users]])
+
+
+def tag_assignments(
+    warehouse: Warehouse, cutoff: pd.Timestamp, users: list[str] | None
+) -> pd.DataFrame:
+    """``user_id, artist_id, tag`` made before ``cutoff`` (of ``users`` only when given)."""
+    if not _has_tags(warehouse):
+        return pd.DataFrame(columns=["user_id", "artist_id", "tag"])
+    sql = f"SELECT user_id, artist_id, tag FROM golden.tag_assignments WHERE {_BEFORE}"
+    if users is None:
+        return warehouse.read(sql, [cutoff.to_pydatetime()])
+    return warehouse.read(f"{sql} AND {_USERS}", [cutoff.to_pydatetime(), [str(u) for u in users]])
 
 
 def transition_trainer(

@@ -18,7 +18,7 @@ their friends' histories are read (``history_of``), so memory follows the batch.
 Example usage::
 
     graph = SocialGraph(friends, tag_assignments)
-    sources = SocialSources(graph, history_of, item_artist, listeners)
+    sources = SocialSources.of_graph(graph, history_of, item_artist, listeners)
     sources.candidates(batch_history, batch_users, n=100)   # CANDIDATE_COLUMNS
 """
 
@@ -69,15 +69,18 @@ class SocialGraph:
 
 
 class SocialSources:
-    """The ``friends`` and ``own_tags`` sources of one week, served batch by batch.
+    """The ``friends`` and ``own_tags`` sources of one week, served batch by batch: only the
+    batch's friendships, tag assignments and friends' plays are read.
 
     Parameters
     ----------
-    graph
-        The week's friendships and tag assignments.
-    history_of
-        The plays (``user_id, item_id, plays``) of the given users before the week: the
-        friends' histories are read through it, batch by batch.
+    friends_of, tags_of, history_of
+        Given user ids: their friendships (``user_id, friend_id``), their tag assignments
+        (``user_id, artist_id, tag``) and their plays before the week (``user_id, item_id,
+        plays``).
+    tag_counts
+        ``artist_id, tag, count`` over every assignment (grows with artists and tags, not
+        users): the artists' tag profiles.
     item_artist
         ``{item_id: artist_id}`` of the catalog.
     listeners
@@ -86,13 +89,15 @@ class SocialSources:
 
     def __init__(
         self,
-        graph: SocialGraph,
+        *,
+        friends_of: Callable[[list[str]], pd.DataFrame],
+        tags_of: Callable[[list[str]], pd.DataFrame],
         history_of: Callable[[list[str]], pd.DataFrame],
+        tag_counts: pd.DataFrame,
         item_artist: Mapping[str, str],
         listeners: pd.Series,
     ) -> None:
-        self.graph = graph
-        self.history_of = history_of
+        self.friends_of, self.tags_of, self.history_of = friends_of, tags_of, history_of
         self.item_artist = {str(k): str(v) for k, v in item_artist.items()}
         items = pd.Series(list(self.item_artist), index=list(self.item_artist.values()))
         self.artist_items = items.groupby(level=0).agg(list)
@@ -100,8 +105,27 @@ class SocialSources:
         artist_listeners = artist_listeners.groupby(
             artist_listeners.index.astype(str).map(self.item_artist)
         ).max()
-        self.profiles = _tag_profiles(graph.tag_assignments)
+        self.profiles = tag_profiles(tag_counts)
         self.damping = np.log1p(artist_listeners)
+
+    @classmethod
+    def of_graph(
+        cls,
+        graph: SocialGraph,
+        history_of: Callable[[list[str]], pd.DataFrame],
+        item_artist: Mapping[str, str],
+        listeners: pd.Series,
+    ) -> SocialSources:
+        """The sources over an in-memory graph (replays and validation splits)."""
+        friends, tagged = graph.friends, graph.tag_assignments
+        return cls(
+            friends_of=lambda users: friends[friends["user_id"].isin(set(users))],
+            tags_of=lambda users: tagged[tagged["user_id"].isin(set(users))],
+            history_of=history_of,
+            tag_counts=tagged.groupby(["artist_id", "tag"]).size().rename("count").reset_index(),
+            item_artist=item_artist,
+            listeners=listeners,
+        )
 
     def candidates(self, listens: pd.DataFrame, users: Sequence[str], n: int) -> pd.DataFrame:
         """Both sources' candidates for ``users`` (``listens``: at least their history)."""
@@ -112,7 +136,7 @@ class SocialSources:
         return pd.concat(frames, ignore_index=True)
 
     def _friends(self, history: pd.DataFrame, users: list[str], n: int) -> pd.DataFrame:
-        edges = self.graph.friends[self.graph.friends["user_id"].isin(set(users))]
+        edges = _ids(self.friends_of(users), ["user_id", "friend_id"])
         if edges.empty:
             return _empty()
         friends = _ids(self.history_of(sorted(set(edges["friend_id"]))), ["user_id", "item_id"])
@@ -135,8 +159,7 @@ class SocialSources:
         )[CANDIDATE_COLUMNS]
 
     def _own_tags(self, history: pd.DataFrame, users: list[str], n: int) -> pd.DataFrame:
-        tagged = self.graph.tag_assignments
-        tagged = tagged[tagged["user_id"].isin(set(users))]
+        tagged = _ids(self.tags_of(users), ["user_id", "artist_id", "tag"])
         if tagged.empty or self.profiles.empty:
             return _empty()
         played = history.assign(artist_id=history["item_id"].map(self.item_artist))
@@ -161,9 +184,10 @@ class SocialSources:
         return top.assign(source="own_tags", reason_code="your_tags")[CANDIDATE_COLUMNS]
 
 
-def _tag_profiles(tag_assignments: pd.DataFrame) -> pd.DataFrame:
-    """``artist_id, tag, value``: TF-IDF of log tag counts, unit rows per artist."""
-    profile = tag_assignments.groupby(["artist_id", "tag"]).size().rename("count").reset_index()
+def tag_profiles(tag_counts: pd.DataFrame) -> pd.DataFrame:
+    """``artist_id, tag, value`` from ``artist_id, tag, count``: TF-IDF of log tag counts,
+    unit rows per artist."""
+    profile = _ids(tag_counts, ["artist_id", "tag"])
     if profile.empty:
         return profile.assign(value=pd.Series(dtype=float))
     artists = profile["artist_id"].nunique()
@@ -210,4 +234,4 @@ def replay_sources(
         return None
     if held_out is not None and not held_out.empty:
         graph = graph.without(held_out, item_artist)
-    return SocialSources(graph, history.rows_of, item_artist, listeners)
+    return SocialSources.of_graph(graph, history.rows_of, item_artist, listeners)

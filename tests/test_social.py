@@ -41,7 +41,7 @@ def _sources(graph: SocialGraph) -> SocialSources:
     def history_of(users):
         return HISTORY[HISTORY["user_id"].isin(set(users))]
 
-    return SocialSources(graph, history_of, ITEMS, LISTENERS)
+    return SocialSources.of_graph(graph, history_of, ITEMS, LISTENERS)
 
 
 def test_friends_candidates_are_what_friends_play_never_what_the_user_played() -> None:
