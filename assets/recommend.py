@@ -385,7 +385,8 @@ class DiscoverWeeklyRunConfig(dg.Config):
             owners=[OWNER],
             description="Per week, candidates per source (EASE, item-kNN, ALS from cf_model; "
             "text, audio, co-occurrence, new tracks through audio_to_cf_model, popularity, "
-            "exploration, journey steps from transition_model), each with a score and a reason. "
+            "exploration, journey steps from transition_model, friends' listening, the user's "
+            "own tag vocabulary), each with a score and a reason. "
             "Table recommend.candidates.",
             skippable=False,
         ),
