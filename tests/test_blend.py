@@ -206,9 +206,17 @@ def test_evaluated_served_row_equals_a_recomputation_through_the_served_path():
     items, listens, terms = make_catalog(n_users=60, plays_per_user=20)
     split = holdout_split(listens, 0.2, seed=3)
     config = small_config()
+    # the fusion's path (a serving ranker's: tests/test_ranker.py, tests/test_ranker_features.py)
     table = evaluate_blend(
-        split.train, split.test, items=items, artist_terms=terms, config=config, week_start=WEEK
+        split.train,
+        split.test,
+        items=items,
+        artist_terms=terms,
+        config=config,
+        week_start=WEEK,
+        tuning={"ranker": "off"},
     )
+    assert table.attrs["ranker"]["serves"] == "fusion"
     assert set(STAGES) <= set(table.index) and {"ease", "item_knn", "als"} <= set(table.index)
     models = fit_sources(split.train, config.cf_models, num_threads=config.num_threads)
     served = build_discover_weekly(
