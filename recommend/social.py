@@ -133,7 +133,8 @@ class SocialSources:
         history = _ids(listens, ["user_id", "item_id"])
         history = history[history["user_id"].isin(set(users))]
         frames = [self._friends(history, users, n), self._own_tags(history, users, n)]
-        return pd.concat(frames, ignore_index=True)
+        frames = [frame for frame in frames if not frame.empty]
+        return pd.concat(frames, ignore_index=True) if frames else _empty()
 
     def _friends(self, history: pd.DataFrame, users: list[str], n: int) -> pd.DataFrame:
         edges = _ids(self.friends_of(users), ["user_id", "friend_id"])
