@@ -15,8 +15,9 @@ import pandas as pd
 
 from assets.metadata import PREVIEW_ROWS, frame_metadata
 from assets.publishing import CONTRACTS, FRESHNESS, OWNER, QUARANTINE_DDL, RECONCILES_CHECK
-from orchestration.resources import Warehouse
+from orchestration.resources import Warehouse, WarehouseEngine
 from quality import sql_rules
+from warehouse import lakehouse
 
 
 def _source_info(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -69,18 +70,63 @@ def _reconciles(key: dg.AssetKey, result: sql_rules.SqlTableResult) -> dg.AssetC
     )
 
 
+def _run_rules(
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    engine: WarehouseEngine,
+    table: str,
+    item_level: str,
+) -> sql_rules.SqlTableResult:
+    """The row rules of ``table`` in the engine: in DuckDB, or on Spark (the same statements,
+    :mod:`warehouse.spark_engine`) with the result exposed to the warehouse as a view and the
+    quarantined rows mirrored into ``golden.quarantine``."""
+    extra = _quarantine_extra(context)
+    if not engine.is_spark:
+        return sql_rules.validate_table(con, table, item_level=item_level, quarantine_extra=extra)
+    from warehouse.spark_engine import validate_table
+
+    result = validate_table(engine.session(), table, engine.spark_dir, item_level=item_level)
+    lakehouse.expose_golden(con, engine.spark_dir, table)
+    lakehouse.mirror_quarantine(
+        con, engine.spark_dir, table, extra["run_id"], extra["quarantined_at"]
+    )
+    return result
+
+
+def _derive(
+    con: duckdb.DuckDBPyConnection,
+    engine: WarehouseEngine,
+    table: str,
+    build: Callable[[duckdb.DuckDBPyConnection], Any],
+    spark_sql: str,
+) -> None:
+    """A golden table derived from other golden tables (items, listens from events, an empty
+    listen_events): ``build`` in DuckDB, or the DuckDB query ``spark_sql`` run on Spark and
+    exposed as a view; in both, the table has no quarantined rows."""
+    if engine.is_spark:
+        from warehouse.spark_engine import publish, spark_query
+
+        publish(engine.session(), engine.spark_dir, "golden", table, spark_query(spark_sql))
+        lakehouse.expose_golden(con, engine.spark_dir, table)
+        con.execute("BEGIN TRANSACTION")
+    else:
+        con.execute("BEGIN TRANSACTION")
+        build(con)
+    con.execute("DELETE FROM golden.quarantine WHERE table_name = ?", [table])
+    con.execute("COMMIT")
+
+
 def _validated(
     context: dg.AssetExecutionContext,
     con: duckdb.DuckDBPyConnection,
+    engine: WarehouseEngine,
     table: str,
     key: dg.AssetKey,
     item_level: str = "artist",
     extra: dict | None = None,
 ) -> dg.MaterializeResult:
-    """Run the SQL rules of ``table`` and describe the result."""
-    result = sql_rules.validate_table(
-        con, table, item_level=item_level, quarantine_extra=_quarantine_extra(context)
-    )
+    """Run the rules of ``table`` in the engine and describe the result."""
+    result = _run_rules(context, con, engine, table, item_level)
     if result.quarantined_rows:
         context.log.warning(
             f"golden.{table}: {result.quarantined_rows} rows quarantined: {result.reason_counts}"
@@ -98,7 +144,9 @@ def _golden_asset(
     table: str,
     raw: str | None,
     deps: list[str],
-    build: Callable[[dg.AssetExecutionContext, duckdb.DuckDBPyConnection, dg.AssetKey], Any]
+    build: Callable[
+        [dg.AssetExecutionContext, duckdb.DuckDBPyConnection, WarehouseEngine, dg.AssetKey], Any
+    ]
     | None = None,
 ) -> dg.AssetsDefinition:
     key = dg.AssetKey(["golden", table])
@@ -129,25 +177,33 @@ def _golden_asset(
         pool="duckdb",
         tags={"layer": "golden"},
     )
-    def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, engine: WarehouseEngine
+    ) -> dg.MaterializeResult:
         with warehouse.connect() as con:
             _prepare(con)
             if build is not None:
-                return build(context, con, key)
-            return _validated(context, con, table, key)
+                return build(context, con, engine, key)
+            return _validated(context, con, engine, table, key)
 
     _asset.__name__ = f"golden_{table}"
     return _asset
 
 
 def _items(
-    context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, key: dg.AssetKey
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    engine: WarehouseEngine,
+    key: dg.AssetKey,
 ) -> dg.MaterializeResult:
     level = _source_info(con)["item_level"]
-    con.execute("BEGIN TRANSACTION")
-    sql_rules.build_items(con, level)  # type: ignore[arg-type]
-    con.execute("DELETE FROM golden.quarantine WHERE table_name = 'items'")
-    con.execute("COMMIT")
+    _derive(
+        con,
+        engine,
+        "items",
+        lambda c: sql_rules.build_items(c, level),  # type: ignore[arg-type]
+        sql_rules.items_sql(level, "golden", None),  # type: ignore[arg-type]
+    )
     return dg.MaterializeResult(asset_key=key, metadata=_metadata(con, "items"))
 
 
@@ -205,18 +261,24 @@ LISTENS = dg.AssetKey(["golden", "listens"])
     ],
     pool="duckdb",
 )
-def golden_listens(context: dg.AssetExecutionContext, warehouse: Warehouse):
-    """Validate raw listens once, in DuckDB; publish events (if any) and the aggregated listens."""
+def golden_listens(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, engine: WarehouseEngine
+):
+    """Validate raw listens once, in the engine; publish events (if any) and the aggregated
+    listens."""
     with warehouse.connect() as con:
         _prepare(con)
         info = _source_info(con)
         level = info["item_level"]
         if info["listens_kind"] == "events":
-            yield _validated(context, con, "listen_events", LISTEN_EVENTS, level)
-            con.execute("BEGIN TRANSACTION")
-            sql_rules.aggregate_listen_events(con)
-            con.execute("DELETE FROM golden.quarantine WHERE table_name = 'listens'")
-            con.execute("COMMIT")
+            yield _validated(context, con, engine, "listen_events", LISTEN_EVENTS, level)
+            _derive(
+                con,
+                engine,
+                "listens",
+                sql_rules.aggregate_listen_events,
+                sql_rules.listens_from_events_sql("golden", None),
+            )
             event_plays, events = con.execute(
                 "SELECT COALESCE(sum(plays), 0), count(*) FROM golden.listen_events"
             ).fetchone()
@@ -232,10 +294,13 @@ def golden_listens(context: dg.AssetExecutionContext, warehouse: Warehouse):
                 metadata={"note": "plays of golden listens = plays of golden listen_events"},
             )
         else:
-            con.execute("BEGIN TRANSACTION")
-            sql_rules.empty_listen_events(con)
-            con.execute("DELETE FROM golden.quarantine WHERE table_name = 'listen_events'")
-            con.execute("COMMIT")
+            _derive(
+                con,
+                engine,
+                "listen_events",
+                sql_rules.empty_listen_events,
+                sql_rules.empty_table_sql("listen_events"),
+            )
             yield dg.MaterializeResult(
                 asset_key=LISTEN_EVENTS, metadata=_metadata(con, "listen_events")
             )
@@ -245,4 +310,4 @@ def golden_listens(context: dg.AssetExecutionContext, warehouse: Warehouse):
                 passed=True,
                 metadata={"note": "aggregated source: no events"},
             )
-            yield _validated(context, con, "listens", LISTENS, level)
+            yield _validated(context, con, engine, "listens", LISTENS, level)

@@ -1,6 +1,8 @@
 """Raw landing: every source table lands as read (text) in DuckDB schema ``raw``.
 
-For the generic source DuckDB reads the CSV/Parquet files itself (``GenericSource.land``):
+With ``CRATEDIGGER_ENGINE=spark`` Spark lands them as Parquet and ``raw.<table>`` are views of it
+(:mod:`warehouse.lakehouse`). For the generic source DuckDB reads the CSV/Parquet files
+itself (``GenericSource.land``):
 what grows with events never passes through Python. The sample and HetRec sources are read in
 Python (their tables do not grow with events) and their frames land the same way.
 """
@@ -9,10 +11,11 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import PREVIEW_ROWS, frame_metadata
-from orchestration.resources import Paths, Warehouse
+from orchestration.resources import Paths, Warehouse, WarehouseEngine
 from sources import GenericSource, make_source
-from sources.base import RAW_COLUMNS
+from sources.base import RAW_COLUMNS, RawBundle
 from sources.generic import land_frame
+from warehouse import lakehouse
 
 RAW_TABLES = list(RAW_COLUMNS)
 RAW_DESCRIPTIONS = {
@@ -64,6 +67,7 @@ def raw_tables(
     warehouse: Warehouse,
     paths: Paths,
     source_choice: SourceChoice,
+    engine: WarehouseEngine,
 ):
     """Read the chosen source once and land each of its tables in ``raw``, as text."""
     kind = config.kind or source_choice.kind
@@ -83,9 +87,18 @@ def raw_tables(
     source = make_source(kind, path, **params)
     context.log.info(f"reading source {kind!r} from {path}")
     loaded_at = pd.Timestamp.now(tz="UTC").floor("s")
+    if engine.is_spark:
+        # Spark lands every table as Parquet; the warehouse reads them in place (views)
+        bundle = source.read()
+        _land_on_spark(engine, bundle, loaded_at)
     with warehouse.connect() as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        if isinstance(source, GenericSource):
+        if engine.is_spark:
+            for table in RAW_TABLES:
+                lakehouse.expose_raw(con, engine.spark_dir, table)
+            name, level, listens_kind = bundle.source_name, bundle.item_level, bundle.listens_kind
+            notes, landed_by = bundle.notes, dict.fromkeys(RAW_TABLES, "spark")
+        elif isinstance(source, GenericSource):
             landing = source.land(con, "raw", loaded_at)
             name, level, listens_kind = (
                 landing.source_name,
@@ -118,7 +131,14 @@ def raw_tables(
                 "item_level": level,
                 "listens_kind": listens_kind,
                 "landed_by": landed_by.get(table, "python") if rows else "none",
+                "engine": engine.kind,
                 **{f"note/{k}": str(v) for k, v in notes.items()},
             }
             results.append(dg.MaterializeResult(asset_key=["raw", table], metadata=metadata))
     yield from results
+
+
+def _land_on_spark(engine: WarehouseEngine, bundle: RawBundle, loaded_at: pd.Timestamp) -> None:
+    from warehouse.spark_engine import land_bundle
+
+    land_bundle(engine.session(), bundle, engine.spark_dir, loaded_at)

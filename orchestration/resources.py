@@ -172,6 +172,33 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) ->
             con.execute(f'ALTER TABLE {schema}.{table} ADD COLUMN "{name}" {kind}')
 
 
+class WarehouseEngine(dg.ConfigurableResource):
+    """The engine of the raw landing, row rules, quarantine and golden tables.
+
+    ``duckdb`` (default): they are tables of the warehouse file. ``spark``: Spark builds them as
+    Parquet under ``spark_dir`` (:mod:`warehouse.spark_engine`, the same rule definitions) and
+    the warehouse reads them as views (:mod:`warehouse.lakehouse`), so every asset downstream
+    runs unchanged.
+    """
+
+    kind: str = "duckdb"
+    spark_master: str = "local[2]"
+    spark_dir: str = ""
+
+    @property
+    def is_spark(self) -> bool:
+        return self.kind == "spark"
+
+    def session(self) -> Any:
+        """The process's Spark session (started on first use), with every table built so far
+        registered in its catalog (a step may run in a new process)."""
+        from warehouse.spark_engine import register_warehouse, spark_session
+
+        spark = spark_session(self.spark_master)
+        register_warehouse(spark, self.spark_dir)
+        return spark
+
+
 class Paths(dg.ConfigurableResource):
     """Where files go: models, reports, Feast exports, GX project, sample data."""
 
@@ -332,6 +359,11 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             audio_dir=str(settings.audio_dir),
             audio_backend=settings.audio_backend,
             audio_compare=settings.audio_compare,
+        ),
+        "engine": WarehouseEngine(
+            kind=settings.engine,
+            spark_master=settings.spark_master,
+            spark_dir=str(settings.spark_dir),
         ),
         "vector_store": VectorStoreResource(uri=settings.milvus_uri),
         "artifact_store": artifact_store,

@@ -28,11 +28,16 @@ Environment variables (all optional; defaults give the embedded profile on the b
 ``CRATEDIGGER_API_REFRESH_SECONDS`` how often the server looks for newly published vectors,
                             playlists and catalogue changes (default 2)
 ``CRATEDIGGER_ENGINE``      ``duckdb`` (default) or ``spark``: the engine of the raw landing, row
-                            rules, quarantine and golden tables (``warehouse.spark_engine`` for
-                            Spark; the Dagster assets run DuckDB until they are wired to it)
+                            rules, quarantine and golden tables, their GX suites and Feast's
+                            offline store (``warehouse.spark_engine``: Parquet under
+                            ``<data dir>/spark``, read by DuckDB downstream as views)
 ``SPARK_MASTER``            the Spark master the Spark engine connects to (default ``local[2]``;
                             ``local[N]``, ``local[*]``, ``spark://host:port``, ``yarn``,
                             ``k8s://...``)
+``CRATEDIGGER_EXECUTOR``    ``in_process`` (default: one step at a time in the ``cratedigger run``
+                            process) or ``multiprocess`` (independent steps in parallel processes,
+                            the pools keeping single-writer stores safe)
+``CRATEDIGGER_MAX_CONCURRENT`` steps the multiprocess executor runs at once (default 2)
 ``CRATEDIGGER_EXPERIMENT``  the A/B variants of the playlists: ``default`` (control 80%, wider
                             exploration 20%), ``none`` (one variant) or a JSON file / inline JSON
                             object (``recommend.variants``)
@@ -51,6 +56,7 @@ PROFILES = ("embedded", "production")
 SOURCES = ("sample", "hetrec", "generic")
 AUDIO_BACKENDS = ("musicnn", "openl3", "dsp")
 ENGINES = ("duckdb", "spark")
+EXECUTORS = ("in_process", "multiprocess")
 DEFAULT_SPARK_MASTER = "local[2]"
 SPARK_MASTER_PATTERN = r"local(\[(\*|\d+)(,\d+)?\])?|(spark|k8s|mesos)://\S+|yarn"
 
@@ -81,6 +87,13 @@ class Settings:
     experiment: str = ""  # JSON of the experiment (recommend.variants); "" = the default
     engine: str = "duckdb"
     spark_master: str = DEFAULT_SPARK_MASTER
+    executor: str = "in_process"
+    max_concurrent: int = 2
+
+    @property
+    def spark_dir(self) -> Path:
+        """Where the Spark engine keeps its Parquet tables (``raw/``, ``golden/``)."""
+        return self.data_dir / "spark"
 
     @property
     def warehouse_path(self) -> Path:
@@ -283,6 +296,16 @@ def spark_master(env: dict[str, str] | None = None) -> str:
     return value
 
 
+def _max_concurrent(env: dict[str, str]) -> int:
+    raw = env.get("CRATEDIGGER_MAX_CONCURRENT", "").strip() or "2"
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise SettingsError(
+            f"CRATEDIGGER_MAX_CONCURRENT={raw!r} must be a whole number from 1 to 64, such as 2 "
+            "(the steps the multiprocess executor runs at once)."
+        )
+    return int(raw)
+
+
 MILVUS_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
 
@@ -358,6 +381,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         experiment=_experiment(env),
         engine=_choice(env, "CRATEDIGGER_ENGINE", "duckdb", ENGINES),
         spark_master=spark_master(env),
+        executor=_choice(env, "CRATEDIGGER_EXECUTOR", "in_process", EXECUTORS),
+        max_concurrent=_max_concurrent(env),
     )
 
 
