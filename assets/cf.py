@@ -17,7 +17,13 @@ from evaluation.metrics import (
     metrics_bar_chart,
 )
 from orchestration.partitions import WEEKS, week_cutoff
-from orchestration.resources import ARTIFACTS, ArtifactStoreResource, VectorStoreResource, Warehouse
+from orchestration.resources import (
+    ARTIFACTS,
+    ArtifactStoreResource,
+    VectorStoreResource,
+    Warehouse,
+    WarehouseEngine,
+)
 from recommend.errors import TooSmall
 from recommend.history import interactions_before, load_history
 from recommend.models import SourceModels, fit_sources, sources_version
@@ -30,6 +36,9 @@ CF_USERS = dg.AssetKey("cf_user_vectors")
 
 
 CF_SOURCES = ("ease", "item_knn", "als", "bpr", "rp3beta", "user_knn")
+
+
+ALS_ENGINES = ("implicit", "mllib")
 
 
 class CFModelConfig(dg.Config):
@@ -50,9 +59,12 @@ class CFModelConfig(dg.Config):
     # EASE models the N most listened items only (dense N x N fit: 12 bytes x N^2, 1.2 GB at
     # 10,000); the other items come from item-kNN, ALS and the content sources
     ease_max_items: int = CF_PRESETS["ease"].ease_max_items
+    # who fits the ALS source: "implicit" (one machine) or "mllib" (Spark MLlib's implicit ALS
+    # on SPARK_MASTER, the same model contract); empty: the profile's CRATEDIGGER_CF_ALS
+    als_engine: str = ""
     seed: int = 42
 
-    def to_configs(self) -> dict[str, CFConfig]:
+    def to_configs(self, default_als_engine: str = "implicit") -> dict[str, CFConfig]:
         """``{source label: CFConfig}`` for :func:`recommend.models.fit_sources`."""
         unknown = sorted(set(self.sources) - set(CF_SOURCES))
         if unknown or not self.sources:
@@ -61,12 +73,7 @@ class CFModelConfig(dg.Config):
                 f"{', '.join(CF_SOURCES)}"
             )
         tuned = {
-            "als": CF_PRESETS["als"].with_(
-                factors=self.als_factors,
-                regularization=self.als_regularization,
-                iterations=self.als_iterations,
-                alpha=self.als_alpha,
-            ),
+            "als": self._als(self.als_engine or default_als_engine),
             "item_knn": CF_PRESETS["item_knn"].with_(neighbours=self.item_knn_neighbours),
             "ease": CF_PRESETS["ease"].with_(
                 ease_lambda=self.ease_lambda, ease_max_items=self.ease_max_items
@@ -76,6 +83,22 @@ class CFModelConfig(dg.Config):
             "user_knn": CF_PRESETS["user_knn"],
         }
         return {name: tuned[name].with_(seed=self.seed) for name in self.sources}
+
+    def _als(self, engine: str) -> CFConfig:
+        if engine not in ALS_ENGINES:
+            raise ValueError(
+                f"cf_model config 'als_engine' = {engine!r}: use one of {', '.join(ALS_ENGINES)}"
+            )
+        if engine == "mllib":  # MLlib scales its L2 penalty by plays: its own preset's value
+            return CF_PRESETS["mllib_als"].with_(
+                factors=self.als_factors, iterations=self.als_iterations
+            )
+        return CF_PRESETS["als"].with_(
+            factors=self.als_factors,
+            regularization=self.als_regularization,
+            iterations=self.als_iterations,
+            alpha=self.als_alpha,
+        )
 
 
 @dg.asset(
@@ -96,8 +119,9 @@ def cf_model(
     config: CFModelConfig,
     warehouse: Warehouse,
     artifact_store: ArtifactStoreResource,
+    engine: WarehouseEngine,
 ) -> dg.Output:
-    configs = config.to_configs()
+    configs = config.to_configs(engine.cf_als)
     # everyone's plays as a compact matrix built from codes the warehouse computes (the same
     # matrix and version as from the history frame, without a frame of string ids)
     interactions = interactions_before(warehouse, week_cutoff(context))

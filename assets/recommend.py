@@ -69,6 +69,7 @@ from recommend.playlist import (
     similar_artists,
 )
 from recommend.ranker import WeekRanker, fusion_serves
+from recommend.social import SocialGraph
 from recommend.variants import Experiment, variant_serving
 from recommend.week_ranker import tune_week, validation_features
 
@@ -173,11 +174,12 @@ def blend_config(
         yield dg.Output(ranker, "playlist_ranker", metadata=ranker_metadata(ranker))
         return
     terms = warehouse.table("golden", "artist_terms")
+    social = social_graph(warehouse, week_cutoff(context))  # read once: hashed, then tuned on
     inputs = _blend_inputs(
         cf_model,
         config,
         [text_vectors, audio_vectors, cooccurrence_vectors],
-        [terms, *_social_frames(warehouse, week_cutoff(context))],
+        [terms, *_social_frames(social)],
     )
     store = artifact_store.store()
     if store.has(BLEND_CONFIG.path, context.partition_key, inputs) and store.versions(
@@ -209,7 +211,7 @@ def blend_config(
             cooccurrence=cooccurrence_trainer(warehouse, context, cooccurrence_vectors),
             inputs=inputs,
             training_features=_training_features(feature_store, week_cutoff(context)),
-            social=social_graph(warehouse, week_cutoff(context)),
+            social=social,
             **config.tuning(),
         )
     except TooSmall as error:
@@ -302,8 +304,7 @@ def _blend_inputs(
     return digest.hexdigest()[:16]
 
 
-def _social_frames(warehouse: Warehouse, cutoff: pd.Timestamp) -> list[pd.DataFrame]:
-    graph = social_graph(warehouse, cutoff)
+def _social_frames(graph: SocialGraph | None) -> list[pd.DataFrame]:
     return [] if graph is None else [graph.friends, graph.tag_assignments]
 
 

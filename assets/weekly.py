@@ -9,7 +9,7 @@ from embeddings.cooccurrence import CooccurrenceTrainer, CooccurrenceVectors
 from embeddings.vectors import AudioEmbeddings
 from orchestration.partitions import week_cutoff
 from orchestration.resources import Warehouse
-from recommend.history import history_before
+from recommend.history import USERS_IN, history_before
 from recommend.journeys import TransitionModel, TransitionTrainer, read_journey_inputs
 from recommend.models import SourceModels
 from recommend.playlist import DiscoverWeeklyConfig
@@ -88,7 +88,6 @@ def social_sources(
 
 
 _BEFORE = "(ts IS NULL OR ts < ?)"
-_USERS = "user_id IN (SELECT unnest(?::VARCHAR[]))"
 
 
 def _has_tags(warehouse: Warehouse) -> bool:
@@ -102,7 +101,7 @@ def friendships(warehouse: Warehouse, users: list[str] | None) -> pd.DataFrame:
     sql = "SELECT user_id, friend_id FROM golden.friends"
     if users is None:
         return warehouse.read(sql)
-    return warehouse.read(f"{sql} WHERE {_USERS}", [[str(u) for u in users]])
+    return warehouse.read(f"{sql} WHERE {USERS_IN}", [[str(u) for u in users]])
 
 
 def tag_assignments(
@@ -114,7 +113,9 @@ def tag_assignments(
     sql = f"SELECT user_id, artist_id, tag FROM golden.tag_assignments WHERE {_BEFORE}"
     if users is None:
         return warehouse.read(sql, [cutoff.to_pydatetime()])
-    return warehouse.read(f"{sql} AND {_USERS}", [cutoff.to_pydatetime(), [str(u) for u in users]])
+    return warehouse.read(
+        f"{sql} AND {USERS_IN}", [cutoff.to_pydatetime(), [str(u) for u in users]]
+    )
 
 
 def transition_trainer(

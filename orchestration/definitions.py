@@ -68,6 +68,15 @@ def partitioned_runs(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     return [] if week is None else [(recommend.discover_weekly_job.name, week)]
 
 
+# CRATEDIGGER_EXECUTOR=multiprocess: independent steps in parallel processes (at most
+# CRATEDIGGER_MAX_CONCURRENT at once); the instance's pools (orchestration.instance) keep the
+# single-writer stores (DuckDB file, Milvus Lite file) to one step at a time, across runs too.
+executor = (
+    dg.multiprocess_executor.configured({"max_concurrent": settings.max_concurrent})
+    if settings.executor == "multiprocess"
+    else None  # Dagster's default: in process for `cratedigger run`, processes in the UI
+)
+
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
@@ -75,4 +84,22 @@ defs = dg.Definitions(
     schedules=[recommend.discover_weekly_schedule],
     sensors=[audio.audio_folder_sensor],
     resources=resources,
+    executor=executor,
 )
+
+
+def _main_job() -> dg.JobDefinition:
+    from orchestration.runner import with_progress_logger
+
+    return with_progress_logger(defs.resolve_job_def(EVERYTHING_JOB))
+
+
+def _weekly_job() -> dg.JobDefinition:
+    from orchestration.runner import with_progress_logger
+
+    return with_progress_logger(defs.resolve_job_def(recommend.discover_weekly_job.name))
+
+
+# What a step process rebuilds the job from under the multiprocess executor (module level,
+# so that it can be imported there)
+JOB_FACTORIES = {EVERYTHING_JOB: _main_job, recommend.discover_weekly_job.name: _weekly_job}

@@ -184,6 +184,7 @@ class WarehouseEngine(dg.ConfigurableResource):
     kind: str = "duckdb"
     spark_master: str = "local[2]"
     spark_dir: str = ""
+    cf_als: str = "implicit"  # who fits ALS by default: implicit or mllib (Spark MLlib)
 
     @property
     def is_spark(self) -> bool:
@@ -364,6 +365,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             kind=settings.engine,
             spark_master=settings.spark_master,
             spark_dir=str(settings.spark_dir),
+            cf_als=settings.cf_als,
         ),
         "vector_store": VectorStoreResource(uri=settings.milvus_uri),
         "artifact_store": artifact_store,

@@ -48,10 +48,27 @@ class _ProgressHandler(logging.Handler):
     """Prints ``[label k/M] step done in s (peak MB)`` as each step of a run ends, from Dagster's
     step events, and records it in :data:`STEP_STATS`."""
 
-    def __init__(self, total: int, label: str) -> None:
+    def __init__(self, total: int, label: str, run_id: str | None = None) -> None:
         super().__init__(level=logging.DEBUG)
-        self.total, self.label, self.done = total, label, 0
+        self.total, self.label, self.done, self.run_id = total, label, 0, run_id
         self.started: dict[str, float] = {}
+
+    def _finished(self) -> int:
+        """Steps of the run finished so far, this one included. In process: this handler's
+        count. Under the multiprocess executor (``run_id`` given) every step logs from its own
+        process, so the count comes from the run's event log, where this step's event is not
+        stored yet."""
+        self.done += 1
+        if self.run_id is None:
+            return self.done
+        try:
+            kinds = {dg.DagsterEventType[kind] for kind in STEP_DONE}
+            records = dg.DagsterInstance.get().get_records_for_run(
+                self.run_id, of_type=kinds, limit=10_000
+            )
+            return min(self.total, len(records.records) + 1)
+        except Exception:  # a progress line never fails a step
+            return self.done
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "dagster_event", None)
@@ -60,10 +77,12 @@ class _ProgressHandler(logging.Handler):
             return
         kind = event.event_type_value
         if kind == "STEP_START":
-            reset_peak_rss()  # steps run one at a time in process: the peak is this step's
+            # in process, steps run one at a time; under the multiprocess executor each step
+            # has its own process: either way the peak is this step's
+            reset_peak_rss()
             self.started[step] = time.monotonic()
         elif kind in STEP_DONE:
-            self.done += 1
+            done = self._finished()
             seconds = time.monotonic() - self.started.get(step, time.monotonic())
             peak = peak_rss_mb()
             STEP_STATS.append(
@@ -78,7 +97,7 @@ class _ProgressHandler(logging.Handler):
             width = len(str(self.total))
             memory = "" if peak is None else f", peak {peak / 1024:.1f} GB"
             print(
-                f"[{self.label} {self.done:>{width}}/{self.total}] {step} {STEP_DONE[kind]} "
+                f"[{self.label} {done:>{width}}/{self.total}] {step} {STEP_DONE[kind]} "
                 f"in {seconds:.1f} s{memory}",
                 file=sys.stderr,
                 flush=True,
@@ -86,33 +105,71 @@ class _ProgressHandler(logging.Handler):
 
 
 @dg.logger(
-    config_schema={"total": dg.Field(int), "label": dg.Field(str, default_value="step")},
+    config_schema={
+        "total": dg.Field(int),
+        "label": dg.Field(str, default_value="step"),
+        "multiprocess": dg.Field(bool, default_value=False),
+    },
     description="One line per finished step: step N of M, its name and its seconds.",
 )
 def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    config = init_context.logger_config
     log = logging.getLogger(f"cratedigger.progress.{id(init_context)}")
     log.setLevel(logging.DEBUG)
     log.propagate = False
-    log.handlers = [
-        _ProgressHandler(init_context.logger_config["total"], init_context.logger_config["label"])
-    ]
+    run_id = init_context.run_id if config["multiprocess"] else None
+    log.handlers = [_ProgressHandler(config["total"], config["label"], run_id)]
     return log
 
 
+def with_progress_logger(job: dg.JobDefinition) -> dg.JobDefinition:
+    """``job`` with the progress logger beside the console one."""
+    return job.with_logger_defs({**job.loggers, "progress": progress_logger})
+
+
 def with_progress(
-    job: dg.JobDefinition, run_config: dict, label: str
+    job: dg.JobDefinition, run_config: dict, label: str, multiprocess: bool = False
 ) -> tuple[dg.JobDefinition, dict]:
     """``job`` with the progress logger beside the console one, and the run config for both."""
-    loggers = {**job.loggers, "progress": progress_logger}
     total = len(job.nodes_in_topological_order)
+    progress = {"total": total, "label": label, "multiprocess": multiprocess}
     config = {
         **run_config,
-        "loggers": {
-            **run_config.get("loggers", {}),
-            "progress": {"config": {"total": total, "label": label}},
-        },
+        "loggers": {**run_config.get("loggers", {}), "progress": {"config": progress}},
     }
-    return job.with_logger_defs(loggers), config
+    return with_progress_logger(job), config
+
+
+def _execute(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    partition_key: str | None,
+    run_config: dict,
+    tags: dict[str, str],
+) -> dg.ExecutionResult:
+    """One run of ``job_name``: in this process (``CRATEDIGGER_EXECUTOR=in_process``), or by the
+    job's multiprocess executor, independent steps in parallel processes."""
+    from orchestration import definitions as d
+
+    label = "week " + partition_key if partition_key else "main"
+    multiprocess = d.settings.executor == "multiprocess"
+    job, config = with_progress(d.defs.resolve_job_def(job_name), run_config, label, multiprocess)
+    if not multiprocess:
+        return job.execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            run_config=config,
+            raise_on_error=False,
+            tags=tags,
+        )
+    partition = {"dagster/partition": partition_key} if partition_key else {}
+    return dg.execute_job(
+        dg.reconstructable(d.JOB_FACTORIES[job_name]),
+        instance=instance,
+        run_config=config,
+        tags={**tags, **partition},
+        raise_on_error=False,
+    )
 
 
 @dataclass
@@ -142,15 +199,7 @@ def run_everything(instance: dg.DagsterInstance, log_level: str = "INFO") -> Run
     while runs:
         # the weeks are registered by the main job, so the weekly run is known after it
         job_name, partition_key = runs.pop(0)
-        label = "week " + partition_key if partition_key else "main"
-        job, config = with_progress(d.defs.resolve_job_def(job_name), run_config, label)
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=partition_key,
-            run_config=config,
-            raise_on_error=False,
-            tags=tags,
-        )
+        result = _execute(instance, job_name, partition_key, run_config, tags)
         summary.run_ids.append(result.run_id)
         for evaluation in result.get_asset_check_evaluations():
             if evaluation.passed:

@@ -34,6 +34,8 @@ Environment variables (all optional; defaults give the embedded profile on the b
 ``SPARK_MASTER``            the Spark master the Spark engine connects to (default ``local[2]``;
                             ``local[N]``, ``local[*]``, ``spark://host:port``, ``yarn``,
                             ``k8s://...``)
+``CRATEDIGGER_CF_ALS``      ``implicit`` (default) or ``mllib``: who fits the ALS source (Spark
+                            MLlib's implicit ALS on ``SPARK_MASTER``, the same model contract)
 ``CRATEDIGGER_EXECUTOR``    ``in_process`` (default: one step at a time in the ``cratedigger run``
                             process) or ``multiprocess`` (independent steps in parallel processes,
                             the pools keeping single-writer stores safe)
@@ -57,6 +59,7 @@ SOURCES = ("sample", "hetrec", "generic")
 AUDIO_BACKENDS = ("musicnn", "openl3", "dsp")
 ENGINES = ("duckdb", "spark")
 EXECUTORS = ("in_process", "multiprocess")
+CF_ALS = ("implicit", "mllib")
 DEFAULT_SPARK_MASTER = "local[2]"
 SPARK_MASTER_PATTERN = r"local(\[(\*|\d+)(,\d+)?\])?|(spark|k8s|mesos)://\S+|yarn"
 
@@ -89,6 +92,7 @@ class Settings:
     spark_master: str = DEFAULT_SPARK_MASTER
     executor: str = "in_process"
     max_concurrent: int = 2
+    cf_als: str = "implicit"
 
     @property
     def spark_dir(self) -> Path:
@@ -383,6 +387,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         spark_master=spark_master(env),
         executor=_choice(env, "CRATEDIGGER_EXECUTOR", "in_process", EXECUTORS),
         max_concurrent=_max_concurrent(env),
+        cf_als=_choice(env, "CRATEDIGGER_CF_ALS", "implicit", CF_ALS),
     )
 
 

@@ -25,7 +25,7 @@ from recommend.candidates import item_listeners
 from recommend.errors import TooSmall
 
 RECENT_WEEKS = 4
-_USERS_IN = "user_id IN (SELECT unnest(?::VARCHAR[]))"
+USERS_IN = "user_id IN (SELECT unnest(?::VARCHAR[]))"
 
 
 class Reader(Protocol):
@@ -43,7 +43,7 @@ def _history_sql(
     if _has_events(warehouse):
         where, params = "ts < ?", [cutoff.to_pydatetime()]
         if users is not None:
-            where, params = f"{where} AND {_USERS_IN}", [*params, [str(u) for u in users]]
+            where, params = f"{where} AND {USERS_IN}", [*params, [str(u) for u in users]]
         return (
             "SELECT user_id, item_id, sum(plays) AS plays, min(ts) AS first_ts, "
             f"max(ts) AS last_ts FROM golden.listen_events WHERE {where} GROUP BY ALL",
@@ -51,7 +51,7 @@ def _history_sql(
         )
     where, params = "", []
     if users is not None:
-        where, params = f" WHERE {_USERS_IN}", [[str(u) for u in users]]
+        where, params = f" WHERE {USERS_IN}", [[str(u) for u in users]]
     return f"SELECT user_id, item_id, plays, first_ts, last_ts FROM golden.listens{where}", params
 
 
