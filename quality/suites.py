@@ -14,6 +14,13 @@ Tables that grow with events never come into memory whole: :func:`validate_golde
 engine (SQL) what must hold for every row (row-count bounds, null and duplicate keys, foreign
 keys without a parent) and runs the GX suite, the validation of record with its Data Docs, on a
 seeded sample of at most ``SAMPLE_ROWS`` rows (the whole table when it is smaller).
+
+The same verdicts on the Spark engine (:mod:`warehouse.spark_engine`, tables registered in the
+session as ``golden.<table>``): :func:`validate_golden_spark` runs the same engine SQL through
+:func:`spark_reader` and the same suite on a Spark DataFrame (GX's Spark data source
+``warehouse_spark``, stored in the same context, so the Data Docs show both engines)::
+
+    result, rows, sampled = validate_golden_spark(spark, gx_root, "listens", max_rows=92834)
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ import pandas as pd
 from orchestration.settings import apply_runtime_environment
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
+    from pyspark.sql import SparkSession
+
     from quality.data_docs import QuarantineReport
 
 logger = logging.getLogger(__name__)
@@ -64,6 +74,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "audio_attributes": ("track_id",),
 }
 Reader = Callable[..., pd.DataFrame]  # read(sql, params=None) -> frame, e.g. Warehouse.read
+SPARK_SOURCE = "warehouse_spark"  # the GX data source of Spark DataFrames (pandas: "warehouse")
 FK_EXAMPLES = 20  # keys shown in a foreign-key expectation's description
 
 
@@ -272,10 +283,15 @@ def _context(gx_root: Path) -> Any:
     return context
 
 
+def _is_spark(frame: Any) -> bool:
+    """True for a pyspark DataFrame (classic or Spark Connect), without importing pyspark."""
+    return type(frame).__module__.startswith("pyspark.")
+
+
 def validate_table(
     gx_root: Path,
     table: str,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | SparkDataFrame,
     references: Mapping[str, Iterable[str]] | None = None,
     min_rows: int | None = None,
     max_rows: int | None = None,
@@ -289,7 +305,11 @@ def validate_table(
     table
         Golden table name, e.g. ``"listens"``.
     frame
-        The table's rows.
+        The table's rows: a pandas DataFrame (GX data source ``warehouse``) or a Spark
+        DataFrame (data source ``warehouse_spark``, validated in Spark; GX persists it for the
+        run, unpersist it afterwards). Each engine has its own validation definition and
+        checkpoint (``golden_<table>[_spark]_validation``); the suite ``golden_<table>`` is
+        shared.
     references
         Key sets of referenced tables for foreign-key expectations, e.g. ``{"users": ids}``.
     min_rows
@@ -309,7 +329,14 @@ def validate_table(
     if min_rows is None:
         min_rows = 0 if table in OPTIONAL_TABLES else 1
     context = _context(Path(gx_root))
-    source = context.data_sources.add_or_update_pandas("warehouse")
+    if _is_spark(frame):
+        # The Spark session is the one that runs (GX's getOrCreate finds it); no spark_config,
+        # so GX neither changes its settings nor restarts it.
+        source = context.data_sources.add_or_update_spark(SPARK_SOURCE)
+        name = f"golden_{table}_spark"
+    else:
+        source = context.data_sources.add_or_update_pandas("warehouse")
+        name = f"golden_{table}"
     try:
         asset = source.get_asset(table)
     except LookupError:
@@ -323,11 +350,11 @@ def validate_table(
         suite.add_expectation(expectation)
     suite = context.suites.add_or_update(suite)
     definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(data=batch, suite=suite, name=f"golden_{table}_validation")
+        gx.ValidationDefinition(data=batch, suite=suite, name=f"{name}_validation")
     )
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
-            name=f"golden_{table}_checkpoint",
+            name=f"{name}_checkpoint",
             validation_definitions=[definition],
             actions=[],
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
@@ -387,7 +414,11 @@ def engine_outcomes(
     read: Reader, table: str, min_rows: int, max_rows: int | None
 ) -> tuple[int, list[ExpectationOutcome]]:
     """Exact verdicts over the whole golden ``table``, computed in the engine: row-count bounds,
-    null and duplicate keys, and foreign-key values without a parent (with up to 20 of them)."""
+    null and duplicate keys, and foreign-key values without a parent (with up to 20 of them).
+
+    Engine-neutral: ``read`` is DuckDB's (``Warehouse.read``) or Spark's (:func:`spark_reader`).
+    Its SQL is what DuckDB and Spark SQL both run unchanged (``GROUP BY ALL``, ``ANTI JOIN``,
+    ``count(*) OVER ()``, no parameters): keep it so, ``tests/test_gx_spark.py`` checks it."""
     rows = _count(read, f"SELECT count(*) FROM golden.{table}")
     upper = MAX_ROWS if max_rows is None else max(int(max_rows), min_rows)
     outcomes = [
@@ -439,6 +470,15 @@ def sample_frame(read: Reader, table: str, rows: int, limit: int, seed: int) -> 
     )
 
 
+def _merged(table: str, exact: list[ExpectationOutcome], result: SuiteResult) -> SuiteResult:
+    """The engine verdicts, then the GX suite's: one result, failed when any failed."""
+    return SuiteResult(
+        table=table,
+        success=result.success and all(o.success for o in exact),
+        outcomes=exact + result.outcomes,
+    )
+
+
 def validate_golden(
     read: Reader,
     gx_root: Path,
@@ -467,9 +507,104 @@ def validate_golden(
     result = validate_table(
         gx_root, table, frame, references, min_rows, None if sampled else max_rows
     )
-    merged = SuiteResult(
-        table=table,
-        success=result.success and all(o.success for o in exact),
-        outcomes=exact + result.outcomes,
-    )
-    return merged, rows, sampled
+    return _merged(table, exact, result), rows, sampled
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+def spark_reader(spark: SparkSession) -> Reader:
+    """``read(sql, params=None) -> pandas`` on a Spark session, for :func:`engine_outcomes`.
+
+    The SQL runs as Spark SQL unchanged (tables as ``golden.<table>``); ``params`` bind to
+    ``?`` positionally (``spark.sql(sql, args=[...])``). Results come back through Arrow: use it
+    for counts and a few rows, not for whole tables.
+    """
+
+    def read(sql: str, params: list | None = None) -> pd.DataFrame:
+        return spark.sql(sql, args=list(params) if params else None).toPandas()
+
+    return read
+
+
+def spark_sample(
+    spark: SparkSession, table: str, rows: int, limit: int, seed: int
+) -> SparkDataFrame:
+    """:func:`sample_frame` on Spark, as a lazy Spark DataFrame: golden ``table`` whole when it
+    has at most ``limit`` rows, else the ``limit`` rows with the smallest ``xxhash64`` of their
+    values and ``seed`` (the same every run; a top-k, not a sort of the table). The hash is
+    Spark's, not DuckDB's: the engines sample different rows."""
+    from pyspark.sql import functions as F
+
+    frame = spark.table(f"golden.{table}")
+    if rows <= limit:
+        return frame
+    order = F.xxhash64(*[frame[c] for c in frame.columns], F.lit(int(seed)).cast("bigint"))
+    return frame.orderBy(order).limit(int(limit))
+
+
+def _spark_parent_keys(
+    spark: SparkSession, frame: SparkDataFrame, ref_table: str, ref_column: str
+) -> list[Any]:
+    """The keys of ``golden.<ref_table>.<ref_column>`` among ``frame``'s values of that column
+    (a semi join in Spark; only the matched keys, at most one per sampled row, come back)."""
+    from pyspark.sql import functions as F
+
+    values = frame.select(F.col(ref_column).alias("k")).where(F.col("k").isNotNull()).distinct()
+    parents = spark.table(f"golden.{ref_table}").select(F.col(ref_column).alias("k"))
+    return parents.join(values, on="k", how="left_semi").distinct().toPandas()["k"].tolist()
+
+
+def validate_golden_spark(
+    spark: SparkSession,
+    gx_root: Path,
+    table: str,
+    max_rows: int | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+    seed: int = 0,
+) -> tuple[SuiteResult, int, bool]:
+    """:func:`validate_golden` for golden ``table`` registered in a Spark session.
+
+    Exact engine counts over every row by Spark SQL (:func:`engine_outcomes` through
+    :func:`spark_reader`), then the GX suite on a Spark DataFrame (never collected): the whole
+    table or a seeded sample of ``sample_rows`` rows (:func:`spark_sample`), with foreign keys
+    checked against the parent keys of the sampled values. The result is stored in the GX
+    context under ``gx_root`` beside DuckDB's (data source ``warehouse_spark``), so
+    :func:`build_data_docs` renders it.
+
+    Parameters
+    ----------
+    spark
+        A session with ``golden.<table>`` and its parents registered, e.g. by
+        :func:`warehouse.spark_engine.build_warehouse` or ``register_warehouse``.
+    gx_root, table, max_rows, sample_rows, seed
+        As for :func:`validate_golden`.
+
+    Returns
+    -------
+    tuple[SuiteResult, int, bool]
+        The merged result, the table's rows and whether GX saw a sample.
+
+    Example usage::
+
+        spark = spark_session("local[2]")
+        register_warehouse(spark, data_dir / "spark")
+        result, rows, sampled = validate_golden_spark(spark, gx_root, "listens", max_rows=92834)
+        result.success, result.failed_expectations
+    """
+    min_rows = 0 if table in OPTIONAL_TABLES else 1
+    rows, exact = engine_outcomes(spark_reader(spark), table, min_rows, max_rows)
+    sampled = rows > sample_rows
+    # Computed once, for the parent keys and every GX metric; GX persists its batch as well.
+    frame = spark_sample(spark, table, rows, sample_rows, seed).persist()
+    try:
+        references = {
+            name: _spark_parent_keys(spark, frame, ref_table, ref_column)
+            for name, (ref_table, ref_column) in SUITE_REFERENCES[table].items()
+        }
+        result = validate_table(
+            gx_root, table, frame, references, min_rows, None if sampled else max_rows
+        )
+    finally:
+        frame.unpersist()
+    return _merged(table, exact, result), rows, sampled
