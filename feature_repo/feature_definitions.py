@@ -5,14 +5,39 @@ The data directory comes from ``CRATEDIGGER_FEAST_DATA_DIR`` (the same variable 
 
     export CRATEDIGGER_FEAST_DATA_DIR=$PWD/data/feast
     feast -c feature_repo apply
+
+The sources follow the warehouse engine, as in the pipeline: ``FileSource`` for DuckDB (the
+default), ``SparkSource`` on the same Parquet files when ``CRATEDIGGER_ENGINE=spark``, which
+goes with the Spark offline store of ``feature_store.spark.yaml`` (``--skip-source-validation``:
+else Feast starts Spark and fails on any Parquet file not written yet)::
+
+    export CRATEDIGGER_ENGINE=spark
+    feast -c feature_repo -f feature_repo/feature_store.spark.yaml apply --skip-source-validation
 """
 
 from __future__ import annotations
 
-from featurestore.definitions import build_definitions
-from orchestration.settings import feast_data_dir
+import os
 
-_definitions = build_definitions(feast_data_dir())
+from featurestore.config import OFFLINE_STORES
+from featurestore.definitions import build_definitions
+from orchestration.settings import SettingsError, feast_data_dir
+
+ENGINE_ENV = "CRATEDIGGER_ENGINE"
+
+
+def _offline_store() -> str:
+    """``duckdb`` or ``spark``: the offline store of the engine named in ``CRATEDIGGER_ENGINE``."""
+    engine = os.environ.get(ENGINE_ENV, "").strip().lower() or "duckdb"
+    if engine not in OFFLINE_STORES:
+        raise SettingsError(
+            f"{ENGINE_ENV}={engine!r} is not one of {OFFLINE_STORES}: unset it (DuckDB) or set "
+            f"it to spark, then rerun the feast command."
+        )
+    return engine
+
+
+_definitions = build_definitions(feast_data_dir(), offline_store=_offline_store())
 
 user = _definitions.user
 artist = _definitions.artist

@@ -3,7 +3,8 @@
 Pure code (no dagster, no environment reads): the caller passes the repository path, the data
 directory and the profile. The client builds Feast's ``RepoConfig`` itself
 (:func:`featurestore.config.build_config`), so one set of definitions
-(:func:`featurestore.definitions.build_definitions`) serves both profiles.
+(:func:`featurestore.definitions.build_definitions`) serves both profiles, with the DuckDB or
+the Spark offline store (``offline_store=``) over the same Parquet files.
 
 Example usage::
 
@@ -14,6 +15,8 @@ Example usage::
     client.apply()                      # register entities, views, services
     client.materialize()                # Parquet -> online store, up to now
     client.online_user_features(["2", "no-such-user"])   # nulls + status NOT_FOUND
+    spark = FeatureStoreClient("feature_repo", "data/feast", offline_store="spark",
+                               spark_master="local[2]")   # Spark reads the same Parquet
     with client.serve(port=free_port()) as server:       # `feast serve` subprocess
         requests.post(server.url + "/get-online-features", json=...)
 """
@@ -34,10 +37,19 @@ import duckdb
 import pandas as pd
 import yaml
 
-from featurestore.config import DEFAULT_PROJECT, DEFAULT_REDIS, Profile, build_config
+from featurestore.config import (
+    DEFAULT_PROJECT,
+    DEFAULT_REDIS,
+    DEFAULT_SPARK_DRIVER_MEMORY,
+    DEFAULT_SPARK_MASTER,
+    SPARK_SQL_CONF,
+    OfflineStore,
+    Profile,
+    build_config,
+)
 from featurestore.errors import FeatureStoreError, NotAppliedError, NotMaterializedError
 from featurestore.online import response_frame
-from featurestore.schemas import EVENT_TIMESTAMP, PARQUET_FILES
+from featurestore.schemas import EVENT_TIMESTAMP, PARQUET_FILES, TIMESTAMP_DTYPE
 from featurestore.server import FeatureServer, free_port, serve_command, start_server
 
 logger = logging.getLogger(__name__)
@@ -50,7 +62,50 @@ def _quiet():
         yield
 
 
+# Feast's Spark offline store sets this on whatever session it uses, for good: a quoted name
+# in a SELECT list becomes a regular expression (plain names still match themselves, but
+# `n(x)` then selects no column and `a|b` two).
+SPARK_REGEX_NAMES = "spark.sql.parser.quotedRegexColumnNames"
+SPARK_TIME_ZONE = "spark.sql.session.timeZone"
+
+
+@contextlib.contextmanager
+def _spark_session_restored():
+    """Run Feast's Spark offline store in UTC and leave the session's settings as found.
+
+    Feast reuses the process's active SparkSession (the Spark warehouse engine's, say) and then
+    ignores its ``spark_conf``, so the time zone could be anything. But Spark hands timestamps
+    to pandas as naive session-time values, which Feast then takes as UTC: in another zone the
+    event timestamps and timestamp features of ``historical`` and of what ``materialize``
+    writes online would shift by the zone's offset (and ``pull_latest`` windows are UTC
+    literals read in session time). So the session runs in UTC while Feast uses it, and
+    afterwards :data:`SPARK_REGEX_NAMES` and the time zone get back their values from before
+    (a session Feast started keeps its UTC and loses the regex setting), so the project's
+    other Spark SQL on the same session is parsed as usual. Not safe against another thread
+    running Spark SQL on the same session meanwhile.
+    """
+    from pyspark.sql import SparkSession
+
+    before = SparkSession.getActiveSession()
+    saved: dict[str, str | None] = {SPARK_REGEX_NAMES: None}
+    if before is not None:
+        saved = {key: before.conf.get(key, None) for key in (SPARK_REGEX_NAMES, SPARK_TIME_ZONE)}
+        before.conf.set(SPARK_TIME_ZONE, SPARK_SQL_CONF[SPARK_TIME_ZONE])
+    try:
+        yield
+    finally:
+        session = SparkSession.getActiveSession()
+        if session is not None:
+            for key, value in saved.items():
+                if value is None:
+                    session.conf.unset(key)
+                else:
+                    session.conf.set(key, value)
+
+
 DEFAULT_USER_FEATURES = "weekly_playlist_ranking_v1"
+SOURCE_KINDS = {"duckdb": "FileSource", "spark": "SparkSource"}
+"""The Feast source class each offline store reads (``featurestore.definitions`` builds it)."""
 MATERIALIZE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
 
 APPLY_HINT = (
@@ -108,6 +163,13 @@ class FeatureStoreClient:
         Registry cache lifetime in this process.
     postgres_url : str, optional
         Alias of ``registry_url`` (the name the settings module uses).
+    offline_store : {"duckdb", "spark"}
+        What reads the Parquet for ``historical`` and ``materialize``: DuckDB, or Spark
+        (``SparkSource`` definitions; for the Spark warehouse engine).
+    spark_master : str
+        Master of the session Feast starts when none runs in this process; ``spark`` only.
+    spark_driver_memory : str
+        Driver heap of that session; ``spark`` only.
     """
 
     def __init__(
@@ -121,6 +183,9 @@ class FeatureStoreClient:
         redis_url: str = DEFAULT_REDIS,
         registry_cache_ttl_seconds: int = 60,
         postgres_url: str | None = None,
+        offline_store: OfflineStore = "duckdb",
+        spark_master: str = DEFAULT_SPARK_MASTER,
+        spark_driver_memory: str = DEFAULT_SPARK_DRIVER_MEMORY,
     ) -> None:
         registry_url = None if profile == "embedded" else (registry_url or postgres_url)
         self.repo_path = Path(repo_path).expanduser().resolve()
@@ -133,7 +198,11 @@ class FeatureStoreClient:
             registry_url=registry_url,
             redis_url=redis_url,
             registry_cache_ttl_seconds=registry_cache_ttl_seconds,
+            offline_store=offline_store,
+            spark_master=spark_master,
+            spark_driver_memory=spark_driver_memory,
         )
+        self.offline_store = offline_store
         self.project = project
         self._store: Any = None
         self._materialized: set[str] = set()
@@ -155,7 +224,13 @@ class FeatureStoreClient:
         """The Feast objects for this data directory (a ``FeatureDefinitions``)."""
         from featurestore.definitions import build_definitions
 
-        return build_definitions(self.data_dir)
+        return build_definitions(self.data_dir, self.offline_store)
+
+    def _offline(self) -> contextlib.AbstractContextManager[None]:
+        """Around every call of Feast's offline store: see :func:`_spark_session_restored`."""
+        if self.offline_store == "spark":
+            return _spark_session_restored()
+        return contextlib.nullcontext()
 
     def parquet_path(self, view: str) -> Path:
         """Where the Parquet source of feature view ``view`` lives (write it there)."""
@@ -258,12 +333,13 @@ class FeatureStoreClient:
         registered = self._registered_views()
         wanted = list(views) if views is not None else sorted(registered)
         self._check_registered(wanted, registered)
+        self._check_source_kinds(wanted, registered)
         ready, skipped = _split_by_source(wanted, registered)
         for name, reason in skipped.items():
             logger.warning("not materialising %s: %s", name, reason)
         entities = {name: _entities_in_window(registered[name], start, end) for name in ready}
         if ready:
-            with _quiet():
+            with self._offline(), _quiet():
                 self.store.materialize(start_date=start, end_date=end, feature_views=ready)
             self._materialized.update(ready)
         logger.info("materialised %s into the %s online store", entities, self.profile)
@@ -292,9 +368,10 @@ class FeatureStoreClient:
         """
         end = _aware(end, "end") if end is not None else datetime.now(UTC)
         registered = self._registered_views()
+        self._check_source_kinds(list(registered), registered)
         ready, skipped = _split_by_source(list(registered), registered)
         if ready:
-            with _quiet():
+            with self._offline(), _quiet():
                 self.store.materialize_incremental(end_date=end, feature_views=ready)
             self._materialized.update(ready)
         return MaterializeResult(start=MATERIALIZE_FROM, end=end, skipped=skipped)
@@ -510,7 +587,7 @@ class FeatureStoreClient:
         entity_df: pd.DataFrame,
         features: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Point-in-time correct training frame from the offline store (DuckDB over Parquet).
+        """Point-in-time correct training frame from the offline store (DuckDB or Spark).
 
         For each entity row the value of each feature is the latest one with
         ``event_timestamp <= row's event_timestamp`` and within the view's TTL; never a later
@@ -527,7 +604,7 @@ class FeatureStoreClient:
         -------
         pandas.DataFrame
             ``entity_df`` plus one column per feature (rows may come back reordered; sort by
-            your keys).
+            your keys). Timestamps are UTC-aware from either offline store.
         """
         if EVENT_TIMESTAMP not in entity_df.columns:
             raise ValueError(
@@ -540,11 +617,26 @@ class FeatureStoreClient:
         frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype(
             "datetime64[us, UTC]"
         )
-        job = self.store.get_historical_features(entity_df=frame, features=refs)
-        return job.to_df()
+        with self._offline():
+            job = self.store.get_historical_features(entity_df=frame, features=refs)
+            result = job.to_df()
+        return _utc_timestamps(result) if self.offline_store == "spark" else result
+
+    def _check_source_kinds(self, views: Iterable[str], registered: dict[str, Any]) -> None:
+        """Each view's registered source is the kind this offline store reads."""
+        wanted = SOURCE_KINDS[self.offline_store]
+        wrong = sorted(v for v in views if type(registered[v].batch_source).__name__ != wanted)
+        if wrong:
+            found = type(registered[wrong[0]].batch_source).__name__
+            raise FeatureStoreError(
+                f"feature view(s) {wrong} of project {self.project!r} are registered with a "
+                f"{found}, but the {self.offline_store} offline store reads {wanted} only (the "
+                f"registry was applied for the other offline store): {self.hints()['apply']}"
+            )
 
     def _check_sources_exist(self, views: Iterable[str]) -> None:
         registered = self._registered_views()
+        self._check_source_kinds(views, registered)
         absent = sorted(v for v in views if not Path(registered[v].batch_source.path).exists())
         if absent:
             raise FeatureStoreError(
@@ -653,6 +745,18 @@ def _kind(obj: Any) -> str:
     if isinstance(obj, DataSource):
         return "data_source"
     return type(obj).__name__
+
+
+def _utc_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamp columns of a Spark answer as DuckDB's: ``datetime64[us, UTC]`` (Spark's
+    ``toPandas`` gives nanoseconds, naive ones in the session time zone, UTC here)."""
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            values = frame[column]
+            if values.dt.tz is None:
+                values = values.dt.tz_localize("UTC")
+            frame[column] = values.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+    return frame
 
 
 def _aware(moment: datetime, name: str) -> datetime:

@@ -8,8 +8,10 @@ This module defines no Feast object at import time.
 
 The columns of each view come from :mod:`featurestore.schemas`, the same definitions that give
 the Parquet schemas :mod:`featurestore.tables` writes: their Arrow types are translated to Feast
-types here (:func:`feast_type`). Each feature view reads one Parquet file in the data directory
-(Feast's DuckDB offline store reads ``FileSource`` Parquet only).
+types here (:func:`feast_type`). Each feature view reads one Parquet file in the data directory:
+through a ``FileSource`` for Feast's DuckDB offline store (which reads nothing else), through a
+``SparkSource`` on the same file for its Spark offline store (which reads nothing else either);
+``offline_store`` picks one, everything else (names, views, services) is the same.
 
 Example usage::
 
@@ -17,6 +19,7 @@ Example usage::
 
     definitions = build_definitions("data/feast")
     feature_store.apply(definitions.objects())
+    build_definitions("data/feast", offline_store="spark")   # the same views on SparkSource
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_source import DataSource
 from feast.types import (
     Array,
     Bool,
@@ -41,6 +45,7 @@ from feast.types import (
 )
 
 from featurestore import schemas
+from featurestore.config import OFFLINE_STORES, OfflineStore
 
 OWNER_TAGS = {"owner": "cratedigger-features", "contact": "#cratedigger-platform"}
 
@@ -147,12 +152,12 @@ class FeatureDefinitions:
     artist: Entity
     track: Entity
     item: Entity
-    user_listening_stats_source: FileSource
-    artist_stats_source: FileSource
-    user_cf_vector_source: FileSource
-    discover_weekly_playlist_source: FileSource
-    user_ranking_features_source: FileSource
-    item_ranking_features_source: FileSource
+    user_listening_stats_source: DataSource
+    artist_stats_source: DataSource
+    user_cf_vector_source: DataSource
+    discover_weekly_playlist_source: DataSource
+    user_ranking_features_source: DataSource
+    item_ranking_features_source: DataSource
     user_listening_stats_fv: FeatureView
     artist_stats_fv: FeatureView
     user_cf_vector_fv: FeatureView
@@ -171,7 +176,9 @@ class FeatureDefinitions:
         return [o for o in self.objects() if isinstance(o, FeatureView)]
 
 
-def build_definitions(data_dir: str | Path) -> FeatureDefinitions:
+def build_definitions(
+    data_dir: str | Path, offline_store: OfflineStore = "duckdb"
+) -> FeatureDefinitions:
     """Build every Feast object with Parquet sources under ``data_dir``.
 
     Parameters
@@ -179,6 +186,10 @@ def build_definitions(data_dir: str | Path) -> FeatureDefinitions:
     data_dir : str or Path
         Directory holding the feature Parquet files (made absolute here, because the path is
         stored in the registry and read later from other working directories).
+    offline_store : {"duckdb", "spark"}
+        The offline store of the ``feature_store.yaml`` these objects are applied with
+        (:func:`featurestore.config.build_config`): ``FileSource`` sources for DuckDB,
+        ``SparkSource`` (``file_format="parquet"``) for Spark, on the same files.
 
     Returns
     -------
@@ -190,7 +201,7 @@ def build_definitions(data_dir: str | Path) -> FeatureDefinitions:
     """
     data_dir = Path(data_dir).expanduser().resolve()
     entities = build_entities()
-    sources = build_sources(data_dir)
+    sources = build_sources(data_dir, offline_store)
     views = build_views(entities, sources)
     return FeatureDefinitions(
         **entities,
@@ -214,10 +225,14 @@ def build_entities() -> dict[str, Entity]:
     }
 
 
-def build_sources(data_dir: Path) -> dict[str, FileSource]:
-    """One Parquet ``FileSource`` per feature view, named ``<view>_source``."""
+def build_sources(data_dir: Path, offline_store: OfflineStore = "duckdb") -> dict[str, DataSource]:
+    """One Parquet source per feature view, named ``<view>_source``: a ``FileSource`` for the
+    DuckDB offline store, a ``SparkSource`` for the Spark one."""
+    if offline_store not in OFFLINE_STORES:
+        raise ValueError(f"offline_store={offline_store!r} is unknown; use one of {OFFLINE_STORES}")
     return {
-        name: FileSource(
+        name: _source(
+            offline_store,
             name=f"{name}_source",
             path=str(data_dir / schemas.PARQUET_FILES[name]),
             timestamp_field=schemas.EVENT_TIMESTAMP,
@@ -229,14 +244,25 @@ def build_sources(data_dir: Path) -> dict[str, FileSource]:
     }
 
 
+def _source(offline_store: OfflineStore, **fields: Any) -> DataSource:
+    if offline_store == "spark":
+        # imports no pyspark: the registry can hold it where Spark is not installed
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
+
+        return SparkSource(file_format="parquet", **fields)
+    return FileSource(**fields)
+
+
 def build_views(
-    entities: dict[str, Entity], sources: dict[str, FileSource]
+    entities: dict[str, Entity], sources: dict[str, DataSource]
 ) -> dict[str, FeatureView]:
     """One online feature view per table of :data:`featurestore.schemas.TABLES`."""
     return {name: _view(name, entities[spec.entity], sources[name]) for name, spec in VIEWS.items()}
 
 
-def _view(name: str, entity: Entity, source: FileSource) -> FeatureView:
+def _view(name: str, entity: Entity, source: DataSource) -> FeatureView:
     spec, table = VIEWS[name], schemas.TABLES[name]
     if entity.join_key != table.key:
         raise ValueError(

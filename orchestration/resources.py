@@ -281,6 +281,8 @@ class FeatureStoreResource(dg.ConfigurableResource):
     profile: str
     postgres_url: str
     redis_url: str
+    offline_store: str = "duckdb"  # "spark" on the Spark engine: Feast's Spark offline store
+    spark_master: str = "local[2]"
 
     def client(self) -> Any:
         from featurestore.client import FeatureStoreClient
@@ -291,6 +293,8 @@ class FeatureStoreResource(dg.ConfigurableResource):
             profile=self.profile,
             postgres_url=self.postgres_url,
             redis_url=self.redis_url,
+            offline_store=self.offline_store,
+            spark_master=self.spark_master,
         )
 
 
@@ -376,6 +380,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             profile=settings.profile,
             postgres_url=settings.postgres_url,
             redis_url=settings.redis_url,
+            offline_store="spark" if settings.engine == "spark" else "duckdb",
+            spark_master=settings.spark_master,
         ),
         "experiment": ExperimentResource(spec=settings.experiment),
     }

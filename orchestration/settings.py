@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -156,6 +157,9 @@ RUNTIME_ENVIRONMENT = {
     "TF_USE_LEGACY_KERAS": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "GX_ANALYTICS_ENABLED": "false",
+    # Spark's Python workers run this interpreter (its packages: Feast's Spark engine, UDFs);
+    # PySpark reads only the environment variable for that
+    "PYSPARK_PYTHON": sys.executable,
 }
 FORCED = ("HF_HUB_OFFLINE",)  # no network at run time, whatever the caller set
 FEAST_DATA_DIR_ENV = "CRATEDIGGER_FEAST_DATA_DIR"
