@@ -283,6 +283,7 @@ class FeatureStoreClient:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         objects = self.definitions().objects()
         stale = self._stale_objects(objects)
+        self._drop_sources_of_another_kind(objects)
         self.store.apply(objects, objects_to_delete=stale, partial=not stale)
         self._materialized.clear()
         self._resolved.clear()
@@ -291,6 +292,23 @@ class FeatureStoreClient:
         if stale:
             logger.info("removed stale objects: %s", [o.name for o in stale])
         return names
+
+    def _drop_sources_of_another_kind(self, objects: Sequence[Any]) -> list[str]:
+        """Unregister the sources registered under a wanted name with another type (a
+        ``FileSource`` when the offline store became Spark, or back): Feast's SQL registry
+        reads the stored source as the new type and fails. The views are re-applied with the
+        new sources at once. Returns the names dropped."""
+        wanted = {o.name: type(o) for o in objects if _kind(o) == "data_source"}
+        try:
+            registered = self.store.list_data_sources()
+        except Exception:  # noqa: BLE001 - a fresh registry may not exist yet
+            return []
+        changed = [s.name for s in registered if s.name in wanted and type(s) is not wanted[s.name]]
+        for name in changed:
+            self.store.registry.delete_data_source(name, self.project, commit=True)
+        if changed:
+            logger.info("re-registering sources of another kind: %s", changed)
+        return changed
 
     def _stale_objects(self, objects: Sequence[Any]) -> list[Any]:
         """Registered objects of this project that the definitions no longer contain."""

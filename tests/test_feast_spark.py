@@ -340,3 +340,38 @@ def test_production_profile_with_the_spark_offline_store(stores, tmp_path: Path)
         assert history.sort_values("event_timestamp").total_plays.tolist() == [4, 9]
     finally:
         client.teardown()
+
+
+@pytest.mark.services
+def test_switching_the_offline_store_re_registers_the_sources(tmp_path: Path) -> None:
+    """A SQL registry applied with DuckDB's FileSources takes Spark's SparkSources (and back):
+    Feast's SQL registry would read the stored source as the new type and fail."""
+    from tests.test_feature_store import _postgres_url
+
+    _need_pyspark()
+    url = _postgres_url()
+    if url is None:
+        pytest.skip(
+            "PostgreSQL not reachable at 127.0.0.1:5432 (database test, user postgres/root)"
+        )
+    project = f"cd_switch_{uuid.uuid4().hex[:10]}"
+
+    def client(offline_store: str) -> FeatureStoreClient:
+        return FeatureStoreClient(
+            REPO,
+            tmp_path,
+            "production",
+            project=project,
+            registry_url=url,
+            offline_store=offline_store,
+        )
+
+    first = client("duckdb")
+    try:
+        first.apply()
+        for offline_store, kind in (("spark", "SparkSource"), ("duckdb", "FileSource")):
+            switched = client(offline_store)
+            switched.apply()
+            assert {type(s).__name__ for s in switched.store.list_data_sources()} == {kind}
+    finally:
+        first.teardown()
