@@ -17,27 +17,10 @@ else Feast starts Spark and fails on any Parquet file not written yet)::
 
 from __future__ import annotations
 
-import os
-
-from featurestore.config import OFFLINE_STORES
 from featurestore.definitions import build_definitions
-from orchestration.settings import SettingsError, feast_data_dir
+from orchestration.settings import feast_data_dir, warehouse_engine
 
-ENGINE_ENV = "CRATEDIGGER_ENGINE"
-
-
-def _offline_store() -> str:
-    """``duckdb`` or ``spark``: the offline store of the engine named in ``CRATEDIGGER_ENGINE``."""
-    engine = os.environ.get(ENGINE_ENV, "").strip().lower() or "duckdb"
-    if engine not in OFFLINE_STORES:
-        raise SettingsError(
-            f"{ENGINE_ENV}={engine!r} is not one of {OFFLINE_STORES}: unset it (DuckDB) or set "
-            f"it to spark, then rerun the feast command."
-        )
-    return engine
-
-
-_definitions = build_definitions(feast_data_dir(), offline_store=_offline_store())
+_definitions = build_definitions(feast_data_dir(), offline_store=warehouse_engine())
 
 user = _definitions.user
 artist = _definitions.artist

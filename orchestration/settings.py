@@ -185,6 +185,14 @@ def use_dagster_home(path: Path) -> None:
     os.environ["DAGSTER_HOME"] = str(path)
 
 
+def warehouse_engine(env: dict[str, str] | None = None) -> str:
+    """``CRATEDIGGER_ENGINE`` alone (``duckdb`` or ``spark``), checked: for the ``feast`` CLI's
+    ``feature_repo/``, whose sources follow the engine."""
+    return _choice(
+        dict(os.environ if env is None else env), "CRATEDIGGER_ENGINE", "duckdb", ENGINES
+    )
+
+
 def feast_data_dir() -> str:
     """The Feast data directory that ``feature_repo/`` reads (set by the feature store client and
     by whoever runs the ``feast`` CLI)."""
@@ -387,7 +395,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         api_port=_api_port(env),
         api_refresh_seconds=_api_refresh_seconds(env),
         experiment=_experiment(env),
-        engine=_choice(env, "CRATEDIGGER_ENGINE", "duckdb", ENGINES),
+        engine=warehouse_engine(env),
         spark_master=spark_master(env),
         executor=_choice(env, "CRATEDIGGER_EXECUTOR", "in_process", EXECUTORS),
         max_concurrent=_max_concurrent(env),
