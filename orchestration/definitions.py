@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from assets import (
@@ -24,6 +26,10 @@ from orchestration.resources import build_resources
 from orchestration.settings import apply_runtime_environment, load_settings
 
 apply_runtime_environment()
+# Not actionable by a user, repeated by every step process of the multiprocess executor: the
+# beta `data_version` of outputs, and Feast's Spark source marked alpha.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", message="The spark data source API is an experimental")
 
 settings = load_settings()
 

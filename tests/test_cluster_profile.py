@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 3600
 # what a run that lost a race for a single-writer store may say (and nothing else)
-CLEAR_FAILURES = ("locked by another process", "is held by another process", "pool")
+CLEAR_FAILURES = ("locked by another process", "is held by another process")
 
 
 def _reachable(port: int) -> bool:
