@@ -69,3 +69,22 @@ def milvus_server_uri(tmp_path_factory) -> Iterator[str]:
         yield server.uri
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local[2] Spark session per test module (skips with the reason when pyspark or Java
+    is missing, or the JVM cannot start)."""
+    from tests.services import spark_missing
+
+    reason = spark_missing()
+    if reason:
+        pytest.skip(reason)
+    from warehouse.spark_engine import spark_session
+
+    try:
+        session = spark_session("local[2]", app_name="cratedigger-tests")
+    except Exception as error:  # the JVM failed to start: say why, do not fail the suite
+        pytest.skip(f"a local SparkSession cannot start here: {error}")
+    yield session
+    session.stop()

@@ -9,11 +9,8 @@ rows and quarantine, every vector collection holds the rows its version was writ
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +19,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.services import reachable, spark_missing
+
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 3600
@@ -29,24 +28,12 @@ RUN_TIMEOUT_S = 3600
 CLEAR_FAILURES = ("locked by another process", "is held by another process")
 
 
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _skip_reason() -> str | None:
-    if not _reachable(5432):
+    if not reachable(5432):
         return "PostgreSQL is not reachable on 127.0.0.1:5432 (production profile)"
-    if not _reachable(6379):
+    if not reachable(6379):
         return "Redis is not reachable on 127.0.0.1:6379 (production profile)"
-    if importlib.util.find_spec("pyspark") is None:
-        return "pyspark is not installed (pip install -e '.[spark]')"
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "Java is not installed (the Spark engine needs a JDK 17, e.g. openjdk-17)"
-    return None
+    return spark_missing()
 
 
 @pytest.fixture(scope="module")

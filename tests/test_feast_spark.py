@@ -9,8 +9,6 @@ module (its start and first query take most of a minute on a busy 2-core machine
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from featurestore.ranker_features import (
     training_as_of,
     write_snapshot,
 )
+from tests.services import spark_missing
 from tests.test_feature_store import CF_VECTORS, REPO, write_feature_parquet
 
 CUTOFF = pd.Timestamp("2026-11-16", tz="UTC")
@@ -48,22 +47,15 @@ ENTITY_ROWS = [
 HISTORICAL_FEATURES = ["user_listening_stats", "user_cf_vector:cf_vector"]
 
 
-def _java_missing() -> bool:
-    java_home = os.environ.get("JAVA_HOME")
-    return shutil.which("java") is None and not (java_home and Path(java_home, "bin/java").exists())
-
-
 def _need_pyspark() -> None:
     if importlib.util.find_spec("pyspark") is None:
         pytest.skip("pyspark is not installed (pip install -e '.[spark]')")
 
 
 def _need_spark() -> None:
-    _need_pyspark()
-    if _java_missing():
-        pytest.skip(
-            "Java is not installed (the Spark offline store needs a JDK 17, e.g. openjdk-17)"
-        )
+    reason = spark_missing()
+    if reason:
+        pytest.skip(reason)
 
 
 def _entity_df(rows=ENTITY_ROWS) -> pd.DataFrame:

@@ -4,9 +4,6 @@ planted bad row caught by name, and the Spark runs in the Data Docs."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -33,25 +30,6 @@ from sources.generic import land_frame
 pytestmark = pytest.mark.slow
 
 LOADED_AT = pd.Timestamp("2026-11-27T00:00:00Z")
-
-
-def _java_missing() -> bool:
-    java_home = os.environ.get("JAVA_HOME")
-    return shutil.which("java") is None and not (java_home and Path(java_home, "bin/java").exists())
-
-
-@pytest.fixture(scope="module")
-def spark():
-    """One local[2] session for the module."""
-    if importlib.util.find_spec("pyspark") is None:
-        pytest.skip("pyspark is not installed (pip install -e '.[spark]')")
-    if _java_missing():
-        pytest.skip("Java is not installed (the Spark engine needs a JDK 17, e.g. openjdk-17)")
-    from warehouse.spark_engine import spark_session
-
-    session = spark_session("local[2]", app_name="cratedigger-tests")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

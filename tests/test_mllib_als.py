@@ -7,8 +7,6 @@ Java is missing. The ``mllib_als`` kind is registered in ``embeddings.cf`` for t
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,30 +15,9 @@ import pytest
 
 from embeddings import cf
 from embeddings.cf import CF_PRESETS, fit_cf, load_fitted
-from embeddings.mllib_als import MLLIB_PRESET_CHANGES, MLlibALSModel, spark_session
+from embeddings.mllib_als import MLLIB_PRESET_CHANGES, MLlibALSModel
 
 NDCG_TOLERANCE = 0.02
-
-
-def _java_missing() -> str | None:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and os.access(os.path.join(java_home, "bin", "java"), os.X_OK):
-        return None
-    return None if shutil.which("java") else "no Java runtime (java on PATH or JAVA_HOME)"
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[object]:
-    pytest.importorskip("pyspark", reason="pyspark is not installed (the project's spark extra)")
-    reason = _java_missing()
-    if reason:
-        pytest.skip(f"MLlib ALS needs Java: {reason}")
-    try:
-        session = spark_session("local[2]")
-    except Exception as error:  # the JVM failed to start: say why, do not fail the suite
-        pytest.skip(f"a local SparkSession cannot start here: {error}")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

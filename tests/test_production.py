@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-
 import dagster as dg
 import pytest
 
 from orchestration.instance import dagster_yaml, ensure_dagster_home
 from orchestration.settings import load_settings
+from tests.services import reachable
 
 pytestmark = pytest.mark.services
 
 
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (production profile)")
     data_dir = tmp_path_factory.mktemp("prod")
     return load_settings(
