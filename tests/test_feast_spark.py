@@ -301,15 +301,9 @@ def test_a_running_session_is_used_in_utc_and_left_as_found(stores) -> None:
 @pytest.mark.services
 def test_production_profile_with_the_spark_offline_store(stores, tmp_path: Path) -> None:
     """SQL registry on Postgres + Redis online store, Spark reading the Parquet."""
-    from tests.test_feature_store import _postgres_url, _redis_up
+    from tests.test_feature_store import production_services
 
-    url = _postgres_url()
-    if url is None:
-        pytest.skip(
-            "PostgreSQL not reachable at 127.0.0.1:5432 (database test, user postgres/root)"
-        )
-    if not _redis_up():
-        pytest.skip("Redis not reachable at 127.0.0.1:6379")
+    url = production_services()
     client = FeatureStoreClient(
         REPO,
         tmp_path,
@@ -338,14 +332,10 @@ def test_production_profile_with_the_spark_offline_store(stores, tmp_path: Path)
 def test_switching_the_offline_store_re_registers_the_sources(tmp_path: Path) -> None:
     """A SQL registry applied with DuckDB's FileSources takes Spark's SparkSources (and back):
     Feast's SQL registry would read the stored source as the new type and fail."""
-    from tests.test_feature_store import _postgres_url
+    from tests.test_feature_store import postgres_or_skip
 
     _need_pyspark()
-    url = _postgres_url()
-    if url is None:
-        pytest.skip(
-            "PostgreSQL not reachable at 127.0.0.1:5432 (database test, user postgres/root)"
-        )
+    url = postgres_or_skip()
     project = f"cd_switch_{uuid.uuid4().hex[:10]}"
 
     def client(offline_store: str) -> FeatureStoreClient:

@@ -316,15 +316,27 @@ def _redis_up() -> bool:
         return False
 
 
-@pytest.mark.services
-def test_production_profile_on_postgres_and_redis(tmp_path: Path) -> None:
+def postgres_or_skip() -> str:
+    """The URL of the test database, or skip saying it is not reachable."""
     url = _postgres_url()
     if url is None:
         pytest.skip(
             "PostgreSQL not reachable at 127.0.0.1:5432 (database test, user postgres/root)"
         )
+    return url
+
+
+def production_services() -> str:
+    """The Postgres URL when Postgres and Redis are both up, or skip naming the missing one."""
+    url = postgres_or_skip()
     if not _redis_up():
         pytest.skip("Redis not reachable at 127.0.0.1:6379")
+    return url
+
+
+@pytest.mark.services
+def test_production_profile_on_postgres_and_redis(tmp_path: Path) -> None:
+    url = production_services()
     project = f"cd_test_{uuid.uuid4().hex[:10]}"
     client = FeatureStoreClient(
         REPO, tmp_path, "production", project=project, registry_url=url, redis_url="127.0.0.1:6379"
