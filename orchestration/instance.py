@@ -9,11 +9,15 @@ from orchestration.settings import Settings
 
 # Only one step at a time may write the DuckDB file or the Milvus Lite file (both allow one
 # writing process); every other pool is limited the same way on a 2-core machine.
+# python_log_level: the level of the loggers Dagster builds without a run's logger config
+# (e.g. the multiprocess executor's "Executing step ... in subprocess" lines, DEBUG otherwise)
 POOLS_YAML = """concurrency:
   pools:
     default_limit: 1
 telemetry:
   enabled: false
+python_logs:
+  python_log_level: INFO
 """
 
 
