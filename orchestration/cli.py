@@ -29,9 +29,20 @@ def _prepare_home() -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialise every asset (and the latest weekly partition) on the configured source."""
+    from orchestration.runlock import RunInProgressError, run_lock
     from orchestration.services import check_services
 
-    check_services(load_settings())
+    settings = load_settings()
+    check_services(settings)
+    try:
+        with run_lock(settings.data_dir):
+            return _run(args)
+    except RunInProgressError as error:
+        print(f"cratedigger run: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     _prepare_home()
     import dagster as dg
 

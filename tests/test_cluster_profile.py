@@ -3,8 +3,9 @@ Milvus server and the multiprocess executor; two runs started at once.
 
 Two ``cratedigger run`` processes start together on one data directory and one Dagster instance
 (Postgres). Each must end with every check passing, or fail with a message that names the
-other writer; afterwards the tables and collections are whole: golden rows reconcile with raw
-rows and quarantine, every vector collection holds the rows its version was written with.
+other run (``orchestration.runlock``: the second fails at once); afterwards the tables and
+collections are whole: golden rows reconcile with raw rows and quarantine, every vector
+collection holds the rows its version was written with.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 3600
 # what a run that lost a race for a single-writer store may say (and nothing else)
-CLEAR_FAILURES = ("locked by another process", "is held by another process")
+CLEAR_FAILURES = (
+    "another `cratedigger run` is already running",  # the data directory's run lock
+    "locked by another process",  # a single-writer store, should a step still meet one
+    "is held by another process",
+)
 
 
 def _skip_reason() -> str | None:
