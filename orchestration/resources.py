@@ -283,6 +283,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
     redis_url: str
     offline_store: str = "duckdb"  # "spark" on the Spark engine: Feast's Spark offline store
     spark_master: str = "local[2]"
+    project: str = "cratedigger"
 
     def client(self) -> Any:
         from featurestore.client import FeatureStoreClient
@@ -295,6 +296,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
             redis_url=self.redis_url,
             offline_store=self.offline_store,
             spark_master=self.spark_master,
+            project=self.project,
         )
 
 
@@ -382,6 +384,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             redis_url=settings.redis_url,
             offline_store="spark" if settings.engine == "spark" else "duckdb",
             spark_master=settings.spark_master,
+            project=settings.feast_project,
         ),
         "experiment": ExperimentResource(spec=settings.experiment),
     }

@@ -17,6 +17,9 @@ Environment variables (all optional; defaults give the embedded profile on the b
 ``CRATEDIGGER_POSTGRES_URL`` production: SQLAlchemy URL of Postgres
                             (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
 ``CRATEDIGGER_REDIS_URL``   production: Redis ``host:port`` (default ``127.0.0.1:6379``)
+``CRATEDIGGER_FEAST_PROJECT`` production: the Feast project in the shared registry and online
+                            store (default ``cratedigger``); one per deployment sharing Postgres
+                            and Redis
 ``CRATEDIGGER_AUDIO_BACKEND`` ``musicnn`` (default), ``openl3`` or ``dsp``: the audio model the
                             recommender uses (attributes, audio -> CF)
 ``CRATEDIGGER_AUDIO_COMPARE`` other backends embedded beside it, each into its own Milvus
@@ -94,6 +97,7 @@ class Settings:
     executor: str = "in_process"
     max_concurrent: int = 2
     cf_als: str = "implicit"
+    feast_project: str = "cratedigger"
 
     @property
     def spark_dir(self) -> Path:
@@ -312,6 +316,16 @@ def spark_master(env: dict[str, str] | None = None) -> str:
     return value
 
 
+def _feast_project(env: dict[str, str]) -> str:
+    value = env.get("CRATEDIGGER_FEAST_PROJECT", "").strip() or "cratedigger"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", value):
+        raise SettingsError(
+            f"CRATEDIGGER_FEAST_PROJECT={value!r} is not a Feast project name; use letters, "
+            "digits and '_' (not starting with '_'), such as cratedigger_staging."
+        )
+    return value
+
+
 def _max_concurrent(env: dict[str, str]) -> int:
     raw = env.get("CRATEDIGGER_MAX_CONCURRENT", "").strip() or "2"
     if not raw.isdigit() or not 1 <= int(raw) <= 64:
@@ -400,6 +414,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         executor=_choice(env, "CRATEDIGGER_EXECUTOR", "in_process", EXECUTORS),
         max_concurrent=_max_concurrent(env),
         cf_als=_choice(env, "CRATEDIGGER_CF_ALS", "implicit", CF_ALS),
+        feast_project=_feast_project(env),
     )
 
 

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -55,6 +56,8 @@ def two_runs(tmp_path_factory, milvus_server_uri):
         "SPARK_MASTER": "local[1]",
         "CRATEDIGGER_EXECUTOR": "multiprocess",
         "CRATEDIGGER_CF_ALS": "mllib",
+        # its own Feast project: the registry and online store are shared with other tests
+        "CRATEDIGGER_FEAST_PROJECT": f"cd_cluster_{uuid.uuid4().hex[:10]}",
         "CRATEDIGGER_MAX_CONCURRENT": "2",
         "MILVUS_URI": milvus_server_uri,
         "CRATEDIGGER_DATA_DIR": str(base / "data"),
