@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -89,13 +90,23 @@ def measure(events: int, work: Path, seed: int, timeout: float) -> dict:
         "CRATEDIGGER_AUDIO_COMPARE": "none",
     }
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_scale", "--run-one", str(source), str(data_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_scale",
+                "--run-one",
+                str(source),
+                str(data_dir),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as expired:
+        return timed_out(events, generation_s, time.perf_counter() - started, expired)
     wall = time.perf_counter() - started
     lines = [line for line in done.stdout.splitlines() if line.startswith(STEP_MARK)]
     if not lines:
@@ -110,6 +121,49 @@ def measure(events: int, work: Path, seed: int, timeout: float) -> dict:
         "peak_rss_gib": round(max(peaks, default=0.0) / 1024, 2),
         "wall_s_per_10M_events": round(report["wall_s"] * 1e7 / events, 1),
         **report,
+    }
+
+
+PROGRESS = re.compile(
+    r"^\[(?P<job>.+?) +\d+/\d+\] (?P<step>\S+) (?P<status>\S+) in (?P<s>[\d.]+) s"
+    r"(?:, peak (?P<gb>[\d.]+) GB)?"
+)
+
+
+def steps_from_progress(text: str) -> list[dict]:
+    """The finished steps of the runner's progress lines (``[job n/N] step done in s, peak GB``)."""
+    steps = []
+    for line in text.splitlines():
+        if match := PROGRESS.match(line):
+            gb = match["gb"]
+            steps.append(
+                {
+                    "job": match["job"],
+                    "step": match["step"],
+                    "status": match["status"],
+                    "seconds": float(match["s"]),
+                    "peak_rss_mb": None if gb is None else round(float(gb) * 1024, 1),
+                }
+            )
+    return steps
+
+
+def timed_out(
+    events: int, generation_s: float, wall: float, expired: subprocess.TimeoutExpired
+) -> dict:
+    """A size stopped at ``--timeout``: the steps it finished, from its progress lines."""
+    stderr = expired.stderr or ""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    steps = steps_from_progress(text)
+    peaks = [s["peak_rss_mb"] for s in steps if s["peak_rss_mb"] is not None]
+    return {
+        "events": events,
+        "success": False,
+        "generation_s": round(generation_s, 1),
+        "process_wall_s": round(wall, 1),
+        "peak_rss_gib": round(max(peaks, default=0.0) / 1024, 2),
+        "error": f"stopped at the --timeout of {expired.timeout:.0f} s after {len(steps)} steps",
+        "steps": steps,
     }
 
 
@@ -141,7 +195,9 @@ def markdown(results: list[dict]) -> str:
                 f"| {s['job']} | {s['step']} | {s['status']} | {s['seconds']} "
                 f"| {s['peak_rss_mb']} |"
             )
-        if not r.get("success"):
+        if r.get("error"):
+            lines.append(f"\nNOT FINISHED: {r['error']}")
+        elif not r.get("success"):
             lines.append(f"\nFAILED: {r.get('failed_job')} {r.get('failed_checks')}")
     return "\n".join(lines) + "\n"
 
@@ -152,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/tmp/cratedigger_scale", help="scratch folder")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per size")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--run-one", nargs=2, metavar=("SOURCE", "DATA_DIR"), help="internal")
     args = parser.parse_args(argv)
     if args.run_one:
@@ -170,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(events, work, args.seed, args.timeout)
         print({k: v for k, v in result.items() if k != "steps"}, flush=True)
         results.append(result)
-        RESULTS_DIR.mkdir(exist_ok=True)
-        (RESULTS_DIR / "scale.json").write_text(json.dumps(results, indent=1))
-        (RESULTS_DIR / "scale.md").write_text(markdown(results))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "scale.json").write_text(json.dumps(results, indent=1))
+        (args.out / "scale.md").write_text(markdown(results))
     return 0 if all(r.get("success") for r in results) else 1
 
 

@@ -632,23 +632,26 @@ class _TermDescriber:
         self.top_terms = top_terms
 
     def describe(self, user: str, chosen: np.ndarray) -> tuple[list[str], list[str]]:
+        """Per candidate its ``top_terms`` terms by match with the user's terms (the
+        candidate's own strongest when none is shared), ties to the lower term index: one sort
+        over every candidate's terms at once."""
         profile = self.user_terms[self.user_row[user]].toarray().ravel()
         candidate_terms = self.item_terms[chosen]
-        codes, details = [], []
-        for i in range(len(chosen)):
-            start, stop = candidate_terms.indptr[i], candidate_terms.indptr[i + 1]
-            columns = candidate_terms.indices[start:stop]
-            if len(columns) == 0:
-                codes.append("taste_profile")
-                details.append("")
-                continue
-            match = candidate_terms.data[start:stop] * profile[columns]
-            if match.max() <= 0:  # nothing shared: the candidate's own strongest terms
-                match = candidate_terms.data[start:stop]
-            order = top_k_indices(match, self.top_terms, tie_break=columns)
-            codes.append("described_as")
-            details.append(", ".join(self.terms[columns[order]]))
-        return codes, details
+        counts = np.diff(candidate_terms.indptr)
+        owner = np.repeat(np.arange(len(chosen)), counts)
+        columns, data = candidate_terms.indices, candidate_terms.data
+        match = data * profile[columns]
+        best = np.full(len(chosen), -np.inf)
+        np.maximum.at(best, owner, match)
+        value = np.where(best[owner] <= 0, data, match)  # nothing shared: own strongest terms
+        order = np.lexsort((columns, -value, owner))
+        rank = np.arange(len(order)) - np.repeat(candidate_terms.indptr[:-1], counts)
+        kept = order[rank < self.top_terms]
+        words: list[list[str]] = [[] for _ in range(len(chosen))]
+        for candidate, term in zip(owner[kept].tolist(), self.terms[columns[kept]], strict=True):
+            words[candidate].append(term)
+        codes = ["described_as" if w else "taste_profile" for w in words]
+        return codes, [", ".join(w) for w in words]
 
 
 # ---------------------------------------------------------------------------------- others

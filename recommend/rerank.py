@@ -166,6 +166,26 @@ class VectorLookup:
         return out
 
 
+Record = tuple  # (item_id, score, source, reason_code, reason_detail): _ROW_COLUMNS
+
+
+def records(frame: pd.DataFrame) -> list[Record]:
+    """The rows of a candidate frame as :data:`_ROW_COLUMNS` tuples (absent columns NaN)."""
+    frame = frame.reindex(columns=_ROW_COLUMNS)
+    return list(zip(*(frame[c].tolist() for c in _ROW_COLUMNS), strict=True))
+
+
+def _distinct(rows: Sequence[Record], played: set[str] | frozenset = frozenset()) -> list[Record]:
+    """The first row of each item, items in ``played`` left out (``drop_duplicates`` order)."""
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row[0] not in played and row[0] not in seen:
+            seen.add(row[0])
+            out.append(row)
+    return out
+
+
 def rerank_user(
     ranked: pd.DataFrame,
     exploration: pd.DataFrame,
@@ -198,65 +218,80 @@ def rerank_user(
         ``config.size`` rows, fewer when the candidates run out.
     """
     lookup = vectors if isinstance(vectors, VectorLookup) else VectorLookup(vectors)
-    pool = ranked[~ranked["item_id"].isin(played)].drop_duplicates("item_id")
-    pool = pool.head(config.pool_size).reset_index(drop=True)
-    explore = exploration[~exploration["item_id"].isin(played)].drop_duplicates("item_id")
+    rows = playlist_records(
+        records(ranked), records(exploration), played, item_artist, config, lookup
+    )
+    frame = pd.DataFrame(rows, columns=_ROW_COLUMNS)
+    frame.insert(0, "position", np.arange(1, len(frame) + 1))
+    frame["artist_id"] = [item_artist.get(item, item) for item in frame["item_id"]]
+    return frame
+
+
+def playlist_records(
+    ranked: Sequence[Record],
+    exploration: Sequence[Record],
+    played: set[str],
+    item_artist: Mapping[str, str],
+    config: PlaylistConfig,
+    lookup: VectorLookup,
+) -> list[Record]:
+    """:func:`rerank_user` on :func:`records` (the playlist's rows in order): per-user work in
+    plain Python and numpy, as it runs once per user."""
+    pool = _distinct(ranked, played)[: config.pool_size]
+    explore = _distinct(exploration, played)
     per_artist: dict[str, int] = {}
     taken: set[str] = set()
 
-    def artist(item: str) -> str:
-        return item_artist.get(item, item)
-
     def take(item: str) -> None:
         taken.add(item)
-        per_artist[artist(item)] = per_artist.get(artist(item), 0) + 1
+        artist = item_artist.get(item, item)
+        per_artist[artist] = per_artist.get(artist, 0) + 1
 
     def fits(item: str) -> bool:
-        return item not in taken and per_artist.get(artist(item), 0) < config.max_per_artist
+        return item not in taken and per_artist.get(item_artist.get(item, item), 0) < (
+            config.max_per_artist
+        )
 
     # MMR picks the main list first, so exploration never pushes a relevant item down or
     # takes its artist's slot; exploration then fills its reserved slots among what fits
     main_needed = config.size - config.exploration_slots
-    pool_items = pool["item_id"].tolist()
 
     def allowed(index: int, chosen: list[int]) -> bool:
-        item = pool_items[index]
+        item = pool[index][0]
         if not fits(item):
             return False
         take(item)
         return True
 
     order = mmr_order(
-        pool["score"].to_numpy(),
-        lookup.rows(pool_items),
+        np.array([row[1] for row in pool], dtype=np.float64),
+        lookup.rows([row[0] for row in pool]),
         main_needed,
         config.mmr_lambda,
         allowed=allowed,
     )
-    main_rows = pool.iloc[order].to_dict("records")
-    explore_rows = []
-    for row in explore.itertuples(index=False):
+    main_rows = [pool[i] for i in order]
+    explore_rows: list[Record] = []
+    for row in explore:
         if len(explore_rows) >= config.exploration_slots:
             break
-        if fits(row.item_id):
-            take(row.item_id)
-            explore_rows.append(row._asdict())
+        if fits(row[0]):
+            take(row[0])
+            explore_rows.append(row)
     # short of candidates: the rest of the pool, then of the ranking, then of exploration
-    for frame in (pool, ranked.iloc[config.pool_size :], explore):
-        for row in frame.drop_duplicates("item_id").itertuples(index=False):
+    for rest in (pool, ranked[config.pool_size :], explore):
+        if len(main_rows) + len(explore_rows) >= config.size:
+            break
+        for row in _distinct(rest):
             if len(main_rows) + len(explore_rows) >= config.size:
                 break
-            if row.item_id not in played and fits(row.item_id):
-                take(row.item_id)
-                main_rows.append(row._asdict())
-    rows = _interleave(main_rows, explore_rows, config)
-    frame = pd.DataFrame(rows, columns=_ROW_COLUMNS)
-    frame.insert(0, "position", np.arange(1, len(frame) + 1))
-    frame["artist_id"] = frame["item_id"].map(artist)
-    return frame
+            if row[0] not in played and fits(row[0]):
+                take(row[0])
+                main_rows.append(row)
+    return _interleave(main_rows, explore_rows, config)
 
 
-def _interleave(main: list[dict], explore: list[dict], config: PlaylistConfig) -> list[dict]:
+def _interleave(main: list[Record], explore: list[Record], config: PlaylistConfig) -> list[Record]:
     total = len(main) + len(explore)
     positions: list[int] = []
     for wanted in sorted(config.exploration_positions)[: len(explore)]:
@@ -268,11 +303,19 @@ def _interleave(main: list[dict], explore: list[dict], config: PlaylistConfig) -
     while len(positions) < len(explore):  # more slots than positions: the rest go last
         positions.append(next(spare))
     slots = set(positions)
-    out: list[dict] = []
+    out: list[Record] = []
     main_iter, explore_iter = iter(main), iter(explore)
     for position in range(1, total + 1):
         source = explore_iter if position in slots else main_iter
         out.append(next(source))
+    return out
+
+
+def _records_by_user(frame: pd.DataFrame) -> dict[str, list[Record]]:
+    """:func:`records` of each user of ``frame``, in the frame's order."""
+    out: dict[str, list[Record]] = {}
+    for user, row in zip(frame["user_id"].tolist(), records(frame), strict=True):
+        out.setdefault(user, []).append(row)
     return out
 
 
@@ -313,29 +356,34 @@ def rerank(
     """
     config = config or PlaylistConfig()
     lookup = item_vectors if isinstance(item_vectors, VectorLookup) else VectorLookup(item_vectors)
-    empty = pd.DataFrame(columns=_ROW_COLUMNS)
-    by_user = {u: g for u, g in blended.groupby("user_id", sort=False)}
+    by_user = _records_by_user(blended)
     explore_sorted = exploration.sort_values(
         ["user_id", "score", "item_id"], ascending=[True, False, True], kind="mergesort"
     )
-    explore_by_user = {u: g for u, g in explore_sorted.groupby("user_id", sort=False)}
+    explore_by_user = _records_by_user(explore_sorted)
     wanted = users if users is not None else sorted(set(by_user) | set(explore_by_user))
-    frames = []
+    users_out: list[str] = []
+    positions: list[int] = []
+    rows: list[Record] = []
     for user in wanted:
-        playlist = rerank_user(
-            by_user.get(user, empty),
-            explore_by_user.get(user, empty),
+        playlist = playlist_records(
+            by_user.get(user, []),
+            explore_by_user.get(user, []),
             played.get(user, set()),
             item_artist,
             config,
             lookup,
         )
-        if len(playlist):
-            playlist.insert(0, "user_id", user)
-            frames.append(playlist)
-    if not frames:
+        users_out.extend([user] * len(playlist))
+        positions.extend(range(1, len(playlist) + 1))
+        rows.extend(playlist)
+    if not rows:
         return pd.DataFrame(columns=PLAYLIST_COLUMNS)
-    out = pd.concat(frames, ignore_index=True)[PLAYLIST_COLUMNS]
+    out = pd.DataFrame(rows, columns=_ROW_COLUMNS)
+    out.insert(0, "position", np.array(positions, dtype=np.int64))
+    out.insert(0, "user_id", users_out)
+    out["artist_id"] = [item_artist.get(item, item) for item in out["item_id"]]
+    out = out[PLAYLIST_COLUMNS]
     short = out.groupby("user_id").size()
     short = short[short < config.size]
     if len(short):

@@ -853,10 +853,12 @@ def land_csv(
         f"nullstr = {_sql_text(NULL_MARKER)}, strict_mode = true, null_padding = false"
     )
     try:
+        # the table keeps the file's record order (insertion order is preserved), so a record's
+        # line is its rowid + 2 (header first): numbered after the write, a cheap update, where
+        # a row_number() window in the read would make every row wait for the whole file
         con.execute(
             f"CREATE OR REPLACE TABLE {target} AS SELECT {', '.join(select)}, "
-            f"{_sql_text(str(path))} AS _source_file, "
-            f"CAST(row_number() OVER () + 1 AS BIGINT) AS _source_line, "
+            f"{_sql_text(str(path))} AS _source_file, CAST(NULL AS BIGINT) AS _source_line, "
             f"CAST(? AS TIMESTAMPTZ) AS _loaded_at "
             f"FROM read_csv({_sql_text(str(path))}, {options})",
             [loaded_at],
@@ -864,6 +866,7 @@ def land_csv(
     except duckdb.Error as error:  # not UTF-8, ragged rows...: the Python reader decides
         logger.info("%s: DuckDB cannot read it strictly (%s); using the Python reader", path, error)
         return None
+    con.execute(f"UPDATE {target} SET _source_line = rowid + 2")
     rows = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
     records = scan.lines - 1  # the header is line 1
     if rows == records:
@@ -954,12 +957,13 @@ def derive_users_sql(
         f"_source_file, _source_line FROM {relation}"
         for i, (relation, column) in enumerate(sources)
     )
+    # grouped first, so that the blank test runs once per distinct id, not once per row
     con.execute(
         f"CREATE OR REPLACE TABLE {target} AS SELECT user_id, _source_file, _source_line, "
         f"CAST(? AS TIMESTAMPTZ) AS _loaded_at FROM ("
         f"SELECT user_id, arg_min(_source_file, _pos) AS _source_file, "
         f"arg_min(_source_line, _pos) AS _source_line, min(_pos) AS _first "
-        f"FROM ({parts}) WHERE {_filled_sql('user_id')} GROUP BY user_id) ORDER BY _first",
+        f"FROM ({parts}) GROUP BY user_id) WHERE {_filled_sql('user_id')} ORDER BY _first",
         [loaded_at],
     )
     return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
