@@ -946,8 +946,11 @@ class UserKNNModel(CFModel):
         """Per user: the indices of their nearest training users (never themselves) and the
         similarity to every training user (``(len(users), n_users)``)."""
         user_rows = self._require_fitted(self.user_rows)
+        if getattr(self, "_columns", None) is None or self._columns_of is not user_rows:
+            # the transpose as CSR once (scipy would convert it on every product)
+            self._columns, self._columns_of = sparse.csr_matrix(user_rows.T), user_rows
         unit = sparse.csr_matrix(normalize_rows(user_items, dtype=np.float32))
-        similarity = np.asarray((unit @ user_rows.T).todense(), dtype=np.float64)
+        similarity = np.asarray((unit @ self._columns).todense(), dtype=np.float64)
         own = np.asarray(user_indices, dtype=np.int64)
         inside = (own >= 0) & (own < similarity.shape[1])
         similarity[np.flatnonzero(inside), own[inside]] = 0.0

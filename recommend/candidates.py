@@ -251,6 +251,7 @@ def cf_candidates(
             np.repeat(np.arange(len(batch)), np.diff(played_rows.indptr)), played_rows.indices
         ] = -np.inf
         top, finite = _top_rows(scores, n)
+        votes = explainer.neighbour_votes(batch, batch_items) if explainer else {}
         for offset, row in enumerate(batch):
             chosen = top[offset][finite[offset]]
             if len(chosen) == 0:
@@ -263,7 +264,7 @@ def cf_candidates(
                 codes.extend([_default_code(kind)] * len(chosen))
                 details.extend([""] * len(chosen))
             else:
-                code, detail = explainer.explain(int(row), chosen)
+                code, detail = explainer.explain(int(row), chosen, votes)
                 codes.extend(code)
                 details.extend(detail)
     logger.info("%s candidates: %d rows for %d users", source, len(out_users), len(rows))
@@ -288,18 +289,30 @@ def spread_anchors(contribution: np.ndarray, share: float = ANCHOR_SHARE) -> np.
     of the strongest and has anchored fewer of the user's candidates so far: reasons then name
     several of the things the user played instead of the same one again and again.
     """
-    uses = np.zeros(contribution.shape[0])
-    best = np.zeros(contribution.shape[1], dtype=np.int64)
-    for column in range(contribution.shape[1]):
-        values = contribution[:, column]
-        top = values.max(initial=0.0)
-        if top <= 0:
-            best[column] = int(np.argmax(values)) if len(values) else 0
+    n_rows, n_columns = contribution.shape
+    best = np.zeros(n_columns, dtype=np.int64)
+    if n_rows == 0:
+        return best
+    # the per-column thresholds in one pass; the greedy choice, sequential by nature, then
+    # runs in plain Python over each column's few eligible rows (float64 arithmetic as numpy)
+    top = np.maximum(contribution.max(axis=0), 0.0)
+    strongest = contribution.argmax(axis=0)
+    columns, rows = np.nonzero((contribution >= share * top).T)
+    values = contribution[rows, columns].tolist()
+    bounds = np.searchsorted(columns, np.arange(n_columns + 1)).tolist()
+    rows_list = rows.tolist()
+    uses: dict[int, int] = {}
+    for column in range(n_columns):
+        if top[column] <= 0:
+            best[column] = strongest[column]
             continue
-        eligible = values >= share * top
-        score = np.where(eligible, values / (1.0 + uses), -np.inf)
-        best[column] = int(np.argmax(score))
-        uses[best[column]] += 1
+        pick, pick_score = -1, -np.inf
+        for k in range(bounds[column], bounds[column + 1]):  # rows ascending: ties go first
+            score = values[k] / (1.0 + uses.get(rows_list[k], 0))
+            if score > pick_score:
+                pick, pick_score = rows_list[k], score
+        best[column] = pick
+        uses[pick] = uses.get(pick, 0) + 1
     return best
 
 
@@ -323,7 +336,39 @@ class _CFExplainer:
             self.neighbours = max(1, min(neighbours, len(self.user_vectors) - 1))
             self.binary = sparse.csr_matrix(fitted.interactions.plays > 0, dtype=np.float32)
 
-    def explain(self, row: int, chosen: np.ndarray) -> tuple[list[str], list[str]]:
+    def neighbour_votes(
+        self, batch: np.ndarray, batch_items: sparse.csr_matrix
+    ) -> dict[int, tuple[np.ndarray, int]]:
+        """``listeners_like_you`` evidence of a batch of users at once: per user, how many of
+        their nearest listeners played each item, and how many were asked. User-kNN asks the
+        very neighbours that voted; factor models the nearest users by cosine of their factors
+        (one product per batch, not a pass over every user per user). ``{}`` for other kinds."""
+        if self.kind == "user_knn":
+            nearest = self.fitted.model.nearest(batch, batch_items)[0]
+            voters = self.fitted.model.item_rows
+        elif self.kind in FACTOR_KINDS:
+            similarity = self.user_vectors[batch] @ self.user_vectors.T
+            similarity[np.arange(len(batch)), batch] = -np.inf  # never oneself
+            nearest = top_k_indices(similarity, self.neighbours)
+            voters = self.binary
+        else:
+            return {}
+        size, asked = nearest.shape
+        chosen_neighbours = sparse.csr_matrix(
+            (np.ones(size * asked, dtype=np.float32), nearest.ravel(), np.arange(size + 1) * asked),
+            shape=(size, voters.shape[0]),
+        )
+        votes = (chosen_neighbours @ voters).toarray()
+        return {int(row): (votes[offset], asked) for offset, row in enumerate(batch)}
+
+    def explain(
+        self,
+        row: int,
+        chosen: np.ndarray,
+        votes: dict[int, tuple[np.ndarray, int]] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Reason codes and details of one user's chosen candidates (``votes``: the batch's
+        :meth:`neighbour_votes`, computed here for this user alone when absent)."""
         if self.kind in ITEM_ITEM_KINDS:
             played = self.user_items[row]
             if played.nnz == 0:
@@ -344,17 +389,11 @@ class _CFExplainer:
             sources = self.item_ids[played.indices[best]]
             codes = ["because_you_played" if h else "taste_profile" for h in has]
             return codes, [s if h else "" for s, h in zip(sources, has, strict=True)]
-        if self.kind == "user_knn":  # the very neighbours that voted
-            nearest = self.fitted.model.nearest(np.array([row]), self.user_items[row])[0][0]
-            counts = np.asarray(self.fitted.model.item_rows[nearest][:, chosen].sum(axis=0))
-            details = [f"{int(c)}/{len(nearest)}" for c in counts.ravel()]
-            codes = ["listeners_like_you" if c > 0 else "taste_profile" for c in counts.ravel()]
-            return codes, details
-        if self.kind in FACTOR_KINDS:
-            similarity = self.user_vectors @ self.user_vectors[row]
-            nearest = top_k_indices(similarity, self.neighbours, exclude=[row])
-            counts = np.asarray(self.binary[nearest][:, chosen].sum(axis=0)).ravel()
-            details = [f"{int(c)}/{self.neighbours}" for c in counts]
+        if self.kind == "user_knn" or self.kind in FACTOR_KINDS:
+            if not votes or row not in votes:
+                votes = self.neighbour_votes(np.array([row]), self.user_items[[row]])
+            counts, asked = votes[row][0][chosen], votes[row][1]
+            details = [f"{int(c)}/{asked}" for c in counts]
             codes = ["listeners_like_you" if c > 0 else "taste_profile" for c in counts]
             return codes, details
         return [_default_code(self.kind)] * len(chosen), [""] * len(chosen)
