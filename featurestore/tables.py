@@ -141,36 +141,85 @@ def _finish(frame: pd.DataFrame, schema: pa.Schema, created: pd.Timestamp) -> pd
     return frame.reset_index(drop=True)
 
 
-_EVENT_ROWS_SQL = """
-    ev AS (
-        SELECT e.user_id, e.item_id, coalesce(i.artist_id, e.item_id) AS artist_id,
-               e.plays, e.ts,
-               date_trunc('week', e.ts AT TIME ZONE 'UTC') + INTERVAL 7 DAY AS week_end_utc
-        FROM golden.listen_events e LEFT JOIN golden.items i ON i.item_id = e.item_id
-        WHERE e.ts IS NOT NULL AND e.plays > 0
-    ),
-    buckets AS (
-        SELECT user_id, item_id, artist_id, (week_end_utc AT TIME ZONE 'UTC') AS week_end,
-               sum(plays) AS plays, max(ts) AS last_ts
-        FROM ev GROUP BY ALL
-    ),
-    week_ends AS (
-        SELECT unnest(generate_series(min(week_end), max(week_end), INTERVAL 7 DAY))
-               AS snapshot_ts
-        FROM buckets
-    ),
-    user_weeks AS (
-        SELECT f.user_id, w.snapshot_ts
-        FROM (SELECT user_id, min(week_end) AS first_week_end FROM buckets GROUP BY 1) f
-        JOIN week_ends w ON w.snapshot_ts >= f.first_week_end
-        WHERE $cut::TIMESTAMPTZ IS NULL OR w.snapshot_ts <= $cut::TIMESTAMPTZ
-    ),
-    joined AS (
-        -- every weekly bucket of a user joined to each of the user's week ends after it
-        SELECT b.user_id, b.item_id, b.artist_id, b.plays, b.last_ts, b.week_end, uw.snapshot_ts
-        FROM user_weeks uw JOIN buckets b
-          ON b.user_id = uw.user_id AND b.week_end <= uw.snapshot_ts
-    )"""
+# Weekly snapshots from events without re-reading a user's whole past for every week end:
+# what changes in a week (plays, first plays of items and artists, the artists' running play
+# counts) is summed once per (user, week), and each snapshot is a running total over the
+# user's weeks. The entropy of plays over artists is kept as S = sum(a * log2 a) over the
+# artists' counts a (H = log2 T - S / T for T plays), which changes by a' log2 a' - a log2 a
+# when an artist's count goes from a to a'; counts only grow, so the top artist's count at a
+# week end is the running maximum of the counts reached. Time and memory grow with the events
+# and the user-weeks, not with their product.
+_WEEKLY_USER_STATS_SQL = """
+WITH ev AS (
+    SELECT e.user_id, e.item_id, coalesce(i.artist_id, e.item_id) AS artist_id, e.plays, e.ts,
+           (date_trunc('week', e.ts AT TIME ZONE 'UTC') + INTERVAL 7 DAY) AT TIME ZONE 'UTC'
+               AS week_end
+    FROM golden.listen_events e LEFT JOIN golden.items i ON i.item_id = e.item_id
+    WHERE e.ts IS NOT NULL AND e.plays > 0
+),
+weekly AS (
+    SELECT user_id, week_end, sum(plays) AS plays, max(ts) AS last_ts FROM ev GROUP BY ALL
+),
+new_items AS (
+    SELECT user_id, week_end, count(*) AS n
+    FROM (SELECT user_id, min(week_end) AS week_end FROM ev GROUP BY user_id, item_id)
+    GROUP BY ALL
+),
+artist_counts AS (
+    SELECT user_id, artist_id, week_end, plays,
+           sum(plays) OVER (PARTITION BY user_id, artist_id ORDER BY week_end
+                            ROWS UNBOUNDED PRECEDING) AS reached
+    FROM (SELECT user_id, artist_id, week_end, sum(plays) AS plays FROM ev GROUP BY ALL)
+),
+artist_changes AS (
+    SELECT user_id, week_end,
+           count(*) FILTER (WHERE reached = plays) AS new_artists,
+           max(reached) AS top_reached,
+           sum(reached * log2(reached)
+               - CASE WHEN reached > plays THEN (reached - plays) * log2(reached - plays)
+                      ELSE 0 END) AS xlogx_change
+    FROM artist_counts GROUP BY ALL
+),
+week_ends AS (
+    SELECT unnest(generate_series(min(week_end), max(week_end), INTERVAL 7 DAY)) AS snapshot_ts
+    FROM weekly
+),
+user_weeks AS (
+    SELECT f.user_id, w.snapshot_ts
+    FROM (SELECT user_id, min(week_end) AS first_week_end FROM weekly GROUP BY 1) f
+    JOIN week_ends w ON w.snapshot_ts >= f.first_week_end
+    WHERE $cut::TIMESTAMPTZ IS NULL OR w.snapshot_ts <= $cut::TIMESTAMPTZ
+),
+running AS (
+    SELECT uw.user_id, uw.snapshot_ts,
+           sum(coalesce(k.plays, 0)) OVER w AS total_plays,
+           sum(coalesce(n.n, 0)) OVER w AS distinct_items,
+           sum(coalesce(a.new_artists, 0)) OVER w AS distinct_artists,
+           max(a.top_reached) OVER w AS top_artist_plays,
+           sum(coalesce(a.xlogx_change, 0.0)) OVER w AS xlogx,
+           max(k.last_ts) OVER w AS last_listen_ts,
+           sum(coalesce(k.plays, 0)) OVER (
+               PARTITION BY uw.user_id ORDER BY uw.snapshot_ts
+               RANGE BETWEEN INTERVAL 27 DAY PRECEDING AND CURRENT ROW
+           ) AS plays_last_4_weeks
+    FROM user_weeks uw
+    LEFT JOIN weekly k ON k.user_id = uw.user_id AND k.week_end = uw.snapshot_ts
+    LEFT JOIN new_items n ON n.user_id = uw.user_id AND n.week_end = uw.snapshot_ts
+    LEFT JOIN artist_changes a ON a.user_id = uw.user_id AND a.week_end = uw.snapshot_ts
+    WINDOW w AS (PARTITION BY uw.user_id ORDER BY uw.snapshot_ts ROWS UNBOUNDED PRECEDING)
+)
+SELECT user_id,
+       total_plays::BIGINT AS total_plays,
+       distinct_items::BIGINT AS distinct_items,
+       distinct_artists::BIGINT AS distinct_artists,
+       (top_artist_plays / total_plays)::DOUBLE AS top_artist_share,
+       (greatest(log2(total_plays) - xlogx / total_plays, 0.0) + 0.0)::DOUBLE AS artist_entropy,
+       last_listen_ts,
+       plays_last_4_weeks::BIGINT AS plays_last_4_weeks,
+       snapshot_ts AS event_timestamp
+FROM running
+ORDER BY user_id, snapshot_ts
+"""
 
 _AGGREGATED_ROWS_SQL = """
     joined AS (
@@ -265,12 +314,7 @@ def user_listening_stats(
     _require_tables(con, "listens", "items")
     cut = _utc(as_of, "as_of").to_pydatetime() if as_of is not None else None
     if has_listen_events(con):
-        sql = _USER_STATS_SQL.format(
-            rows_sql=_EVENT_ROWS_SQL,
-            recent_sql=(
-                "coalesce(sum(plays) FILTER (WHERE week_end > snapshot_ts - INTERVAL 28 DAY), 0)"
-            ),
-        )
+        sql = _WEEKLY_USER_STATS_SQL
         kind = "weekly snapshots from events"
     else:
         if cut is None:
