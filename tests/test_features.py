@@ -141,6 +141,79 @@ def test_as_of_cuts_event_snapshots(events_con) -> None:
     assert stats.event_timestamp.max() == pd.Timestamp("2024-01-15 00:00:00+00:00")
 
 
+def _reference_snapshots(events: pd.DataFrame, artist_of: dict[str, str]) -> pd.DataFrame:
+    """Each user's statistics at each week end recomputed from every event before it."""
+    ts = pd.to_datetime(events["ts"], utc=True)
+    week_end = ts.dt.tz_localize(None).dt.to_period("W-SUN").dt.start_time + pd.Timedelta(days=7)
+    events = events.assign(week_end=week_end.dt.tz_localize("UTC"))
+    ends = pd.date_range(events["week_end"].min(), events["week_end"].max(), freq="7D")
+    rows = []
+    for user, own in events.groupby("user_id"):
+        for end in ends[ends >= own["week_end"].min()]:
+            past = own[own["week_end"] <= end]
+            per_artist = past.groupby(past["item_id"].map(artist_of))["plays"].sum()
+            shares = per_artist / per_artist.sum()
+            recent = past[past["week_end"] > end - pd.Timedelta(days=28)]
+            rows.append(
+                (
+                    user,
+                    end,
+                    int(past["plays"].sum()),
+                    past["item_id"].nunique(),
+                    len(per_artist),
+                    float(shares.max()),
+                    float(-(shares * np.log2(shares)).sum()),
+                    int(recent["plays"].sum()),
+                )
+            )
+    columns = ["user_id", "event_timestamp", "total_plays", "distinct_items"]
+    columns += ["distinct_artists", "top_artist_share", "artist_entropy", "plays_last_4_weeks"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_weekly_snapshots_equal_a_recount_of_every_past_event() -> None:
+    """The running totals (entropy kept as sum a*log2 a, top artist as a running maximum,
+    four weeks as a range window) equal the statistics recounted at each week end."""
+    rng = np.random.default_rng(3)
+    n = 600
+    events = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in rng.integers(0, 12, n)],
+            "item_id": [f"t{i}" for i in rng.integers(0, 40, n)],
+            "plays": rng.integers(1, 6, n),
+            "ts": pd.Timestamp("2024-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 70 * 86400, n), unit="s"),
+        }
+    )
+    artist_of = {f"t{i}": f"a{i % 9}" for i in range(40)}
+    con = duckdb.connect()
+    con.execute(GOLDEN_DDL)
+    con.execute("INSERT INTO golden.listen_events SELECT * FROM events")
+    con.execute(
+        "INSERT INTO golden.items SELECT item_id, artist_id, item_id, NULL, 'track' "
+        "FROM (SELECT unnest(?) AS item_id, unnest(?) AS artist_id)",
+        [list(artist_of), list(artist_of.values())],
+    )
+    con.execute(
+        "INSERT INTO golden.listens SELECT user_id, item_id, sum(plays), min(ts), "
+        "max(ts) FROM events GROUP BY ALL"
+    )
+    stats = features.user_listening_stats(con).sort_values(["user_id", "event_timestamp"])
+    expected = _reference_snapshots(events, artist_of).sort_values(["user_id", "event_timestamp"])
+    assert len(stats) == len(expected)
+    for column in expected.columns[2:]:
+        np.testing.assert_allclose(
+            stats[column].to_numpy(dtype=float),
+            expected[column].to_numpy(dtype=float),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=column,
+        )
+    assert (stats["user_id"].to_numpy() == expected["user_id"].to_numpy()).all()
+    stamps = pd.to_datetime(stats["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    assert (stamps.to_numpy() == expected["event_timestamp"].to_numpy()).all()
+
+
 def test_aggregated_source_gives_one_row_per_user_at_as_of(aggregated_con) -> None:
     stats = features.user_listening_stats(aggregated_con, as_of=AS_OF)
     assert list(stats.user_id) == ["u1", "u2"]
