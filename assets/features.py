@@ -49,9 +49,17 @@ def _as_of() -> pd.Timestamp:
 def user_listening_stats(
     warehouse: Warehouse, feature_store: FeatureStoreResource
 ) -> dg.MaterializeResult:
-    with warehouse.connect(read_only=True) as con:
-        frame = features.user_listening_stats(con, as_of=_as_of())
-    return _export(feature_store, "user_listening_stats", frame)
+    path = feature_store.client().parquet_path("user_listening_stats")
+    with warehouse.connect(read_only=True) as con:  # users x weeks: streamed, never whole
+        written = features.export_user_listening_stats(con, path, as_of=_as_of())
+    return dg.MaterializeResult(
+        metadata={
+            **frame_metadata(written.head),
+            "dagster/row_count": dg.MetadataValue.int(written.rows),
+            "parquet": dg.MetadataValue.path(str(written.path)),
+            "feature_view": "user_listening_stats",
+        }
+    )
 
 
 @dg.asset(

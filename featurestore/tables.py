@@ -36,8 +36,10 @@ Example usage::
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -311,24 +313,71 @@ def user_listening_stats(
         If golden tables are missing, or ``as_of`` is missing for an aggregated source.
     """
     created_ts = _utc(created, "created") if created is not None else _now()
-    _require_tables(con, "listens", "items")
-    cut = _utc(as_of, "as_of").to_pydatetime() if as_of is not None else None
-    if has_listen_events(con):
-        sql = _WEEKLY_USER_STATS_SQL
-        kind = "weekly snapshots from events"
-    else:
-        if cut is None:
-            raise FeatureInputError(
-                "golden.listens has no timestamped events (golden.listen_events is absent or "
-                "empty): pass as_of=<UTC datetime> to stamp the one row per user"
-            )
-        sql = _USER_STATS_SQL.format(rows_sql=_AGGREGATED_ROWS_SQL, recent_sql="NULL::BIGINT")
-        kind = f"one row per user stamped {cut} (aggregated source)"
-    frame = con.execute(sql, {"cut": cut}).df()
-    logger.info("user_listening_stats: %d rows, %s", len(frame), kind)
+    sql, params = _user_stats_query(con, as_of)
+    frame = con.execute(sql, params).df()
+    logger.info("user_listening_stats: %d rows", len(frame))
     if frame.empty:
         frame = pd.DataFrame(columns=USER_LISTENING_STATS_SCHEMA.names)
     return _finish(frame, USER_LISTENING_STATS_SCHEMA, created_ts)
+
+
+def _user_stats_query(
+    con: duckdb.DuckDBPyConnection, as_of: datetime | None
+) -> tuple[str, dict[str, Any]]:
+    """The query of :func:`user_listening_stats` and its parameters."""
+    _require_tables(con, "listens", "items")
+    cut = _utc(as_of, "as_of").to_pydatetime() if as_of is not None else None
+    if has_listen_events(con):
+        return _WEEKLY_USER_STATS_SQL, {"cut": cut}
+    if cut is None:
+        raise FeatureInputError(
+            "golden.listens has no timestamped events (golden.listen_events is absent or "
+            "empty): pass as_of=<UTC datetime> to stamp the one row per user"
+        )
+    sql = _USER_STATS_SQL.format(rows_sql=_AGGREGATED_ROWS_SQL, recent_sql="NULL::BIGINT")
+    return sql, {"cut": cut}
+
+
+EXPORT_BATCH_ROWS = 500_000  # rows per batch when a feature table is streamed to Parquet
+
+
+@dataclass
+class StreamedExport:
+    """What :func:`export_user_listening_stats` wrote: the file, its rows, its first rows."""
+
+    path: Path
+    rows: int
+    head: pd.DataFrame
+
+
+def export_user_listening_stats(
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    as_of: datetime | None = None,
+    created: datetime | None = None,
+    batch_rows: int = EXPORT_BATCH_ROWS,
+) -> StreamedExport:
+    """:func:`user_listening_stats` written to Parquet in batches of ``batch_rows`` (the table
+    grows with users x weeks: it never is in memory whole); the same rows, columns and types
+    as :func:`export_parquet` of the frame. Written atomically (temp file + rename)."""
+    created_ts = _utc(created, "created") if created is not None else _now()
+    sql, params = _user_stats_query(con, as_of)
+    schema = USER_LISTENING_STATS_SCHEMA
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    rows, head = 0, None
+    reader = con.execute(sql, params).to_arrow_reader(batch_rows)
+    with pq.ParquetWriter(temporary, schema) as writer:
+        for batch in reader:
+            frame = _finish(batch.to_pandas(), schema, created_ts)
+            writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            rows += len(frame)
+            head = frame.head(20) if head is None else head
+    temporary.replace(target)
+    logger.info("user_listening_stats: wrote %d rows to %s", rows, target)
+    empty = pd.DataFrame(columns=schema.names)
+    return StreamedExport(target, rows, head if head is not None else empty)
 
 
 _TOP_TERMS_SQL = """

@@ -382,3 +382,21 @@ def test_hetrec_user_and_artist_stats(hetrec_dir: Path) -> None:
     assert len(artists) == plays.item_id.nunique()
     top = artists.iloc[0]
     assert top.popularity_rank == 1 and top.listeners == plays.groupby("item_id").size().max()
+
+
+def test_streamed_user_stats_export_equals_the_frame_export(events_con, tmp_path: Path) -> None:
+    """Written in batches (here of 2 rows), the Parquet file holds the rows, columns and types
+    that exporting the whole frame gives."""
+    created = datetime(2024, 3, 1, tzinfo=UTC)
+    whole = features.export_parquet(
+        features.user_listening_stats(events_con, created=created), tmp_path / "whole.parquet"
+    )
+    written = features.export_user_listening_stats(
+        events_con, tmp_path / "streamed.parquet", created=created, batch_rows=2
+    )
+    expected = pq.read_table(whole)
+    streamed = pq.read_table(written.path)
+    assert written.rows == expected.num_rows > 2
+    assert streamed.schema == expected.schema
+    assert streamed.equals(expected)
+    assert list(written.head.columns) == expected.schema.names
