@@ -935,10 +935,18 @@ class UserKNNModel(CFModel):
         super().__init__(config)
         self.user_rows: sparse.csr_matrix | None = None
         self.item_rows: sparse.csr_matrix | None = None
+        self._columns: sparse.csr_matrix | None = None  # user_rows.T as CSR, made once
 
     def fit(self, user_items: sparse.csr_matrix) -> None:
         self.user_rows = sparse.csr_matrix(normalize_rows(user_items, dtype=np.float32))
+        self._columns = None
         self.item_rows = weight_plays(user_items, "binary")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_columns": None}  # a cache: not stored with the model
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_columns": None, **state})  # models stored before the cache
 
     def nearest(
         self, user_indices: np.ndarray, user_items: sparse.csr_matrix
@@ -946,9 +954,8 @@ class UserKNNModel(CFModel):
         """Per user: the indices of their nearest training users (never themselves) and the
         similarity to every training user (``(len(users), n_users)``)."""
         user_rows = self._require_fitted(self.user_rows)
-        if getattr(self, "_columns", None) is None or self._columns_of is not user_rows:
-            # the transpose as CSR once (scipy would convert it on every product)
-            self._columns, self._columns_of = sparse.csr_matrix(user_rows.T), user_rows
+        if self._columns is None:
+            self._columns = sparse.csr_matrix(user_rows.T)  # scipy converts .T on every product
         unit = sparse.csr_matrix(normalize_rows(user_items, dtype=np.float32))
         similarity = np.asarray((unit @ self._columns).todense(), dtype=np.float64)
         own = np.asarray(user_indices, dtype=np.int64)
@@ -988,6 +995,7 @@ class UserKNNModel(CFModel):
                 shape=tuple(state[f"{name}_shape"]),
             )
             setattr(self, name, matrix)
+        self._columns = None
 
 
 MODEL_CLASSES: dict[str, type[CFModel]] = {
